@@ -1,0 +1,142 @@
+package cdr
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/switchboard/switchboard/internal/sqldb"
+)
+
+// Record is one call.
+type Record struct {
+	ID       int64
+	CallID   string
+	Caller   string // From URI user@host
+	Callee   string // Request-URI user@host as dialled
+	Started  time.Time
+	Answered time.Time // zero if never answered
+	Ended    time.Time // zero while the call is up
+	Status   int       // final SIP status of the INVITE (0 while ringing)
+	Reason   string    // reason phrase, or why the call ended
+	HangupBy string    // "caller", "callee", "switch" or "" while up
+	Media    string    // per-leg media statistics, free text ("" when not relayed)
+}
+
+// Duration returns the answered time of the call.
+func (r Record) Duration() time.Duration {
+	if r.Answered.IsZero() || r.Ended.IsZero() {
+		return 0
+	}
+	return r.Ended.Sub(r.Answered)
+}
+
+var schema = []string{
+	`CREATE TABLE calls (
+		id INTEGER PRIMARY KEY AUTOINCREMENT,
+		call_id TEXT NOT NULL,
+		caller TEXT NOT NULL,
+		callee TEXT NOT NULL,
+		started_ms INTEGER NOT NULL,
+		answered_ms INTEGER,
+		ended_ms INTEGER,
+		status INTEGER NOT NULL DEFAULT 0,
+		reason TEXT NOT NULL DEFAULT '',
+		hangup_by TEXT NOT NULL DEFAULT '',
+		media TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX calls_call_id ON calls (call_id);
+	CREATE INDEX calls_started ON calls (started_ms);`,
+}
+
+// Store keeps call records in SQL.
+type Store struct {
+	db *sql.DB
+	w  *sqldb.BatchWriter
+}
+
+// Open migrates the calls table and returns the store. Call Run to write.
+func Open(ctx context.Context, db *sql.DB, log *slog.Logger) (*Store, error) {
+	if err := sqldb.Migrate(ctx, db, "cdr", schema); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Store{db: db, w: sqldb.NewBatchWriter(db, "cdr", 65536, log.With("component", "cdr"))}, nil
+}
+
+// Run writes queued records until ctx ends, then flushes. The caller owns
+// the goroutine.
+func (s *Store) Run(ctx context.Context) { s.w.Run(ctx) }
+
+func ms(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMilli()
+}
+
+// Started records a new call attempt.
+func (s *Store) Started(callID, caller, callee string, at time.Time) {
+	s.w.Enqueue(func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO calls (call_id, caller, callee, started_ms) VALUES (?, ?, ?, ?)`,
+			callID, caller, callee, at.UnixMilli())
+		return err
+	})
+}
+
+// Answered records the 2xx of the call's INVITE.
+func (s *Store) Answered(callID string, status int, at time.Time) {
+	s.w.Enqueue(func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE calls SET answered_ms = ?, status = ? WHERE call_id = ? AND ended_ms IS NULL AND answered_ms IS NULL`,
+			at.UnixMilli(), status, callID)
+		return err
+	})
+}
+
+// Ended records the end of a call: its final status when it failed, or the
+// BYE (by "caller", "callee" or "switch"); media is a summary of the relayed
+// media, possibly empty.
+func (s *Store) Ended(callID string, status int, reason, by, media string, at time.Time) {
+	s.w.Enqueue(func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE calls SET ended_ms = ?,
+			status = CASE WHEN answered_ms IS NULL THEN ? ELSE status END,
+			reason = ?, hangup_by = ?, media = ? WHERE call_id = ? AND ended_ms IS NULL`,
+			at.UnixMilli(), status, reason, by, media, callID)
+		return err
+	})
+}
+
+// List returns up to limit records, newest first.
+func List(ctx context.Context, db *sql.DB, limit int) ([]Record, error) {
+	rows, err := db.QueryContext(ctx, `SELECT id, call_id, caller, callee, started_ms, answered_ms, ended_ms, status, reason, hangup_by, media
+		FROM calls ORDER BY started_ms DESC, id DESC LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list calls: %w", err)
+	}
+	defer rows.Close()
+	var out []Record
+	for rows.Next() {
+		var r Record
+		var started int64
+		var answered, ended sql.NullInt64
+		if err := rows.Scan(&r.ID, &r.CallID, &r.Caller, &r.Callee, &started, &answered, &ended, &r.Status, &r.Reason, &r.HangupBy, &r.Media); err != nil {
+			return nil, fmt.Errorf("list calls: %w", err)
+		}
+		r.Started = time.UnixMilli(started)
+		if answered.Valid {
+			r.Answered = time.UnixMilli(answered.Int64)
+		}
+		if ended.Valid {
+			r.Ended = time.UnixMilli(ended.Int64)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Migrate creates the calls table if needed, for readers such as the CLI.
+func Migrate(ctx context.Context, db *sql.DB) error { return sqldb.Migrate(ctx, db, "cdr", schema) }

@@ -1,0 +1,90 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"log/slog"
+	"time"
+)
+
+// Op is one write, run inside the batch's transaction.
+type Op func(ctx context.Context, tx *sql.Tx) error
+
+// BatchWriter runs queued writes in as few transactions as it can: whatever
+// is queued when the previous transaction commits goes into the next one. It
+// takes disk writes off the request path (and makes them cheap) while keeping
+// their order.
+type BatchWriter struct {
+	db   *sql.DB
+	name string
+	log  *slog.Logger
+	ops  chan Op
+}
+
+// NewBatchWriter returns a writer with room for queue pending ops; Enqueue
+// blocks when it is full.
+func NewBatchWriter(db *sql.DB, name string, queue int, log *slog.Logger) *BatchWriter {
+	return &BatchWriter{db: db, name: name, log: log, ops: make(chan Op, queue)}
+}
+
+// Enqueue queues op.
+func (w *BatchWriter) Enqueue(op Op) { w.ops <- op }
+
+// maxBatch bounds one transaction.
+const maxBatch = 2048
+
+// Run writes queued ops until ctx ends, then writes what is still queued and
+// returns. The caller owns the goroutine that runs it; Enqueue must not be
+// called after Run has returned.
+func (w *BatchWriter) Run(ctx context.Context) {
+	batch := make([]Op, 0, maxBatch)
+	for {
+		select {
+		case op := <-w.ops:
+			batch = w.fill(append(batch[:0], op))
+			w.write(batch)
+		case <-ctx.Done():
+			for {
+				batch = w.fill(batch[:0])
+				if len(batch) == 0 {
+					return
+				}
+				w.write(batch)
+			}
+		}
+	}
+}
+
+// fill appends queued ops to batch without waiting.
+func (w *BatchWriter) fill(batch []Op) []Op {
+	for len(batch) < maxBatch {
+		select {
+		case op := <-w.ops:
+			batch = append(batch, op)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (w *BatchWriter) write(batch []Op) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := func() error {
+		tx, err := w.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		for _, op := range batch {
+			if err := op(ctx, tx); err != nil {
+				return err
+			}
+		}
+		return tx.Commit()
+	}()
+	if err != nil {
+		w.log.Error("database write failed", "store", w.name, "ops", len(batch), "error", err)
+	}
+}

@@ -1,0 +1,82 @@
+package registrar
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config configures the registrar. Zero values take the documented defaults.
+type Config struct {
+	// Realm is the digest realm: the switch's SIP domain. Required.
+	Realm string
+	// DefaultExpires applies when a REGISTER gives no expiry (default 3600s).
+	DefaultExpires time.Duration
+	// MinExpires is the shortest expiry accepted; shorter requests get
+	// 423 Interval Too Brief (RFC 3261 §10.3 step 7). Default 60s.
+	MinExpires time.Duration
+	// MaxExpires caps the expiry granted (default 86400s).
+	MaxExpires time.Duration
+	// MaxContacts bounds the bindings of one AOR; a new contact beyond it
+	// replaces the one updated longest ago. Default 10.
+	MaxContacts int
+	// NonceTTL is how long a digest nonce is accepted (default 5m).
+	NonceTTL time.Duration
+	// Algorithms are the digest algorithms offered, one challenge header
+	// each, in this order (RFC 8760 §2.4). Default MD5 then SHA-256: many
+	// deployed UAs (SIPp 3.6, older desk phones) read only the first
+	// challenge and fail on SHA-256, while RFC 8760 clients pick the first
+	// they support. Operators with modern phones can put SHA-256 first.
+	Algorithms []string
+	// AuthFailures wrong digests from one source IP within AuthWindow get the
+	// source refused for Ban. AuthFailures 0 means 10; negative disables.
+	AuthFailures int
+	AuthWindow   time.Duration // default 1m
+	Ban          time.Duration // default 5m
+}
+
+func (c *Config) setDefaults() {
+	if c.DefaultExpires == 0 {
+		c.DefaultExpires = time.Hour
+	}
+	if c.MinExpires == 0 {
+		c.MinExpires = time.Minute
+	}
+	if c.MaxExpires == 0 {
+		c.MaxExpires = 24 * time.Hour
+	}
+	if c.MaxContacts == 0 {
+		c.MaxContacts = 10
+	}
+	if c.NonceTTL == 0 {
+		c.NonceTTL = 5 * time.Minute
+	}
+	if c.AuthFailures == 0 {
+		c.AuthFailures = 10
+	}
+	if c.AuthWindow == 0 {
+		c.AuthWindow = time.Minute
+	}
+	if c.Ban == 0 {
+		c.Ban = 5 * time.Minute
+	}
+}
+
+func (c *Config) validate() error {
+	if c.Realm == "" {
+		return errors.New("realm (domain) is empty")
+	}
+	if c.MinExpires < 0 || c.DefaultExpires < 0 || c.MaxExpires < 0 {
+		return errors.New("expiry settings must not be negative")
+	}
+	if c.MinExpires > c.MaxExpires {
+		return fmt.Errorf("min_expires (%s) is greater than max_expires (%s)", c.MinExpires, c.MaxExpires)
+	}
+	if c.DefaultExpires < c.MinExpires || c.DefaultExpires > c.MaxExpires {
+		return fmt.Errorf("default_expires (%s) is outside min_expires..max_expires", c.DefaultExpires)
+	}
+	if c.MaxContacts < 1 {
+		return errors.New("max_contacts must be at least 1")
+	}
+	return nil
+}

@@ -1,0 +1,89 @@
+package registrar
+
+import (
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// Guard counts authentication failures per source IP and refuses a source
+// that fails too often, as fail2ban does for Kamailio and Asterisk.
+type Guard struct {
+	max    int
+	window time.Duration
+	ban    time.Duration
+	log    *slog.Logger
+	now    func() time.Time
+
+	mu      sync.Mutex
+	sources map[netip.Addr]*guardEntry
+}
+
+type guardEntry struct {
+	start    time.Time
+	failures int
+	until    time.Time
+}
+
+// maxGuardEntries bounds the memory a flood from many addresses can take.
+const maxGuardEntries = 100000
+
+// NewGuard returns a Guard that bans a source for ban after max failures
+// within window. max <= 0 disables banning.
+func NewGuard(max int, window, ban time.Duration, log *slog.Logger) *Guard {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Guard{max: max, window: window, ban: ban, log: log, now: time.Now, sources: make(map[netip.Addr]*guardEntry)}
+}
+
+// Fail records an authentication failure from src.
+func (g *Guard) Fail(src netip.Addr) {
+	if g == nil || g.max <= 0 || !src.IsValid() {
+		return
+	}
+	now := g.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e := g.sources[src]
+	if e == nil {
+		if len(g.sources) >= maxGuardEntries {
+			g.sweepLocked(now)
+		}
+		e = &guardEntry{start: now}
+		g.sources[src] = e
+	}
+	if now.Sub(e.start) > g.window {
+		e.start, e.failures = now, 0
+	}
+	e.failures++
+	if e.failures >= g.max && !now.Before(e.until) {
+		e.until = now.Add(g.ban)
+		g.log.Warn("source refused after repeated authentication failures",
+			"source", src.String(), "failures", e.failures, "window", g.window, "ban", g.ban)
+	}
+}
+
+// Banned reports whether src is currently refused.
+func (g *Guard) Banned(src netip.Addr) bool {
+	if g == nil || g.max <= 0 {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e := g.sources[src]
+	return e != nil && g.now().Before(e.until)
+}
+
+// sweepLocked drops entries that are neither banned nor inside their window.
+func (g *Guard) sweepLocked(now time.Time) {
+	for k, e := range g.sources {
+		if now.After(e.until) && now.Sub(e.start) > g.window {
+			delete(g.sources, k)
+		}
+	}
+	if len(g.sources) >= maxGuardEntries {
+		g.sources = make(map[netip.Addr]*guardEntry)
+	}
+}

@@ -1,0 +1,308 @@
+package registrar
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// Registrar answers REGISTER requests and is the location service the proxy
+// routes with.
+type Registrar struct {
+	cfg   Config
+	log   *slog.Logger
+	users *Users
+	auth  *Authenticator
+	loc   *Location
+	now   func() time.Time
+}
+
+// New builds a Registrar over db, migrating its tables and loading stored
+// bindings. Call Run to persist changes.
+func New(ctx context.Context, cfg Config, db *sql.DB, log *slog.Logger) (*Registrar, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("registrar: %w", err)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "registrar")
+	users, err := NewUsers(ctx, db, cfg.Realm, log)
+	if err != nil {
+		return nil, err
+	}
+	guard := NewGuard(cfg.AuthFailures, cfg.AuthWindow, cfg.Ban, log)
+	auth, err := NewAuthenticator(cfg.Realm, cfg.Algorithms, cfg.NonceTTL, users, guard)
+	if err != nil {
+		return nil, err
+	}
+	loc, err := NewLocation(ctx, db, log)
+	if err != nil {
+		return nil, err
+	}
+	return &Registrar{cfg: cfg, log: log, users: users, auth: auth, loc: loc, now: time.Now}, nil
+}
+
+// Run persists binding changes and watches the user table until ctx ends,
+// then flushes what is queued. The caller owns the goroutine.
+func (r *Registrar) Run(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.users.Watch(ctx, time.Second)
+	}()
+	r.loc.Run(ctx)
+	<-done
+}
+
+// Users returns the user store.
+func (r *Registrar) Users() *Users { return r.users }
+
+// Authenticator returns the digest authenticator shared with the proxy.
+func (r *Registrar) Authenticator() *Authenticator { return r.auth }
+
+// Location returns the location service.
+func (r *Registrar) Location() *Location { return r.loc }
+
+// Lookup returns the current bindings of user, best first, and whether the
+// user exists at all (so the proxy can tell 480 from 404).
+func (r *Registrar) Lookup(ctx context.Context, user string) ([]Binding, bool, error) {
+	bs := r.loc.Lookup(user)
+	if len(bs) > 0 {
+		return bs, true, nil
+	}
+	if _, err := r.users.Lookup(ctx, user); err != nil {
+		if errors.Is(err, ErrUnknownUser) {
+			return nil, false, nil
+		}
+		return nil, false, err
+	}
+	return nil, true, nil
+}
+
+// DropFlow removes the bindings made over a connection that has closed.
+func (r *Registrar) DropFlow(transport string, source netip.AddrPort) {
+	if n := r.loc.DropFlow(transport, source); n > 0 {
+		r.log.Info("connection closed, bindings removed", "transport", transport, "source", source.String(), "bindings", n)
+	}
+}
+
+// Register processes a REGISTER (RFC 3261 §10.3) whose Request-URI names our
+// domain, and returns the 200 OK to send. Any error carries the response
+// status to answer with (a *StatusError: 400, 401 with a challenge, 403, 423,
+// 500); the caller sends exactly one final response.
+func (r *Registrar) Register(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+	src, _ := netip.ParseAddrPort(req.Source())
+	// Step 3: authenticate (RFC 3261 §10.3 steps 2-3, §22).
+	user, err := r.auth.Authorize(ctx, req, false, src.Addr())
+	if err != nil {
+		return nil, err
+	}
+	to := req.To()
+	if to == nil {
+		return nil, statusErr(400, "Bad Request", errors.New("missing To"))
+	}
+	// Step 4: the authenticated user may only change its own bindings.
+	aor := to.Address.User
+	if aor != user {
+		return nil, statusErr(403, "Forbidden", fmt.Errorf("%w: %s registering %s", ErrIdentityMismatch, user, aor))
+	}
+	callID := ""
+	if h := req.CallID(); h != nil {
+		callID = h.Value()
+	}
+	cseq := req.CSeq()
+	if callID == "" || cseq == nil {
+		return nil, statusErr(400, "Bad Request", errors.New("missing Call-ID or CSeq"))
+	}
+
+	defExp := r.cfg.DefaultExpires
+	if h := req.GetHeader("Expires"); h != nil {
+		n, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
+		if err != nil {
+			return nil, statusErr(400, "Bad Request", fmt.Errorf("bad Expires %q", h.Value()))
+		}
+		defExp = time.Duration(n) * time.Second
+	}
+
+	contacts := req.GetHeaders("Contact")
+	now := r.now()
+	var reqs []contactReq
+	wildcard := false
+	for _, h := range contacts {
+		ch, ok := h.(*sip.ContactHeader)
+		if !ok {
+			return nil, statusErr(400, "Bad Request", errors.New("unparsable Contact"))
+		}
+		if ch.Address.Wildcard {
+			wildcard = true
+			continue
+		}
+		exp := defExp
+		if v, ok := ch.Params.Get("expires"); ok {
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil {
+				return nil, statusErr(400, "Bad Request", fmt.Errorf("bad expires parameter %q", v))
+			}
+			exp = time.Duration(n) * time.Second
+		}
+		// Step 7: too brief is refused; too long is shortened.
+		if exp > 0 && exp < r.cfg.MinExpires {
+			return nil, statusErr(423, "Interval Too Brief", nil,
+				sip.NewHeader("Min-Expires", strconv.Itoa(int(r.cfg.MinExpires/time.Second))))
+		}
+		if exp > r.cfg.MaxExpires {
+			exp = r.cfg.MaxExpires
+		}
+		q := 1.0
+		if v, ok := ch.Params.Get("q"); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || f < 0 || f > 1 {
+				return nil, statusErr(400, "Bad Request", fmt.Errorf("bad q %q", v))
+			}
+			q = f
+		}
+		reqs = append(reqs, contactReq{uri: ch.Address, exp: exp, q: q})
+	}
+	// Step 6: "*" is only allowed alone and with Expires: 0.
+	if wildcard {
+		if len(contacts) != 1 || defExp != 0 {
+			return nil, statusErr(400, "Bad Request", errors.New("Contact: * needs Expires: 0 and no other contact"))
+		}
+	}
+
+	transport := strings.ToUpper(req.Transport())
+	ua := ""
+	if h := req.GetHeader("User-Agent"); h != nil {
+		ua = h.Value()
+		if len(ua) > 128 {
+			ua = ua[:128]
+		}
+	}
+
+	if wildcard || len(reqs) > 0 {
+		err := r.loc.update(aor, func(cur []*Binding) ([]*Binding, []*Binding, []*Binding, error) {
+			var changed, removed []*Binding
+			next := append([]*Binding(nil), cur...)
+			if wildcard {
+				// Step 6: remove all, unless a binding is newer (same
+				// Call-ID with a higher CSeq).
+				for _, b := range cur {
+					if b.CallID == callID && b.CSeq >= cseq.SeqNo {
+						return nil, nil, nil, statusErr(500, "Server Internal Error", errors.New("out-of-order REGISTER"))
+					}
+				}
+				return nil, nil, cur, nil
+			}
+			for _, c := range reqs {
+				key := contactKey(c.uri)
+				idx := -1
+				for i, b := range next {
+					if b.Contact == key {
+						idx = i
+						break
+					}
+				}
+				if idx >= 0 {
+					b := next[idx]
+					// Step 7: same Call-ID needs a higher CSeq.
+					if b.CallID == callID && cseq.SeqNo <= b.CSeq {
+						return nil, nil, nil, statusErr(500, "Server Internal Error", errors.New("out-of-order REGISTER"))
+					}
+					if c.exp == 0 {
+						removed = append(removed, b)
+						next = append(next[:idx], next[idx+1:]...)
+						continue
+					}
+					nb := r.binding(aor, key, c, now, callID, cseq.SeqNo, src, transport, ua)
+					removed = append(removed, b) // re-indexed below
+					next[idx] = nb
+					changed = append(changed, nb)
+					continue
+				}
+				if c.exp == 0 {
+					continue
+				}
+				nb := r.binding(aor, key, c, now, callID, cseq.SeqNo, src, transport, ua)
+				if len(next) >= r.cfg.MaxContacts {
+					oldest := 0
+					for i, b := range next {
+						if b.Updated.Before(next[oldest].Updated) {
+							oldest = i
+						}
+					}
+					removed = append(removed, next[oldest])
+					next = append(next[:oldest], next[oldest+1:]...)
+				}
+				next = append(next, nb)
+				changed = append(changed, nb)
+			}
+			return next, changed, removed, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	// Step 8: 200 OK listing every current binding.
+	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	for _, b := range r.loc.Lookup(aor) {
+		secs := int(b.Expires.Sub(now).Round(time.Second) / time.Second)
+		if secs < 0 {
+			secs = 0
+		}
+		v := "<" + b.Contact + ">;expires=" + strconv.Itoa(secs)
+		if b.Q != 1 {
+			v += ";q=" + strconv.FormatFloat(b.Q, 'f', -1, 64)
+		}
+		res.AppendHeader(sip.NewHeader("Contact", v))
+	}
+	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format(http.TimeFormat)))
+	return res, nil
+}
+
+type contactReq struct {
+	uri sip.Uri
+	exp time.Duration
+	q   float64
+}
+
+func (r *Registrar) binding(aor, key string, c contactReq, now time.Time, callID string, cseq uint32, src netip.AddrPort, transport, ua string) *Binding {
+	return &Binding{
+		AOR: aor, Contact: key, Q: c.q, Expires: now.Add(c.exp), CallID: callID, CSeq: cseq,
+		Source: src, Transport: transport, NAT: contactDiffers(c.uri, src, transport), UserAgent: ua, Updated: now,
+	}
+}
+
+// contactKey is the stored form of a Contact URI: the URI without header
+// parameters, which is what responses list and in-dialog routing uses.
+func contactKey(u sip.Uri) string {
+	u.Headers = nil
+	return u.String()
+}
+
+// contactDiffers reports whether a UA's Contact cannot be trusted as the
+// address to reach it at: it names another host or port than the one the
+// REGISTER came from (RFC 3581 thinking applied to Contact, as Kamailio's
+// nat_uac_test does).
+func contactDiffers(u sip.Uri, src netip.AddrPort, transport string) bool {
+	ip, err := netip.ParseAddr(strings.Trim(u.Host, "[]"))
+	if err != nil {
+		return true // a host name (e.g. JsSIP's *.invalid) is not where it is
+	}
+	port := u.Port
+	if port == 0 {
+		port = sip.DefaultPort(transport)
+	}
+	return ip.Unmap() != src.Addr().Unmap() || uint16(port) != src.Port()
+}

@@ -1,0 +1,119 @@
+package sip
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Listen is one SIP listener.
+type Listen struct {
+	Transport string // "udp", "tcp" or "tls"
+	Addr      string // host:port; port 0 picks a free port
+}
+
+// ParseListen parses "transport://host:port".
+func ParseListen(s string) (Listen, error) {
+	tr, addr, ok := strings.Cut(s, "://")
+	if !ok {
+		return Listen{}, fmt.Errorf("listener %q: want transport://host:port", s)
+	}
+	tr = strings.ToLower(tr)
+	switch tr {
+	case "udp", "tcp", "tls":
+	default:
+		return Listen{}, fmt.Errorf("listener %q: transport %q is not udp, tcp or tls (WebSocket is served on the HTTP listener)", s, tr)
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return Listen{}, fmt.Errorf("listener %q: %w", s, err)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return Listen{}, fmt.Errorf("listener %q: bad port %q", s, port)
+	}
+	if host != "" {
+		if _, err := netip.ParseAddr(host); err != nil {
+			return Listen{}, fmt.Errorf("listener %q: host must be an IP address", s)
+		}
+	}
+	return Listen{Transport: tr, Addr: addr}, nil
+}
+
+// Config configures the SIP edge and proxy. Zero values take the defaults
+// given on each field.
+type Config struct {
+	// Domain is the SIP domain served. Requests whose Request-URI host is
+	// the domain or an address the switch listens on are local. Required.
+	Domain string
+	// Listen lists the UDP/TCP/TLS listeners. At least one, or a WebSocket
+	// listener attached through Server.WebSocketHandler.
+	Listen []Listen
+	// Advertise is the address written into Via and Record-Route for
+	// listeners bound to an unspecified address. Empty: the first
+	// non-loopback IPv4 address of the machine (127.0.0.1 if none).
+	Advertise string
+	// TLS is required when a tls listener is configured.
+	TLS *tls.Config
+	// MaxMessageSize is the largest SIP message accepted (default 65535).
+	MaxMessageSize int
+	// TimerC is the INVITE branch timeout of RFC 3261 §16.8 (default 180s,
+	// at least 3 minutes per the RFC; tests may set it lower).
+	TimerC time.Duration
+	// ShutdownGrace bounds how long a graceful shutdown waits for calls
+	// in set-up to finish (default 10s).
+	ShutdownGrace time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = 65535
+	}
+	if c.TimerC == 0 {
+		c.TimerC = 180 * time.Second
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = 10 * time.Second
+	}
+}
+
+func (c *Config) validate() error {
+	if c.Domain == "" {
+		return errors.New("domain is empty")
+	}
+	for _, l := range c.Listen {
+		if l.Transport == "tls" && c.TLS == nil {
+			return fmt.Errorf("listener tls://%s needs a certificate (sip.tls.cert and sip.tls.key)", l.Addr)
+		}
+	}
+	if c.Advertise != "" {
+		if _, err := netip.ParseAddr(c.Advertise); err != nil {
+			return fmt.Errorf("advertise %q is not an IP address", c.Advertise)
+		}
+	}
+	if c.MaxMessageSize < 1024 || c.MaxMessageSize > 65535 {
+		return fmt.Errorf("max_message_size %d is outside 1024..65535", c.MaxMessageSize)
+	}
+	if c.TimerC < time.Second {
+		return fmt.Errorf("timer_c %s is too short", c.TimerC)
+	}
+	return nil
+}
+
+// DefaultAdvertise returns the first non-loopback IPv4 address of the
+// machine, or 127.0.0.1 when there is none.
+func DefaultAdvertise() string {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil && !ipn.IP.IsLinkLocalUnicast() {
+				return ipn.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
+}

@@ -1,0 +1,333 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/emiago/sipgo"
+	gosip "github.com/emiago/sipgo/sip"
+)
+
+// handle is the sipgo request handler for every method. It runs in its own
+// goroutine per request. Exactly one final response is sent on tx: by route
+// (directly or through the proxied branches) or, when route returns an
+// error, by respondError. ACK gets no response.
+func (s *Server) handle(req *gosip.Request, tx gosip.ServerTransaction) {
+	s.Stats.Requests.Add(1)
+	s.inflight.Add(1)
+	defer s.inflight.Done()
+	ctx, cancel := txContext(tx)
+	defer cancel()
+	if err := s.route(ctx, req, tx); err != nil {
+		if req.IsAck() {
+			s.log.Debug("ACK dropped", "source", req.Source(), "error", err)
+			return
+		}
+		s.Stats.Refused.Add(1)
+		respondError(s.log, req, tx, err)
+	}
+}
+
+// txContext returns a context that ends when tx terminates. (sipgo's
+// ServerTransactionContext returns an already-cancelled context in v1.7.2:
+// it treats OnTerminate's "registered" result as "already terminated".)
+func txContext(tx gosip.ServerTransaction) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	if !tx.OnTerminate(func(string, error) { cancel() }) {
+		cancel()
+	}
+	return ctx, cancel
+}
+
+// route validates req (RFC 3261 §16.3), preprocesses its route information
+// (§16.4) and sends it on, or answers it when it is for the switch itself.
+func (s *Server) route(ctx context.Context, req *gosip.Request, tx gosip.ServerTransaction) error {
+	if err := s.validate(req); err != nil {
+		return err
+	}
+	src, _ := netip.ParseAddrPort(req.Source())
+	poppedUs := s.popOwnRoutes(req)
+	inDialog := false
+	if to := req.To(); to != nil {
+		inDialog = to.Params.Has("tag")
+	}
+
+	switch {
+	case req.IsAck():
+		return s.forwardAck(req, poppedUs)
+	case req.IsCancel():
+		// sipgo answers a CANCEL that matches an INVITE transaction itself
+		// (200, then 487 on the INVITE) and tells the forking code.
+		return status(481, "Call/Transaction Does Not Exist", nil)
+	case inDialog:
+		return s.forwardInDialog(ctx, req, tx, poppedUs)
+	}
+
+	if s.draining.Load() {
+		return status(503, "Service Unavailable", errors.New("shutting down"), gosip.NewHeader("Retry-After", "30"))
+	}
+	local := s.isLocalURI(req.Recipient)
+	if req.Method == gosip.REGISTER {
+		if !local {
+			return status(403, "Forbidden", fmt.Errorf("not our domain: %s", req.Recipient.Host))
+		}
+		res, err := s.reg.Register(ctx, req)
+		if err != nil {
+			return err
+		}
+		return tx.Respond(res)
+	}
+	if req.Method == gosip.OPTIONS && local && req.Recipient.User == "" && req.Route() == nil {
+		return tx.Respond(s.optionsResponse(req))
+	}
+
+	// Calls and other requests from our own users must be authenticated,
+	// as the user they claim to be (From).
+	authUser := ""
+	from := req.From()
+	if s.isLocalHost(from.Address.Host) && req.Method != gosip.OPTIONS {
+		user, err := s.auth.Authorize(ctx, req, true, src.Addr())
+		if err != nil {
+			return err
+		}
+		if user != from.Address.User {
+			return status(403, "Forbidden", fmt.Errorf("authenticated as %q but From is %q", user, from.Address.User))
+		}
+		authUser = user
+	}
+
+	var targets []target
+	switch {
+	case req.Route() != nil:
+		// A pre-loaded route (RFC 3261 §16.4) is only followed for our own users.
+		if authUser == "" {
+			return status(403, "Forbidden", errors.New("pre-loaded route from a foreign user"))
+		}
+		targets = []target{routeTarget(req)}
+	case local:
+		if req.Recipient.User == "" {
+			return status(404, "Not Found", errors.New("no user in Request-URI"))
+		}
+		bindings, known, err := s.reg.Lookup(ctx, req.Recipient.User)
+		if err != nil {
+			return err
+		}
+		if !known {
+			return status(404, "Not Found", fmt.Errorf("no user %q", req.Recipient.User))
+		}
+		if len(bindings) == 0 {
+			return status(480, "Temporarily Unavailable", fmt.Errorf("%q is not registered", req.Recipient.User))
+		}
+		for _, b := range bindings {
+			t, err := bindingTarget(b)
+			if err != nil {
+				s.log.Warn("unusable binding", "aor", b.AOR, "contact", b.Contact, "error", err)
+				continue
+			}
+			targets = append(targets, t)
+		}
+		if len(targets) == 0 {
+			return status(480, "Temporarily Unavailable", errNoTarget)
+		}
+	default:
+		if authUser == "" {
+			return status(403, "Forbidden", fmt.Errorf("relaying to %s denied", req.Recipient.Host))
+		}
+		targets = []target{uriTarget(req.Recipient)}
+	}
+	return s.proxy(ctx, req, tx, targets, true)
+}
+
+// validate applies RFC 3261 §16.3.
+func (s *Server) validate(req *gosip.Request) error {
+	if req.From() == nil || req.To() == nil || req.CallID() == nil || req.CSeq() == nil || req.Via() == nil {
+		return status(400, "Bad Request", errors.New("missing mandatory header"))
+	}
+	if c := req.CSeq(); c.MethodName != req.Method && !(req.IsAck() || req.IsCancel()) {
+		return status(400, "Bad Request", fmt.Errorf("CSeq method %s does not match %s", c.MethodName, req.Method))
+	}
+	if req.Recipient.Scheme != "sip" && req.Recipient.Scheme != "sips" && req.Recipient.Scheme != "tel" {
+		return status(416, "Unsupported URI Scheme", fmt.Errorf("scheme %q", req.Recipient.Scheme))
+	}
+	// Step 3: Max-Forwards.
+	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
+		if req.Method == gosip.OPTIONS && s.isLocalURI(req.Recipient) && req.Recipient.User == "" {
+			return nil
+		}
+		return status(483, "Too Many Hops", nil)
+	}
+	// Step 4: loops.
+	if !req.IsAck() && !req.IsCancel() && s.isLoop(req) {
+		return status(482, "Loop Detected", nil)
+	}
+	// Step 5: Proxy-Require.
+	if pr := req.GetHeaders("Proxy-Require"); len(pr) > 0 && !req.IsAck() && !req.IsCancel() {
+		var opts []string
+		for _, h := range pr {
+			for _, o := range strings.Split(h.Value(), ",") {
+				if o = strings.TrimSpace(o); o != "" {
+					opts = append(opts, o)
+				}
+			}
+		}
+		if len(opts) > 0 {
+			return status(420, "Bad Extension", nil, gosip.NewHeader("Unsupported", strings.Join(opts, ", ")))
+		}
+	}
+	return nil
+}
+
+const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, SUBSCRIBE, NOTIFY, REFER, INFO, MESSAGE, PRACK, UPDATE"
+
+func (s *Server) optionsResponse(req *gosip.Request) *gosip.Response {
+	res := gosip.NewResponseFromRequest(req, 200, "OK", nil)
+	res.AppendHeader(gosip.NewHeader("Allow", allowed))
+	res.AppendHeader(gosip.NewHeader("Accept", "application/sdp"))
+	res.AppendHeader(gosip.NewHeader("Supported", "path, outbound"))
+	return res
+}
+
+// routeTarget sends to the top Route (a loose router, RFC 3261 §16.12).
+func routeTarget(req *gosip.Request) target {
+	t := uriTarget(req.Route().Address)
+	t.uri = req.Recipient
+	return t
+}
+
+// dialogTarget is where an in-dialog request goes once our own Route
+// entries are gone: the next Route, or the Request-URI — at the address its
+// alias parameter names when that UA is behind NAT.
+func dialogTarget(req *gosip.Request) target {
+	if req.Route() != nil {
+		return routeTarget(req)
+	}
+	if t, ok := aliasTarget(&req.Recipient); ok {
+		return t
+	}
+	return uriTarget(req.Recipient)
+}
+
+// forwardInDialog loose-routes a request inside a dialog we record-routed.
+func (s *Server) forwardInDialog(ctx context.Context, req *gosip.Request, tx gosip.ServerTransaction, poppedUs bool) error {
+	if !poppedUs {
+		if s.isLocalURI(req.Recipient) {
+			return status(481, "Call/Transaction Does Not Exist", nil)
+		}
+		return status(404, "Not Found", errors.New("in-dialog request not routed through us"))
+	}
+	if req.Method == gosip.BYE {
+		s.calls.bye(req)
+	}
+	return s.proxy(ctx, req, tx, []target{dialogTarget(req)}, false)
+}
+
+// forwardAck sends an ACK for a 2xx on statelessly (RFC 3261 §16.11); ACKs
+// for our own non-2xx responses are absorbed by sipgo's transaction.
+func (s *Server) forwardAck(req *gosip.Request, poppedUs bool) error {
+	if !poppedUs && s.isLocalURI(req.Recipient) {
+		return errors.New("ACK addressed to us")
+	}
+	if !poppedUs && req.Route() == nil {
+		return errors.New("ACK not routed through us")
+	}
+	t := dialogTarget(req)
+	fwd, err := s.prepare(req, t, false, "")
+	if err != nil {
+		return err
+	}
+	s.calls.ack(req)
+	return s.client.WriteRequest(fwd, noBuild)
+}
+
+// noBuild stops sipgo's client from adding headers to a request we built.
+func noBuild(*sipgo.Client, *gosip.Request) error { return nil }
+
+// prepare builds the copy of req to send to t (RFC 3261 §16.6): new
+// Request-URI, Max-Forwards, Record-Route, our Via, and an alias on the
+// sender's Contact when it is behind NAT.
+func (s *Server) prepare(req *gosip.Request, t target, recordRoute bool, branchSuffix string) (*gosip.Request, error) {
+	out, ok := s.ifaceFor(t.transport)
+	if !ok {
+		return nil, status(503, "Service Unavailable", fmt.Errorf("%w: no %s listener to reach %s", errNoTarget, t.transport, t.dest))
+	}
+	in, _ := s.ifaceFor(req.Transport())
+	receivedURI := req.Recipient.String()
+
+	fwd := req.Clone()
+	fwd.Recipient = t.uri
+	// Step 3: Max-Forwards.
+	if mf := fwd.MaxForwards(); mf != nil {
+		mf.Dec()
+	} else {
+		m := gosip.MaxForwardsHeader(70)
+		fwd.AppendHeader(&m)
+	}
+	// Step 4: Record-Route; two entries when the call changes transport so
+	// each side routes back over its own (RFC 5658).
+	if recordRoute {
+		if in.transport != "" && in.transport != out.transport {
+			rin := &gosip.RecordRouteHeader{Address: in.uri()}
+			rin.Address.UriParams.Add("r2", "on")
+			fwd.PrependHeader(rin)
+			rout := &gosip.RecordRouteHeader{Address: out.uri()}
+			rout.Address.UriParams.Add("r2", "on")
+			fwd.PrependHeader(rout)
+		} else {
+			fwd.PrependHeader(&gosip.RecordRouteHeader{Address: out.uri()})
+		}
+	}
+	if !req.IsAck() && !req.IsCancel() && (req.Method == gosip.INVITE || req.Method == gosip.SUBSCRIBE ||
+		req.Method == gosip.REFER || req.Method == gosip.UPDATE || req.Method == gosip.NOTIFY) {
+		addAlias(fwd, req.Source(), req.Transport())
+	}
+	// RFC 3261 §18.2.1 / RFC 3581 §4: note where the request came from in
+	// its top Via, so responses find their way back through NAT.
+	if v := fwd.Via(); v != nil {
+		if h, p, err := splitHostPort(req.Source()); err == nil {
+			if v.Host != h {
+				v.Params.Add("received", h)
+			}
+			if v.Params.Has("rport") {
+				v.Params.Add("rport", p)
+			}
+		}
+	}
+	// Step 8: our Via, with a branch that carries the loop-detection hash.
+	prev := ""
+	if v := fwd.Via(); v != nil {
+		prev = v.Value()
+	}
+	branch := branchPrefix + loopHash(req, receivedURI, prev) + "." + gosip.GenerateBranchN(10)[len(gosip.RFC3261BranchMagicCookie):] + branchSuffix
+	if req.IsAck() {
+		branch = gosip.GenerateBranchN(16)
+	}
+	via := &gosip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: strings.ToUpper(out.transport), Host: out.adv, Port: out.port, Params: gosip.NewParams()}
+	via.Params.Add("branch", branch)
+	via.Params.Add("rport", "")
+	fwd.PrependHeader(via)
+
+	fwd.SetTransport(strings.ToUpper(out.transport))
+	if fwd.Transport() == "WS" && t.transport == "WSS" {
+		fwd.SetTransport("WSS")
+	}
+	fwd.SetDestination(t.dest)
+	if out.transport == "udp" {
+		// Send from the listening socket so NATs see the address the UA
+		// registered with.
+		fwd.Laddr = out.laddr
+	}
+	fwd.SetSource("")
+	return fwd, nil
+}
+
+func splitHostPort(a string) (string, string, error) {
+	ap, err := netip.ParseAddrPort(a)
+	if err != nil {
+		return "", "", err
+	}
+	return ap.Addr().Unmap().String(), strconv.Itoa(int(ap.Port())), nil
+}
