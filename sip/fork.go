@@ -44,11 +44,11 @@ func recordRouted(m gosip.RequestMethod) bool {
 // For an INVITE it runs Timer C (§16.8) and fans the caller's CANCEL out
 // (§16.10). It returns nil once the final response has been sent (or sipgo
 // answered a CANCEL), or an error when nothing could be forwarded.
-func (s *Server) proxy(ctx context.Context, req *gosip.Request, stx gosip.ServerTransaction, targets []target, initial bool) error {
+//
+// c is the call being set up (initial INVITE), or nil.
+func (s *Server) proxy(ctx context.Context, req *gosip.Request, stx gosip.ServerTransaction, targets []target, initial bool, c *call) error {
 	isInvite := req.IsInvite()
-	var c *call
-	if isInvite && initial {
-		c = s.calls.start(req)
+	if c != nil {
 		// §16.2: an INVITE gets 100 Trying at once, so the caller stops
 		// retransmitting while the branches are set up.
 		stx.Respond(gosip.NewResponseFromRequest(req, 100, "Trying", nil))

@@ -100,27 +100,46 @@ func (s *Server) route(ctx context.Context, req *gosip.Request, tx gosip.ServerT
 		authUser = user
 	}
 
+	var c *call
+	if req.IsInvite() {
+		c = s.calls.start(req)
+	}
+	targets, err := s.targets(ctx, req, local, authUser)
+	if err != nil {
+		if c != nil {
+			code, reason := responseCode(err)
+			s.calls.failed(c, code, reason, "switch")
+		}
+		return err
+	}
+	return s.proxy(ctx, req, tx, targets, true, c)
+}
+
+// targets returns where an out-of-dialog request goes: its pre-loaded
+// route, the contacts of a local user, or (for our own users only) the
+// foreign Request-URI.
+func (s *Server) targets(ctx context.Context, req *gosip.Request, local bool, authUser string) ([]target, error) {
 	var targets []target
 	switch {
 	case req.Route() != nil:
 		// A pre-loaded route (RFC 3261 §16.4) is only followed for our own users.
 		if authUser == "" {
-			return status(403, "Forbidden", errors.New("pre-loaded route from a foreign user"))
+			return nil, status(403, "Forbidden", errors.New("pre-loaded route from a foreign user"))
 		}
 		targets = []target{routeTarget(req)}
 	case local:
 		if req.Recipient.User == "" {
-			return status(404, "Not Found", errors.New("no user in Request-URI"))
+			return nil, status(404, "Not Found", errors.New("no user in Request-URI"))
 		}
 		bindings, known, err := s.reg.Lookup(ctx, req.Recipient.User)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if !known {
-			return status(404, "Not Found", fmt.Errorf("no user %q", req.Recipient.User))
+			return nil, status(404, "Not Found", fmt.Errorf("no user %q", req.Recipient.User))
 		}
 		if len(bindings) == 0 {
-			return status(480, "Temporarily Unavailable", fmt.Errorf("%q is not registered", req.Recipient.User))
+			return nil, status(480, "Temporarily Unavailable", fmt.Errorf("%q is not registered", req.Recipient.User))
 		}
 		for _, b := range bindings {
 			t, err := bindingTarget(b)
@@ -131,15 +150,15 @@ func (s *Server) route(ctx context.Context, req *gosip.Request, tx gosip.ServerT
 			targets = append(targets, t)
 		}
 		if len(targets) == 0 {
-			return status(480, "Temporarily Unavailable", errNoTarget)
+			return nil, status(480, "Temporarily Unavailable", errNoTarget)
 		}
 	default:
 		if authUser == "" {
-			return status(403, "Forbidden", fmt.Errorf("relaying to %s denied", req.Recipient.Host))
+			return nil, status(403, "Forbidden", fmt.Errorf("relaying to %s denied", req.Recipient.Host))
 		}
 		targets = []target{uriTarget(req.Recipient)}
 	}
-	return s.proxy(ctx, req, tx, targets, true)
+	return targets, nil
 }
 
 // validate applies RFC 3261 §16.3.
@@ -222,7 +241,7 @@ func (s *Server) forwardInDialog(ctx context.Context, req *gosip.Request, tx gos
 	if req.Method == gosip.BYE {
 		s.calls.bye(req)
 	}
-	return s.proxy(ctx, req, tx, []target{dialogTarget(req)}, false)
+	return s.proxy(ctx, req, tx, []target{dialogTarget(req)}, false, nil)
 }
 
 // forwardAck sends an ACK for a 2xx on statelessly (RFC 3261 §16.11); ACKs
@@ -259,6 +278,7 @@ func (s *Server) prepare(req *gosip.Request, t target, recordRoute bool, branchS
 
 	fwd := req.Clone()
 	fwd.Recipient = t.uri
+	s.consumeCredentials(fwd)
 	// Step 3: Max-Forwards.
 	if mf := fwd.MaxForwards(); mf != nil {
 		mf.Dec()
@@ -301,7 +321,7 @@ func (s *Server) prepare(req *gosip.Request, t target, recordRoute bool, branchS
 	if v := fwd.Via(); v != nil {
 		prev = v.Value()
 	}
-	branch := branchPrefix + loopHash(req, receivedURI, prev) + "." + gosip.GenerateBranchN(10)[len(gosip.RFC3261BranchMagicCookie):] + branchSuffix
+	branch := branchPrefix + loopHash(req, receivedURI, prev) + "." + gosip.GenerateTagN(10) + branchSuffix
 	if req.IsAck() {
 		branch = gosip.GenerateBranchN(16)
 	}
@@ -322,6 +342,26 @@ func (s *Server) prepare(req *gosip.Request, t target, recordRoute bool, branchS
 	}
 	fwd.SetSource("")
 	return fwd, nil
+}
+
+// consumeCredentials removes the Proxy-Authorization values for our realm:
+// they were for us, and the next hop has no use for them (RFC 3261 §22.3).
+func (s *Server) consumeCredentials(req *gosip.Request) {
+	hs := req.GetHeaders("Proxy-Authorization")
+	if len(hs) == 0 {
+		return
+	}
+	keep := make([]gosip.Header, 0, len(hs))
+	for _, h := range hs {
+		if !strings.Contains(h.Value(), `realm="`+s.cfg.Domain+`"`) {
+			keep = append(keep, gosip.HeaderClone(h))
+		}
+	}
+	for req.RemoveHeader("Proxy-Authorization") {
+	}
+	for _, h := range keep {
+		req.AppendHeader(h)
+	}
 }
 
 func splitHostPort(a string) (string, string, error) {

@@ -74,24 +74,10 @@ func (s *Server) popOwnRoutes(req *gosip.Request) bool {
 	return popped
 }
 
-// removeTopHeader removes the first value of a header that may carry several.
-func removeTopHeader(msg interface {
-	GetHeaders(string) []gosip.Header
-	RemoveHeader(string) bool
-	AppendHeader(gosip.Header)
-}, name string) {
-	hs := msg.GetHeaders(name)
-	if len(hs) == 0 {
-		return
-	}
-	rest := make([]gosip.Header, 0, len(hs)-1)
-	for _, h := range hs[1:] {
-		rest = append(rest, gosip.HeaderClone(h))
-	}
+// removeTopHeader removes the first value of a header that may carry
+// several (sipgo's RemoveHeader removes only the first).
+func removeTopHeader(msg interface{ RemoveHeader(string) bool }, name string) {
 	msg.RemoveHeader(name)
-	for _, h := range rest {
-		msg.AppendHeader(h)
-	}
 }
 
 // ifaceFor returns the interface to send over transport.
