@@ -1,19 +1,64 @@
 package sip
 
 import (
+	"strings"
 	"sync"
 	"time"
 
 	gosip "github.com/emiago/sipgo/sip"
 )
 
-// call is what the proxy remembers of a call for its detail record.
+// call is what the proxy remembers of a call: for its detail record, its
+// media session, and enough of the dialog to hang it up.
 type call struct {
 	id        string
 	callerTag string
 	answered  bool
 	ended     bool
 	ringing   bool
+	ms        *mediaSession
+	dlg       dialog
+}
+
+// dialog is what the switch needs to end a call itself (RFC 3261 §15 BYE
+// from both directions): each party's identity, Contact and where it was
+// seen.
+type dialog struct {
+	callerFrom      *gosip.FromHeader
+	callerContact   gosip.Uri
+	callerSrc       string
+	callerTransport string
+	callerCSeq      uint32
+	calleeTo        *gosip.ToHeader
+	calleeContact   gosip.Uri
+	calleeSrc       string
+	calleeTransport string
+}
+
+// byeSpec is one BYE the switch sends.
+type byeSpec struct {
+	target target
+	from   gosip.Header
+	to     gosip.Header
+	callID string
+	cseq   uint32
+}
+
+// byes returns the BYE to the callee and the BYE to the caller. Each goes
+// to where that party's messages came from, which reaches it through NAT.
+func (c *call) byes() []byeSpec {
+	d := c.dlg
+	if d.calleeTo == nil || d.callerFrom == nil {
+		return nil
+	}
+	calleeFrom := d.calleeTo.AsFrom()
+	callerTo := d.callerFrom.AsTo()
+	return []byeSpec{
+		{target: target{uri: d.calleeContact, dest: d.calleeSrc, transport: strings.ToUpper(d.calleeTransport)},
+			from: d.callerFrom, to: d.calleeTo, callID: c.id, cseq: d.callerCSeq + 10000},
+		{target: target{uri: d.callerContact, dest: d.callerSrc, transport: strings.ToUpper(d.callerTransport)},
+			from: &calleeFrom, to: &callerTo, callID: c.id, cseq: 1 << 20},
+	}
 }
 
 // callTracker turns INVITE outcomes and BYEs into CallRecorder events.
@@ -41,6 +86,11 @@ func (t *callTracker) start(req *gosip.Request) *call {
 	id := req.CallID().Value()
 	tag, _ := req.From().Params.Get("tag")
 	c := &call{id: id, callerTag: tag}
+	c.dlg.callerFrom = req.From()
+	if ct := req.Contact(); ct != nil {
+		c.dlg.callerContact = ct.Address
+	}
+	c.dlg.callerSrc, c.dlg.callerTransport, c.dlg.callerCSeq = req.Source(), req.Transport(), req.CSeq().SeqNo
 	t.mu.Lock()
 	if old, ok := t.calls[id]; ok {
 		// A re-sent initial INVITE (after a 407) is the same call.
@@ -66,6 +116,13 @@ func (t *callTracker) answered(c *call, res *gosip.Response) {
 	t.mu.Lock()
 	first := !c.answered && !c.ended
 	c.answered = true
+	if first {
+		c.dlg.calleeTo = res.To()
+		if ct := res.Contact(); ct != nil {
+			c.dlg.calleeContact = ct.Address
+		}
+		c.dlg.calleeSrc, c.dlg.calleeTransport = res.Source(), res.Transport()
+	}
 	t.mu.Unlock()
 	if first && t.rec != nil {
 		t.rec.Answered(c.id, res.StatusCode, t.now())
@@ -81,9 +138,14 @@ func (t *callTracker) failed(c *call, code int, reason, by string) {
 	}
 	c.ended = true
 	delete(t.calls, c.id)
+	ms := c.ms
 	t.mu.Unlock()
+	stats := ""
+	if ms != nil {
+		stats = ms.close()
+	}
 	if t.rec != nil {
-		t.rec.Ended(c.id, code, reason, by, "", t.now())
+		t.rec.Ended(c.id, code, reason, by, stats, t.now())
 	}
 }
 
@@ -99,14 +161,73 @@ func (t *callTracker) bye(req *gosip.Request) {
 	}
 	c.ended = true
 	delete(t.calls, id)
+	ms := c.ms
 	t.mu.Unlock()
 	by := "callee"
 	if tag, _ := req.From().Params.Get("tag"); tag == c.callerTag {
 		by = "caller"
 	}
-	if t.rec != nil {
-		t.rec.Ended(id, 200, "BYE", by, "", t.now())
+	stats := ""
+	if ms != nil {
+		stats = ms.close()
 	}
+	if t.rec != nil {
+		t.rec.Ended(id, 200, "BYE", by, stats, t.now())
+	}
+}
+
+// endBySwitch ends an answered call the switch hangs up (media timeout)
+// and returns it, or nil if it already ended.
+func (t *callTracker) endBySwitch(c *call, reason string) *call {
+	t.mu.Lock()
+	if c.ended {
+		t.mu.Unlock()
+		return nil
+	}
+	c.ended = true
+	delete(t.calls, c.id)
+	ms := c.ms
+	answered := c.answered
+	t.mu.Unlock()
+	stats := ""
+	if ms != nil {
+		stats = ms.close()
+	}
+	if t.rec != nil {
+		t.rec.Ended(c.id, 408, reason, "switch", stats, t.now())
+	}
+	if !answered {
+		return nil
+	}
+	return c
+}
+
+// setMedia attaches a media session to a call.
+func (t *callTracker) setMedia(c *call, ms *mediaSession) {
+	t.mu.Lock()
+	c.ms = ms
+	t.mu.Unlock()
+}
+
+// media returns the media session of the call with that Call-ID, if any.
+func (t *callTracker) media(callID string) *mediaSession {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c, ok := t.calls[callID]; ok {
+		return c.ms
+	}
+	return nil
+}
+
+// fromCaller reports whether a message with this From tag was sent by the
+// caller of the call (as opposed to the callee, in a request it sends).
+func (t *callTracker) fromCaller(callID, fromTag string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c, ok := t.calls[callID]; ok {
+		return c.callerTag == fromTag
+	}
+	return true
 }
 
 // ack is called for ACKs relayed; nothing to record yet.

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/switchboard/switchboard/media"
 )
 
 // Listen is one SIP listener.
@@ -64,6 +66,11 @@ type Config struct {
 	// TimerC is the INVITE branch timeout of RFC 3261 §16.8 (default 180s,
 	// at least 3 minutes per the RFC; tests may set it lower).
 	TimerC time.Duration
+	// MediaRelay anchors call media; nil means SDP passes untouched.
+	MediaRelay *media.Relay
+	// MediaMode is RelayAlways (default when MediaRelay is set), RelayNAT
+	// or RelayNever.
+	MediaMode string
 	// ShutdownGrace bounds how long a graceful shutdown waits for calls
 	// in set-up to finish (default 10s).
 	ShutdownGrace time.Duration
@@ -75,6 +82,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.TimerC == 0 {
 		c.TimerC = 180 * time.Second
+	}
+	if c.MediaMode == "" {
+		c.MediaMode = RelayAlways
 	}
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = 10 * time.Second
@@ -97,6 +107,11 @@ func (c *Config) validate() error {
 	}
 	if c.MaxMessageSize < 1024 || c.MaxMessageSize > 65535 {
 		return fmt.Errorf("max_message_size %d is outside 1024..65535", c.MaxMessageSize)
+	}
+	switch c.MediaMode {
+	case RelayAlways, RelayNAT, RelayNever:
+	default:
+		return fmt.Errorf("media relay mode %q is not always, nat or never", c.MediaMode)
 	}
 	if c.TimerC < time.Second {
 		return fmt.Errorf("timer_c %s is too short", c.TimerC)

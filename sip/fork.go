@@ -321,6 +321,10 @@ func (s *Server) relay(req *gosip.Request, stx gosip.ServerTransaction, res *gos
 	if req.IsInvite() && out.StatusCode > 100 && out.StatusCode < 300 {
 		addAlias(out, res.Source(), res.Transport())
 	}
+	if out.StatusCode > 100 && out.StatusCode < 300 {
+		// The answer comes from the party the request went to.
+		s.rewriteBody(out, req.CallID().Value(), !s.isFromCaller(req), res.Source())
+	}
 	out.SetTransport(req.Transport())
 	out.SetDestination(req.Source())
 	out.SetSource("")

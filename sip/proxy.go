@@ -112,6 +112,13 @@ func (s *Server) route(ctx context.Context, req *gosip.Request, tx gosip.ServerT
 		}
 		return err
 	}
+	if c != nil {
+		if err := s.startMedia(c, req, targets); err != nil {
+			code, reason := responseCode(err)
+			s.calls.failed(c, code, reason, "switch")
+			return err
+		}
+	}
 	return s.proxy(ctx, req, tx, targets, true, c)
 }
 
@@ -240,6 +247,8 @@ func (s *Server) forwardInDialog(ctx context.Context, req *gosip.Request, tx gos
 	}
 	if req.Method == gosip.BYE {
 		s.calls.bye(req)
+	} else {
+		s.rewriteBody(req, req.CallID().Value(), s.isFromCaller(req), req.Source())
 	}
 	return s.proxy(ctx, req, tx, []target{dialogTarget(req)}, false, nil)
 }
@@ -258,8 +267,15 @@ func (s *Server) forwardAck(req *gosip.Request, poppedUs bool) error {
 	if err != nil {
 		return err
 	}
-	s.calls.ack(req)
+	s.rewriteBody(fwd, req.CallID().Value(), s.isFromCaller(req), req.Source())
 	return s.client.WriteRequest(fwd, noBuild)
+}
+
+// isFromCaller reports whether an in-dialog request comes from the party
+// that placed the call.
+func (s *Server) isFromCaller(req *gosip.Request) bool {
+	tag, _ := req.From().Params.Get("tag")
+	return s.calls.fromCaller(req.CallID().Value(), tag)
 }
 
 // noBuild stops sipgo's client from adding headers to a request we built.

@@ -22,6 +22,7 @@ type target struct {
 	uri       gosip.Uri // the new Request-URI
 	dest      string    // host:port to send to
 	transport string    // UDP, TCP, TLS, WS
+	nat       bool      // the target is behind NAT (reached at its source)
 }
 
 // isLocalHost reports whether host names this switch: the domain or one of
@@ -113,7 +114,7 @@ func bindingTarget(b registrar.Binding) (target, error) {
 		return target{}, err
 	}
 	if b.NAT || b.ConnectionBound() {
-		return target{uri: u, dest: b.Source.String(), transport: strings.ToUpper(b.Transport)}, nil
+		return target{uri: u, dest: b.Source.String(), transport: strings.ToUpper(b.Transport), nat: b.NAT}, nil
 	}
 	return uriTarget(u), nil
 }

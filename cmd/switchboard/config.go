@@ -6,13 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/switchboard/switchboard/configs"
+	"github.com/switchboard/switchboard/media"
+	"github.com/switchboard/switchboard/media/turn"
 	"github.com/switchboard/switchboard/registrar"
 	"github.com/switchboard/switchboard/sip"
 )
@@ -39,6 +43,22 @@ type fileConfig struct {
 	HTTP struct {
 		Listen string `yaml:"listen"`
 	} `yaml:"http"`
+	Media struct {
+		PublicIP string        `yaml:"public_ip"`
+		BindIP   string        `yaml:"bind_ip"`
+		RTPPorts string        `yaml:"rtp_ports"`
+		Relay    string        `yaml:"relay"`
+		Timeout  time.Duration `yaml:"timeout"`
+	} `yaml:"media"`
+	TURN struct {
+		Enabled               bool     `yaml:"enabled"`
+		Listen                []string `yaml:"listen"`
+		PublicIP              string   `yaml:"public_ip"`
+		RelayPorts            string   `yaml:"relay_ports"`
+		Secret                string   `yaml:"secret"`
+		AllowPeers            []string `yaml:"allow_peers"`
+		MaxAllocationsPerUser int      `yaml:"max_allocations_per_user"`
+	} `yaml:"turn"`
 	Registrar struct {
 		DefaultExpires int `yaml:"default_expires"`
 		MinExpires     int `yaml:"min_expires"`
@@ -121,6 +141,37 @@ func (c *fileConfig) check() error {
 	if c.SIP.TimerC < time.Second {
 		return fmt.Errorf("sip.timer_c: %s is too short", c.SIP.TimerC)
 	}
+	switch c.Media.Relay {
+	case sip.RelayAlways, sip.RelayNAT, sip.RelayNever:
+	default:
+		return fmt.Errorf("media.relay: %q is not always, nat or never", c.Media.Relay)
+	}
+	if _, _, err := parseRange(c.Media.RTPPorts); err != nil {
+		return fmt.Errorf("media.rtp_ports: %w", err)
+	}
+	if c.Media.Timeout < 0 {
+		return errors.New("media.timeout: must not be negative")
+	}
+	if c.TURN.Enabled {
+		if _, _, err := parseRange(c.TURN.RelayPorts); err != nil {
+			return fmt.Errorf("turn.relay_ports: %w", err)
+		}
+		if c.TURN.PublicIP != "" {
+			if _, err := netip.ParseAddr(c.TURN.PublicIP); err != nil {
+				return fmt.Errorf("turn.public_ip: %q is not an IP address", c.TURN.PublicIP)
+			}
+		}
+		for i, p := range c.TURN.AllowPeers {
+			if _, err := netip.ParsePrefix(p); err != nil {
+				return fmt.Errorf("turn.allow_peers[%d]: %q is not a CIDR prefix", i, p)
+			}
+		}
+		for i, l := range c.TURN.Listen {
+			if strings.HasPrefix(l, "tls://") && (c.SIP.TLS.Cert == "" || c.SIP.TLS.Key == "") {
+				return fmt.Errorf("turn.listen[%d]: %s needs sip.tls.cert and sip.tls.key", i, l)
+			}
+		}
+	}
 	if c.Registrar.MinExpires <= 0 || c.Registrar.MaxExpires < c.Registrar.MinExpires ||
 		c.Registrar.DefaultExpires < c.Registrar.MinExpires || c.Registrar.DefaultExpires > c.Registrar.MaxExpires {
 		return fmt.Errorf("registrar: need 0 < min_expires (%d) <= default_expires (%d) <= max_expires (%d)",
@@ -141,6 +192,47 @@ func (c *fileConfig) check() error {
 		return errors.New("security: auth_window, ban and nonce_ttl must be positive durations")
 	}
 	return nil
+}
+
+// parseRange parses "min-max" port ranges.
+func parseRange(s string) (int, int, error) {
+	a, b, ok := strings.Cut(s, "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("%q: want MIN-MAX", s)
+	}
+	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
+	hi, err2 := strconv.Atoi(strings.TrimSpace(b))
+	if err1 != nil || err2 != nil || lo < 1024 || hi > 65535 || hi-lo < 3 {
+		return 0, 0, fmt.Errorf("%q: want MIN-MAX within 1024-65535 with at least 4 ports", s)
+	}
+	return lo, hi, nil
+}
+
+func (c *fileConfig) mediaConfig() media.Config {
+	lo, hi, _ := parseRange(c.Media.RTPPorts)
+	return media.Config{PublicIP: c.Media.PublicIP, BindIP: c.Media.BindIP, PortMin: lo, PortMax: hi, Timeout: c.Media.Timeout}
+}
+
+// turnConfig builds the TURN server's config; secret is the REST secret
+// (from the file, or generated and stored in the database).
+func (c *fileConfig) turnConfig(secret string, tlsCfg *tls.Config) turn.Config {
+	lo, hi, _ := parseRange(c.TURN.RelayPorts)
+	tc := turn.Config{
+		Realm:                 c.Domain,
+		Listen:                c.TURN.Listen,
+		TLSConfig:             tlsCfg,
+		RelayPortMin:          uint16(lo),
+		RelayPortMax:          uint16(hi),
+		Secret:                []byte(secret),
+		MaxAllocationsPerUser: c.TURN.MaxAllocationsPerUser,
+	}
+	if c.TURN.PublicIP != "" {
+		tc.PublicIP = netip.MustParseAddr(c.TURN.PublicIP)
+	}
+	for _, p := range c.TURN.AllowPeers {
+		tc.AllowPeers = append(tc.AllowPeers, netip.MustParsePrefix(p))
+	}
+	return tc
 }
 
 func (c *fileConfig) registrarConfig() registrar.Config {
@@ -168,6 +260,7 @@ func (c *fileConfig) sipConfig() (sip.Config, error) {
 		Advertise:      c.SIP.Advertise,
 		MaxMessageSize: c.SIP.MaxMessageSize,
 		TimerC:         c.SIP.TimerC,
+		MediaMode:      c.Media.Relay,
 	}
 	for _, l := range c.SIP.Listen {
 		pl, _ := sip.ParseListen(l)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/switchboard/switchboard/cdr"
+	"github.com/switchboard/switchboard/internal/sqldb"
+	"github.com/switchboard/switchboard/media"
+	"github.com/switchboard/switchboard/media/turn"
 	"github.com/switchboard/switchboard/registrar"
 	"github.com/switchboard/switchboard/sip"
 )
@@ -77,6 +82,7 @@ type switchboard struct {
 	stopBG  context.CancelFunc
 	bg      sync.WaitGroup
 	closeDB func() error
+	closers []func() error // closed after the SIP server, in reverse order
 }
 
 // start opens the database, binds every listener and starts serving. It
@@ -90,6 +96,9 @@ func start(ctx context.Context, cfg *fileConfig, log *slog.Logger) (*switchboard
 	fail := func(err error) (*switchboard, error) {
 		if sw.sip != nil {
 			sw.sip.Close()
+		}
+		for i := len(sw.closers) - 1; i >= 0; i-- {
+			sw.closers[i]()
 		}
 		if sw.stopBG != nil {
 			sw.stopBG()
@@ -112,9 +121,34 @@ func start(ctx context.Context, cfg *fileConfig, log *slog.Logger) (*switchboard
 	sw.goBG(func() { reg.Run(bgctx) })
 	sw.goBG(func() { calls.Run(bgctx) })
 
+	metrics := prometheus.NewRegistry()
 	sipCfg, err := cfg.sipConfig()
 	if err != nil {
 		return fail(err)
+	}
+	if cfg.Media.Relay != sip.RelayNever {
+		relay, err := media.New(cfg.mediaConfig(), log, metrics)
+		if err != nil {
+			return fail(fmt.Errorf("media: %w", err))
+		}
+		sw.closers = append(sw.closers, relay.Close)
+		sipCfg.MediaRelay = relay
+		log.Info("media relay ready", "component", "media", "public_ip", relay.PublicIP().String(), "ports", cfg.Media.RTPPorts, "mode", cfg.Media.Relay)
+	}
+	var turnSrv *turn.Server
+	if cfg.TURN.Enabled {
+		secret := cfg.TURN.Secret
+		if secret == "" {
+			secret, err = sqldb.Setting(ctx, db, "turn_rest_secret", randomSecret)
+			if err != nil {
+				return fail(err)
+			}
+		}
+		turnSrv, err = turn.New(cfg.turnConfig(secret, sipCfg.TLS), reg.Users(), log, metrics)
+		if err != nil {
+			return fail(fmt.Errorf("turn: %w", err))
+		}
+		sw.closers = append(sw.closers, turnSrv.Close) // it logs its own listeners
 	}
 	srv, err := sip.New(sipCfg, reg, reg.Authenticator(), calls, log)
 	if err != nil {
@@ -125,7 +159,6 @@ func start(ctx context.Context, cfg *fileConfig, log *slog.Logger) (*switchboard
 		return fail(err)
 	}
 
-	metrics := prometheus.NewRegistry()
 	registerMetrics(metrics, srv, reg)
 
 	mux := http.NewServeMux()
@@ -135,6 +168,9 @@ func start(ctx context.Context, cfg *fileConfig, log *slog.Logger) (*switchboard
 			return fail(fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err))
 		}
 		mux.Handle("/sip", srv.WebSocketHandler(ln.Addr()))
+		if turnSrv != nil {
+			mux.Handle("/api/turn", turnSrv.ICEServersHandler(basicAuth(reg.Users())))
+		}
 		mux.Handle("/metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -177,10 +213,32 @@ func (sw *switchboard) shutdown(ctx context.Context) error {
 		cancel()
 	}
 	errs = append(errs, sw.sip.Shutdown(ctx))
+	for i := len(sw.closers) - 1; i >= 0; i-- {
+		errs = append(errs, sw.closers[i]())
+	}
 	sw.stopBG()
 	sw.bg.Wait()
 	errs = append(errs, sw.closeDB())
 	return errors.Join(errs...)
+}
+
+// basicAuth checks HTTP Basic credentials against the SIP user store.
+func basicAuth(users *registrar.Users) func(r *http.Request) (string, bool) {
+	return func(r *http.Request) (string, bool) {
+		name, pw, ok := r.BasicAuth()
+		if !ok || !users.CheckPassword(r.Context(), name, pw) {
+			return "", false
+		}
+		return name, true
+	}
+}
+
+func randomSecret() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b[:]), nil
 }
 
 func registerMetrics(r *prometheus.Registry, srv *sip.Server, reg *registrar.Registrar) {

@@ -114,3 +114,32 @@ func Migrate(ctx context.Context, db *sql.DB, component string, steps []string) 
 	}
 	return nil
 }
+
+var settingsSchema = []string{
+	`CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
+}
+
+// Setting returns the stored value of key, creating it with gen() the first
+// time (for generated secrets that must survive restarts).
+func Setting(ctx context.Context, db *sql.DB, key string, gen func() (string, error)) (string, error) {
+	if err := Migrate(ctx, db, "settings", settingsSchema); err != nil {
+		return "", err
+	}
+	var v string
+	err := db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, key).Scan(&v)
+	if err == nil {
+		return v, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("read setting %s: %w", key, err)
+	}
+	if v, err = gen(); err != nil {
+		return "", err
+	}
+	// Another process may have raced us: keep whichever value landed first.
+	if _, err := db.ExecContext(ctx, `INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING`, key, v); err != nil {
+		return "", fmt.Errorf("store setting %s: %w", key, err)
+	}
+	err = db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, key).Scan(&v)
+	return v, err
+}
