@@ -18,6 +18,7 @@ type call struct {
 	ringing   bool
 	ms        *mediaSession
 	dlg       dialog
+	started   time.Time
 }
 
 // dialog is what the switch needs to end a call itself (RFC 3261 §15 BYE
@@ -85,7 +86,7 @@ func uriUserHost(u gosip.Uri) string {
 func (t *callTracker) start(req *gosip.Request) *call {
 	id := req.CallID().Value()
 	tag, _ := req.From().Params.Get("tag")
-	c := &call{id: id, callerTag: tag}
+	c := &call{id: id, callerTag: tag, started: t.now()}
 	c.dlg.callerFrom = req.From()
 	if ct := req.Contact(); ct != nil {
 		c.dlg.callerContact = ct.Address
@@ -232,6 +233,26 @@ func (t *callTracker) fromCaller(callID, fromTag string) bool {
 
 // ack is called for ACKs relayed; nothing to record yet.
 func (t *callTracker) ack(req *gosip.Request) {}
+
+// maxCallAge bounds how long a call is remembered without a BYE (a UA that
+// ignored our Record-Route, a BYE lost for good): its record is closed then.
+const maxCallAge = 12 * time.Hour
+
+// sweep closes the records of calls older than maxCallAge.
+func (t *callTracker) sweep() {
+	now := t.now()
+	var old []*call
+	t.mu.Lock()
+	for _, c := range t.calls {
+		if now.Sub(c.started) > maxCallAge {
+			old = append(old, c)
+		}
+	}
+	t.mu.Unlock()
+	for _, c := range old {
+		t.endBySwitch(c, "no BYE seen")
+	}
+}
 
 // active returns the number of calls being tracked.
 func (t *callTracker) active() int {

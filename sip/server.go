@@ -77,6 +77,7 @@ type Server struct {
 	ws       *hijackListener
 	serving  sync.WaitGroup
 
+	stopHK   chan struct{}
 	draining atomic.Bool
 	inflight sync.WaitGroup
 
@@ -90,6 +91,8 @@ type Stats struct {
 	Requests  atomic.Uint64
 	Refused   atomic.Uint64 // requests answered with an error status
 }
+
+var setSipgoLogger sync.Once
 
 // New builds the server. Listen binds its sockets; Serve runs it.
 func New(cfg Config, reg Registrar, auth Authenticator, rec CallRecorder, log *slog.Logger) (*Server, error) {
@@ -109,7 +112,9 @@ func New(cfg Config, reg Registrar, auth Authenticator, rec CallRecorder, log *s
 	parser := gosip.NewParser()
 	parser.MaxMessageLength = cfg.MaxMessageSize
 	sipgoLog := slog.New(&sipgoLogHandler{next: s.log.Handler(), stats: &s.Stats})
-	gosip.SetDefaultLogger(sipgoLog)
+	// sipgo's default logger is a process global read by its goroutines:
+	// set it once, before any server runs.
+	setSipgoLogger.Do(func() { gosip.SetDefaultLogger(sipgoLog) })
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent("switchboard"),
 		sipgo.WithUserAgentHostname(cfg.Domain),
@@ -175,6 +180,7 @@ func looksLikeSIP(b []byte) bool {
 
 // Listen binds every configured listener. Addrs then reports them.
 func (s *Server) Listen(ctx context.Context) error {
+	s.startHousekeeping()
 	lc := net.ListenConfig{Control: bigBuffers}
 	for _, l := range s.cfg.Listen {
 		switch l.Transport {
@@ -279,6 +285,30 @@ func (s *Server) Addrs() map[string]string {
 		m[i.transport] = net.JoinHostPort(i.adv, strconv.Itoa(i.port))
 	}
 	return m
+}
+
+// startHousekeeping runs the periodic sweep of stale calls until Close.
+func (s *Server) startHousekeeping() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopHK != nil {
+		return
+	}
+	stop := make(chan struct{})
+	s.stopHK = stop
+	s.closers = append(s.closers, func() error { close(stop); return nil })
+	s.serve(func() error {
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return nil
+			case <-t.C:
+				s.calls.sweep()
+			}
+		}
+	})
 }
 
 // Shutdown stops accepting new calls and waits, at most until ctx ends, for
