@@ -28,6 +28,10 @@ type Config struct {
 	// challenge and fail on SHA-256, while RFC 8760 clients pick the first
 	// they support. Operators with modern phones can put SHA-256 first.
 	Algorithms []string
+	// MD5OnlyUserAgents lists User-Agent substrings (case-insensitive) of
+	// UAs that give up on a challenge offering anything but MD5 (baresip
+	// 1.0.0 does): they are challenged with MD5 alone.
+	MD5OnlyUserAgents []string
 	// AuthFailures wrong digests from one source IP within AuthWindow get the
 	// source refused for Ban. AuthFailures 0 means 10; negative disables.
 	AuthFailures int

@@ -40,6 +40,7 @@ type Authenticator struct {
 	ttl        time.Duration
 	users      UserLookup
 	guard      *Guard
+	md5Only    []string // User-Agent substrings offered MD5 alone
 	secret     [32]byte
 	now        func() time.Time
 
@@ -74,6 +75,10 @@ func NewAuthenticator(realm string, algorithms []string, nonceTTL time.Duration,
 	a.ncRotate = a.now().Add(nonceTTL)
 	return a, nil
 }
+
+// SetMD5Only sets the User-Agent substrings (case-insensitive) of UAs that
+// fail on any challenge but MD5: they are offered MD5 alone. Call before use.
+func (a *Authenticator) SetMD5Only(userAgents []string) { a.md5Only = userAgents }
 
 // Realm returns the digest realm.
 func (a *Authenticator) Realm() string { return a.realm }
@@ -115,13 +120,31 @@ func (a *Authenticator) checkNonce(n string) (ours, fresh bool) {
 // (proxy true) header values, one per offered algorithm, most preferred first
 // (RFC 8760 §2.4), all with qop=auth and the same fresh nonce.
 func (a *Authenticator) Challenge(proxy, stale bool) []sip.Header {
+	return a.challenge(proxy, stale, a.algorithms)
+}
+
+// challengeFor is Challenge for a request: a UA whose User-Agent is on the
+// MD5-only list is offered MD5 alone.
+func (a *Authenticator) challengeFor(req *sip.Request, proxy, stale bool) []sip.Header {
+	if h := req.GetHeader("User-Agent"); h != nil && len(a.md5Only) > 0 {
+		ua := strings.ToLower(h.Value())
+		for _, q := range a.md5Only {
+			if q != "" && strings.Contains(ua, strings.ToLower(q)) {
+				return a.challenge(proxy, stale, []string{AlgMD5})
+			}
+		}
+	}
+	return a.Challenge(proxy, stale)
+}
+
+func (a *Authenticator) challenge(proxy, stale bool, algorithms []string) []sip.Header {
 	name := "WWW-Authenticate"
 	if proxy {
 		name = "Proxy-Authenticate"
 	}
 	nonce := a.newNonce()
-	hdrs := make([]sip.Header, 0, len(a.algorithms))
-	for _, alg := range a.algorithms {
+	hdrs := make([]sip.Header, 0, len(algorithms))
+	for _, alg := range algorithms {
 		v := `Digest realm="` + a.realm + `", nonce="` + nonce + `", algorithm=` + alg + `, qop="auth"`
 		if stale {
 			v += ", stale=true"
@@ -259,9 +282,9 @@ func (a *Authenticator) Authorize(ctx context.Context, req *sip.Request, proxy b
 	case errors.Is(err, ErrBanned):
 		return "", statusErr(403, "Forbidden", err)
 	case errors.Is(err, ErrNoCredentials), errors.Is(err, ErrBadCredentials):
-		return "", statusErr(code, reason, err, a.Challenge(proxy, false)...)
+		return "", statusErr(code, reason, err, a.challengeFor(req, proxy, false)...)
 	case errors.Is(err, ErrStaleNonce):
-		return "", statusErr(code, reason, err, a.Challenge(proxy, true)...)
+		return "", statusErr(code, reason, err, a.challengeFor(req, proxy, true)...)
 	}
 	return "", err
 }

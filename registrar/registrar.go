@@ -46,6 +46,7 @@ func New(ctx context.Context, cfg Config, db *sql.DB, log *slog.Logger) (*Regist
 	if err != nil {
 		return nil, err
 	}
+	auth.SetMD5Only(cfg.MD5OnlyUserAgents)
 	loc, err := NewLocation(ctx, db, log)
 	if err != nil {
 		return nil, err

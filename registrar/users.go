@@ -68,6 +68,7 @@ type Users struct {
 
 	mu    sync.RWMutex
 	cache map[string]cachedUser
+	gen   uint64 // bumped whenever entries are dropped; guarded by mu
 }
 
 type cachedUser struct {
@@ -189,19 +190,22 @@ func (s *Users) Lookup(ctx context.Context, name string) (User, error) {
 		}
 		return c.u, nil
 	}
+	s.mu.RLock()
+	gen := s.gen
+	s.mu.RUnlock()
 	var u User
 	var created int64
 	err := s.db.QueryRowContext(ctx, `SELECT name, ha1_md5, ha1_sha256, created_at FROM users WHERE name = ?`, name).
 		Scan(&u.Name, &u.HA1MD5, &u.HA1SHA256, &created)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		s.store(name, cachedUser{})
+		s.store(name, gen, cachedUser{})
 		return User{}, ErrUnknownUser
 	case err != nil:
 		return User{}, fmt.Errorf("look up user %s: %w", name, err)
 	}
 	u.Created = time.Unix(created, 0)
-	s.store(name, cachedUser{u: u, exists: true})
+	s.store(name, gen, cachedUser{u: u, exists: true})
 	return u, nil
 }
 
@@ -232,8 +236,14 @@ func (s *Users) CheckPassword(ctx context.Context, name, password string) bool {
 
 const maxCachedUsers = 200000
 
-func (s *Users) store(name string, c cachedUser) {
+// store caches c unless entries were dropped since gen was read: a row read
+// before a change must not outlive the change in the cache.
+func (s *Users) store(name string, gen uint64, c cachedUser) {
 	s.mu.Lock()
+	if s.gen != gen {
+		s.mu.Unlock()
+		return
+	}
 	if len(s.cache) >= maxCachedUsers {
 		// Bound memory against floods of lookups for made-up names.
 		s.cache = make(map[string]cachedUser)
@@ -245,6 +255,7 @@ func (s *Users) store(name string, c cachedUser) {
 func (s *Users) forget(name string) {
 	s.mu.Lock()
 	delete(s.cache, name)
+	s.gen++
 	s.mu.Unlock()
 }
 
@@ -273,6 +284,7 @@ func (s *Users) Watch(ctx context.Context, interval time.Duration) {
 			last = v
 			s.mu.Lock()
 			s.cache = make(map[string]cachedUser)
+			s.gen++
 			s.mu.Unlock()
 		}
 	}

@@ -218,8 +218,13 @@ func (s *Server) runBranch(b *branch, events chan<- branchEvent, done <-chan str
 			select {
 			case events <- branchEvent{b: b, res: res}:
 			case <-done:
-				if res.StatusCode >= 200 && res.StatusCode < 300 {
+				// The fork has returned; this goroutine alone owns b now.
+				switch {
+				case res.StatusCode >= 200 && res.StatusCode < 300:
 					s.relay(req, stx, res)
+				case res.StatusCode < 200 && b.cancel && !b.cancelSent:
+					// §9.1: the CANCEL held back until a provisional.
+					s.sendCancel(b)
 				}
 			}
 			if res.StatusCode >= 200 {
@@ -349,8 +354,8 @@ func (s *Server) forwardStrayResponse(res *gosip.Response) {
 		return
 	}
 	br, _ := v.Params.Get("branch")
-	if len(br) < len(branchPrefix) || br[:len(branchPrefix)] != branchPrefix || !s.isLocalHost(v.Host) {
-		return
+	if !s.ourBranch(br) || !s.isLocalHost(v.Host) {
+		return // not a response to a request of ours: never reflect it
 	}
 	out := res.Clone()
 	removeTopHeader(out, "Via")

@@ -148,15 +148,25 @@ func (s *Server) targets(ctx context.Context, req *gosip.Request, local bool, au
 		if len(bindings) == 0 {
 			return nil, status(480, "Temporarily Unavailable", fmt.Errorf("%q is not registered", req.Recipient.User))
 		}
+		loops := 0
 		for _, b := range bindings {
 			t, err := bindingTarget(b)
 			if err != nil {
 				s.log.Warn("unusable binding", "aor", b.AOR, "contact", b.Contact, "error", err)
 				continue
 			}
+			if s.isOwnAddress(t.dest) {
+				// A contact that names the switch itself would only come
+				// back here (RFC 3261 §16.3 step 4).
+				loops++
+				continue
+			}
 			targets = append(targets, t)
 		}
 		if len(targets) == 0 {
+			if loops > 0 {
+				return nil, status(482, "Loop Detected", errors.New("every contact points at the switch"))
+			}
 			return nil, status(480, "Temporarily Unavailable", errNoTarget)
 		}
 	default:
@@ -256,10 +266,9 @@ func (s *Server) forwardInDialog(ctx context.Context, req *gosip.Request, tx gos
 // forwardAck sends an ACK for a 2xx on statelessly (RFC 3261 §16.11); ACKs
 // for our own non-2xx responses are absorbed by sipgo's transaction.
 func (s *Server) forwardAck(req *gosip.Request, poppedUs bool) error {
-	if !poppedUs && s.isLocalURI(req.Recipient) {
-		return errors.New("ACK addressed to us")
-	}
-	if !poppedUs && req.Route() == nil {
+	if !poppedUs {
+		// Only ACKs inside dialogs we record-routed are relayed; anything
+		// else would make the switch an open relay.
 		return errors.New("ACK not routed through us")
 	}
 	t := dialogTarget(req)
@@ -337,7 +346,7 @@ func (s *Server) prepare(req *gosip.Request, t target, recordRoute bool, branchS
 	if v := fwd.Via(); v != nil {
 		prev = v.Value()
 	}
-	branch := branchPrefix + loopHash(req, receivedURI, prev) + "." + gosip.GenerateTagN(10) + branchSuffix
+	branch := branchPrefix + loopHash(req, receivedURI, prev) + "." + s.signedToken() + branchSuffix
 	if req.IsAck() {
 		branch = gosip.GenerateBranchN(16)
 	}

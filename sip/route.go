@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"net"
@@ -79,6 +80,25 @@ func (s *Server) popOwnRoutes(req *gosip.Request) bool {
 // several (sipgo's RemoveHeader removes only the first).
 func removeTopHeader(msg interface{ RemoveHeader(string) bool }, name string) {
 	msg.RemoveHeader(name)
+}
+
+// isOwnAddress reports whether host:port is one of the switch's listeners.
+func (s *Server) isOwnAddress(dest string) bool {
+	ap, err := netip.ParseAddrPort(dest)
+	if err != nil {
+		return false
+	}
+	if !s.isLocalHost(ap.Addr().Unmap().String()) {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, i := range s.ifaces {
+		if uint16(i.port) == ap.Port() {
+			return true
+		}
+	}
+	return false
 }
 
 // ifaceFor returns the interface to send over transport.
@@ -228,6 +248,34 @@ func loopHash(req *gosip.Request, ruri string, prevVia string) string {
 		w(r.Value())
 	}
 	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// signedToken returns a random token followed by a MAC of it under the
+// server's secret: the unique part of our branch parameters, which lets
+// forwardStrayResponse tell responses to our own requests from forgeries.
+func (s *Server) signedToken() string {
+	r := gosip.GenerateTagN(10)
+	return r + s.tokenMAC(r)
+}
+
+func (s *Server) tokenMAC(r string) string {
+	m := hmac.New(sha256.New, s.secret[:])
+	m.Write([]byte(r))
+	return hex.EncodeToString(m.Sum(nil)[:4])
+}
+
+// ourBranch reports whether a branch parameter was made by this server.
+func (s *Server) ourBranch(br string) bool {
+	rest, ok := strings.CutPrefix(br, branchPrefix)
+	if !ok {
+		return false
+	}
+	_, tok, ok := strings.Cut(rest, ".")
+	if !ok || len(tok) < 18 {
+		return false
+	}
+	r, mac := tok[:10], tok[10:18]
+	return hmac.Equal([]byte(mac), []byte(s.tokenMAC(r)))
 }
 
 // isLoop reports whether the request already passed through us looking the

@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -78,6 +79,7 @@ type Server struct {
 	serving  sync.WaitGroup
 
 	stopHK   chan struct{}
+	secret   [32]byte // keys the MACs in our branch parameters
 	draining atomic.Bool
 	inflight sync.WaitGroup
 
@@ -108,6 +110,9 @@ func New(cfg Config, reg Registrar, auth Authenticator, rec CallRecorder, log *s
 	}
 	s := &Server{cfg: cfg, log: log.With("component", "sip"), reg: reg, auth: auth, localIPs: map[netip.Addr]bool{}}
 	s.calls = newCallTracker(rec)
+	if _, err := rand.Read(s.secret[:]); err != nil {
+		return nil, fmt.Errorf("sip: secret: %w", err)
+	}
 
 	parser := gosip.NewParser()
 	parser.MaxMessageLength = cfg.MaxMessageSize
@@ -153,7 +158,9 @@ func (s *Server) readFilter(p gosip.TransportReadProps, data []byte) ([]byte, er
 	if p.Transport != "UDP" {
 		return data, nil
 	}
-	if len(data) > s.cfg.MaxMessageSize {
+	// sipgo reads datagrams into a TransportBufferReadSize buffer: one that
+	// filled it may have been cut short, and must not be parsed.
+	if len(data) > s.cfg.MaxMessageSize || len(data) >= int(gosip.TransportBufferReadSize) {
 		s.Stats.Malformed.Add(1)
 		return nil, nil
 	}

@@ -71,6 +71,7 @@ type fileConfig struct {
 		Ban          time.Duration `yaml:"ban"`
 		NonceTTL     time.Duration `yaml:"nonce_ttl"`
 		Algorithms   []string      `yaml:"digest_algorithms"`
+		MD5Only      []string      `yaml:"md5_only_user_agents"`
 	} `yaml:"security"`
 }
 
@@ -101,9 +102,63 @@ func decodeStrict(data []byte, into any) error {
 		if errors.Is(err, io.EOF) {
 			return nil // an empty file changes nothing
 		}
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			return namedTypeError(data, te)
+		}
 		return err
 	}
 	return nil
+}
+
+// namedTypeError rewrites yaml.v3's "line N: cannot unmarshal ..." errors
+// so that each names the key at that line (e.g. registrar.min_expires).
+func namedTypeError(data []byte, te *yaml.TypeError) error {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return te
+	}
+	keys := map[int]string{}
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := k.Value
+				if path != "" {
+					p = path + "." + k.Value
+				}
+				keys[k.Line] = p
+				if _, ok := keys[v.Line]; !ok || v.Line != k.Line {
+					keys[v.Line] = p
+				}
+				walk(v, p)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				keys[c.Line] = p
+				walk(c, p)
+			}
+		}
+	}
+	walk(&root, "")
+	msgs := make([]string, 0, len(te.Errors))
+	for _, e := range te.Errors {
+		var line int
+		if _, err := fmt.Sscanf(e, "line %d:", &line); err == nil {
+			if k, ok := keys[line]; ok {
+				e = k + ": " + e
+			}
+		}
+		msgs = append(msgs, e)
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }
 
 // check validates what the packages' own validation cannot name well.
@@ -241,16 +296,17 @@ func (c *fileConfig) registrarConfig() registrar.Config {
 		failures = -1 // 0 in the file means "never ban"
 	}
 	return registrar.Config{
-		Realm:          c.Domain,
-		DefaultExpires: time.Duration(c.Registrar.DefaultExpires) * time.Second,
-		MinExpires:     time.Duration(c.Registrar.MinExpires) * time.Second,
-		MaxExpires:     time.Duration(c.Registrar.MaxExpires) * time.Second,
-		MaxContacts:    c.Registrar.MaxContacts,
-		NonceTTL:       c.Security.NonceTTL,
-		AuthFailures:   failures,
-		AuthWindow:     c.Security.AuthWindow,
-		Ban:            c.Security.Ban,
-		Algorithms:     c.Security.Algorithms,
+		Realm:             c.Domain,
+		DefaultExpires:    time.Duration(c.Registrar.DefaultExpires) * time.Second,
+		MinExpires:        time.Duration(c.Registrar.MinExpires) * time.Second,
+		MaxExpires:        time.Duration(c.Registrar.MaxExpires) * time.Second,
+		MaxContacts:       c.Registrar.MaxContacts,
+		NonceTTL:          c.Security.NonceTTL,
+		AuthFailures:      failures,
+		AuthWindow:        c.Security.AuthWindow,
+		Ban:               c.Security.Ban,
+		Algorithms:        c.Security.Algorithms,
+		MD5OnlyUserAgents: c.Security.MD5Only,
 	}
 }
 

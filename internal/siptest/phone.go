@@ -35,6 +35,9 @@ type Config struct {
 	// User, Password and Domain make the phone's AOR sip:User@Domain and
 	// its digest credentials. Domain defaults to switchboard.local.
 	User, Password, Domain string
+	// PacketConn, when set, is the bound UDP socket to use (Local is then
+	// ignored); the phone closes it.
+	PacketConn net.PacketConn
 	// Name labels the phone in the trace (default User).
 	Name string
 	// Trace receives every message sent and received (optional).
@@ -97,13 +100,17 @@ func NewPhone(t testing.TB, cfg Config) *Phone {
 	}
 	switch cfg.Transport {
 	case "udp":
-		pc, err := net.ListenPacket("udp", cfg.Local)
-		if err != nil {
-			t.Fatalf("phone %s: %v", cfg.Name, err)
+		pc := cfg.PacketConn
+		if pc == nil {
+			var err error
+			if pc, err = net.ListenPacket("udp", cfg.Local); err != nil {
+				t.Fatalf("phone %s: %v", cfg.Name, err)
+			}
 		}
 		p.pc = pc
 		p.local = pc.LocalAddr().(*net.UDPAddr).AddrPort()
 		if cfg.Server != "" {
+			var err error
 			if p.server, err = net.ResolveUDPAddr("udp", cfg.Server); err != nil {
 				t.Fatalf("phone %s: server %q: %v", cfg.Name, cfg.Server, err)
 			}

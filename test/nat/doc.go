@@ -15,3 +15,7 @@
 // on package test/interop and, like it, import nothing from the switch:
 // they only know its command line, config file and log lines.
 package nat
+
+// baresipDigest is the switch's security.digest_algorithms for baresip
+// 1.0.0, which gives up on a 401/407 that offers any algorithm besides MD5.
+var baresipDigest = []string{"MD5"}

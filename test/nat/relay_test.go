@@ -13,9 +13,6 @@ import (
 	"github.com/switchboard/switchboard/test/interop"
 )
 
-// baresipDigest is the switch's security.digest_algorithms for baresip
-// 1.0.0, which gives up on a 401/407 that offers any algorithm besides MD5.
-var baresipDigest = []string{"MD5"}
 
 // Tones: alice sends aliceHz, bob bobHz; each must hear the other's.
 const aliceHz, bobHz = 440, 1000
