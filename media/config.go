@@ -1,0 +1,165 @@
+package media
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+	"time"
+)
+
+// Defaults applied to zero fields of Config.
+const (
+	DefaultBindIP       = "0.0.0.0"
+	DefaultPortMin      = 10000
+	DefaultPortMax      = 20000
+	DefaultTimeout      = 60 * time.Second
+	DefaultQuarantine   = 30 * time.Second
+	DefaultSocketBuffer = 1 << 20
+)
+
+// Config is the media relay's configuration. The zero value is usable: every
+// zero field takes the default named in its comment.
+type Config struct {
+	// PublicIP is the address the parties send media to, which the proxy
+	// writes into the SDP it forwards. Empty: DefaultPublicIP(), the first
+	// non-loopback address of the machine.
+	PublicIP string
+	// BindIP is the local address the media sockets are bound to. Empty:
+	// 0.0.0.0 (all IPv4 addresses). An IPv6 address gives IPv6 sockets; "::"
+	// also receives IPv4 as v4-mapped addresses.
+	BindIP string
+	// PortMin and PortMax bound the UDP ports used for media, both included.
+	// Each side of a stream takes an even RTP port and the odd RTCP port
+	// above it, so a stream needs four ports. Zero: 10000 and 20000.
+	PortMin, PortMax int
+	// Timeout is how long a stream may go without a packet from either party
+	// before its owner is told (to end the call). Zero: 60 s. Negative:
+	// never.
+	Timeout time.Duration
+	// Quarantine is how long a released port pair rests before it is handed
+	// out again, so that late packets of a finished call never reach the
+	// next one. Zero: 30 s. Negative: no quarantine.
+	Quarantine time.Duration
+	// SocketBuffer is the SO_RCVBUF and SO_SNDBUF asked for each media
+	// socket, in bytes; the kernel caps it at net.core.rmem_max/wmem_max.
+	// Zero: 1 MiB.
+	SocketBuffer int
+	// Workers is the number of packet loops sharing the sockets (Linux).
+	// Zero: GOMAXPROCS.
+	Workers int
+
+	// now is the clock, for tests. Nil: time.Now.
+	now func() time.Time
+}
+
+// withDefaults returns c with zero fields replaced by their defaults.
+func (c Config) withDefaults() Config {
+	if c.BindIP == "" {
+		c.BindIP = DefaultBindIP
+	}
+	if c.PortMin == 0 {
+		c.PortMin = DefaultPortMin
+	}
+	if c.PortMax == 0 {
+		c.PortMax = DefaultPortMax
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Quarantine == 0 {
+		c.Quarantine = DefaultQuarantine
+	}
+	if c.SocketBuffer == 0 {
+		c.SocketBuffer = DefaultSocketBuffer
+	}
+	if c.Workers == 0 {
+		c.Workers = runtime.GOMAXPROCS(0)
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	return c
+}
+
+// validate checks a Config that went through withDefaults.
+func (c Config) validate() error {
+	if c.PublicIP != "" {
+		if _, err := netip.ParseAddr(c.PublicIP); err != nil {
+			return fmt.Errorf("media: public_ip %q: %w", c.PublicIP, err)
+		}
+	}
+	if _, err := netip.ParseAddr(c.BindIP); err != nil {
+		return fmt.Errorf("media: bind_ip %q: %w", c.BindIP, err)
+	}
+	if c.PortMin < 1 || c.PortMax > 65535 || c.PortMin > c.PortMax {
+		return fmt.Errorf("media: rtp_ports %d-%d: want 1 <= min <= max <= 65535", c.PortMin, c.PortMax)
+	}
+	if pairs := pairCount(c.PortMin, c.PortMax); pairs < 2 {
+		return fmt.Errorf("media: rtp_ports %d-%d: room for %d RTP/RTCP pairs, a stream needs 2", c.PortMin, c.PortMax, pairs)
+	}
+	if c.SocketBuffer < 0 {
+		return fmt.Errorf("media: socket buffer %d: must not be negative", c.SocketBuffer)
+	}
+	if c.Workers < 1 {
+		return fmt.Errorf("media: workers %d: need at least one", c.Workers)
+	}
+	return nil
+}
+
+// firstPair returns the lowest even port >= min, where pairs start.
+func firstPair(min int) int { return min + min%2 }
+
+// pairCount returns how many even/odd port pairs fit in [min, max].
+func pairCount(min, max int) int {
+	first := firstPair(min)
+	if first+1 > max {
+		return 0
+	}
+	return (max - first + 1) / 2
+}
+
+// DefaultPublicIP returns the first global-unicast or private IPv4 address of
+// an interface that is up and not loopback, or failing that such an IPv6
+// address. It is what an empty Config.PublicIP means.
+func DefaultPublicIP() (netip.Addr, error) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("media: list interfaces: %w", err)
+	}
+	var v6 netip.Addr
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			pfx, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			ip, ok := netip.AddrFromSlice(pfx.IP)
+			if !ok {
+				continue
+			}
+			ip = ip.Unmap()
+			if ip.IsLoopback() || ip.IsLinkLocalUnicast() || !ip.IsGlobalUnicast() {
+				continue
+			}
+			if ip.Is4() {
+				return ip, nil
+			}
+			if !v6.IsValid() {
+				v6 = ip
+			}
+		}
+	}
+	if v6.IsValid() {
+		return v6, nil
+	}
+	return netip.Addr{}, errors.New("media: no non-loopback address found; set media.public_ip")
+}

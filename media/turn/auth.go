@@ -1,0 +1,132 @@
+package turn
+
+import (
+	"crypto/hmac"
+	"crypto/md5"  //nolint:gosec // RFC 8489 §9.2.2 defines the long-term key as MD5.
+	"crypto/sha1" //nolint:gosec // the TURN REST password is HMAC-SHA1 by definition.
+	"encoding/base64"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Credentials looks up the long-term keys of SIP users.
+//
+// LongTermKey returns the MD5 HA1 of a SIP user, MD5(user ":" realm ":"
+// password) as 16 raw bytes, where realm is Config.Realm (the SIP domain).
+// That is exactly the long-term credential key of RFC 8489 §9.2.2, so a SIP
+// user's own username and password work for TURN without storing anything
+// else. ok is false when the user does not exist. It is called from the
+// server's read loops and must be safe for concurrent use and fast (cache
+// what comes from disk).
+type Credentials interface {
+	LongTermKey(username string) (key []byte, ok bool)
+}
+
+// RESTCredentials mints TURN REST API credentials (draft-uberti-behave-turn-rest-00,
+// as coturn's use-auth-secret) for user, valid until now+ttl: the
+// username is "<unix expiry>:<user>" and the password is
+// base64(HMAC-SHA1(secret, username)).
+func RESTCredentials(secret []byte, user string, ttl time.Duration, now time.Time) (username, password string) {
+	username = strconv.FormatInt(now.Add(ttl).Unix(), 10) + ":" + user
+
+	return username, restPassword(secret, username)
+}
+
+func restPassword(secret []byte, username string) string {
+	mac := hmac.New(sha1.New, secret)
+	mac.Write([]byte(username)) //nolint:errcheck // hash writes never fail
+
+	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// longTermKey is the RFC 8489 §9.2.2 key MD5(username ":" realm ":" password).
+func longTermKey(username, realm, password string) []byte {
+	h := md5.New()                                           //nolint:gosec // mandated by RFC 8489 §9.2.2
+	h.Write([]byte(username + ":" + realm + ":" + password)) //nolint:errcheck // hash writes never fail
+
+	return h.Sum(nil)
+}
+
+// parseRESTUsername splits a TURN REST username "<expiry>:<user>" where
+// expiry is a decimal Unix time. ok is false when username does not have
+// that shape (then it is a plain SIP username).
+func parseRESTUsername(username string) (expiry int64, user string, ok bool) {
+	ts, user, found := strings.Cut(username, ":")
+	if !found || ts == "" || user == "" || len(ts) > 19 {
+		return 0, "", false
+	}
+	for i := 0; i < len(ts); i++ {
+		if ts[i] < '0' || ts[i] > '9' {
+			return 0, "", false
+		}
+	}
+	expiry, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return 0, "", false
+	}
+
+	return expiry, user, true
+}
+
+// quotaUser is the user an allocation is counted against: the part after the
+// expiry for REST usernames, so that minting fresh REST credentials does not
+// escape the quota.
+func quotaUser(username string) string {
+	if _, user, ok := parseRESTUsername(username); ok {
+		return user
+	}
+
+	return username
+}
+
+// lookupKey returns the long-term key of username in realm, or ok=false. It
+// has no side effects.
+func (s *Server) lookupKey(username, realm string) (key []byte, ok bool) {
+	key, ok, _ = s.resolveKey(username, realm)
+
+	return key, ok
+}
+
+// authKey is the pion/turn AuthHandler: it returns the long-term key for
+// username, or ok=false to refuse (pion then answers 400 and the request is
+// not served). The realm the client echoes must be ours (RFC 8489 §9.2.4).
+func (s *Server) authKey(username, realm string, src net.Addr) (key []byte, ok bool) {
+	key, ok, reason := s.resolveKey(username, realm)
+	if !ok {
+		s.metrics.authFailures.Inc()
+		s.log.Debug("authentication refused", "user", username, "src", src.String(), "reason", reason)
+	}
+
+	return key, ok
+}
+
+// resolveKey finds the long-term key of username; when there is none it says
+// why.
+func (s *Server) resolveKey(username, realm string) (key []byte, ok bool, reason string) {
+	if realm != s.cfg.Realm {
+		return nil, false, "realm"
+	}
+	if expiry, _, isREST := parseRESTUsername(username); isREST {
+		switch {
+		case len(s.cfg.Secret) == 0:
+			return nil, false, "rest disabled"
+		case expiry < s.now().Unix():
+			// draft-uberti-behave-turn-rest-00: the timestamp is the
+			// expiry; a credential past it is refused.
+			return nil, false, "rest credentials expired"
+		}
+
+		return longTermKey(username, realm, restPassword(s.cfg.Secret, username)), true, ""
+	}
+	if s.creds == nil {
+		return nil, false, "unknown user"
+	}
+	key, ok = s.creds.LongTermKey(username)
+	if !ok || len(key) != md5.Size {
+		return nil, false, "unknown user"
+	}
+
+	return key, true, ""
+}

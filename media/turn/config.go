@@ -1,0 +1,280 @@
+package turn
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"runtime"
+	"strconv"
+	"time"
+)
+
+// Defaults applied by New to zero-valued Config fields.
+const (
+	// DefaultRelayPortMin is the lowest relay port when Config.RelayPortMin is 0
+	// (the start of the IANA dynamic range, RFC 6335 §6).
+	DefaultRelayPortMin = 49152
+	// DefaultRelayPortMax is the highest relay port when Config.RelayPortMax is 0.
+	DefaultRelayPortMax = 65535
+	// DefaultMaxAllocationsPerUser is the per-user allocation quota when
+	// Config.MaxAllocationsPerUser is 0.
+	DefaultMaxAllocationsPerUser = 10
+	// DefaultAllocateRate is the number of Allocate requests per second accepted
+	// from one source IP when Config.AllocateRate is 0.
+	DefaultAllocateRate = 100
+	// DefaultCredentialTTL is the lifetime of TURN REST credentials minted by
+	// ICEServersHandler when Config.CredentialTTL is 0.
+	DefaultCredentialTTL = 24 * time.Hour
+	// DefaultSocketBuffer is the SO_RCVBUF/SO_SNDBUF size of listening sockets
+	// when Config.SocketBuffer is 0.
+	DefaultSocketBuffer = 4 << 20
+)
+
+// DefaultListen is the listener set used when Config.Listen is empty: the
+// IANA-registered STUN/TURN port 3478 on UDP and TCP.
+var DefaultListen = []string{"udp://0.0.0.0:3478", "tcp://0.0.0.0:3478"}
+
+// Transport names the transport of a listener.
+type Transport string
+
+// Transports a listener can use.
+const (
+	// TransportUDP is STUN/TURN over UDP.
+	TransportUDP Transport = "udp"
+	// TransportTCP is STUN/TURN over TCP (RFC 8656).
+	TransportTCP Transport = "tcp"
+	// TransportTLS is STUN/TURN over TLS over TCP ("turns:", RFC 7065).
+	TransportTLS Transport = "tls"
+)
+
+// Config configures a Server. The zero value of every field is usable and
+// documented; only Realm is required. Config has no on/off switch: a caller
+// that does not want TURN does not call New.
+type Config struct {
+	// Realm is the long-term credential realm (RFC 8489 §9.2), which must be
+	// the SIP domain so that a SIP user's digest HA1 is the TURN key.
+	// Required.
+	Realm string
+
+	// Listen lists the addresses to serve STUN and TURN on, as URLs
+	// "udp://host:port", "tcp://host:port" or "tls://host:port". A port of 0
+	// binds an ephemeral port (read it back with Server.Endpoints). Empty
+	// means DefaultListen.
+	Listen []string
+
+	// TLSConfig is the server TLS configuration for tls:// listeners. It must
+	// hold a certificate when a tls:// listener is configured, and is unused
+	// otherwise.
+	TLSConfig *tls.Config
+
+	// TLSHost is the host name put in "turns:" URLs by ICEServersHandler; it
+	// must match the TLS certificate. Empty means the host of the first
+	// tls:// listener when that is a name, else PublicIP.
+	TLSHost string
+
+	// PublicIP is the IPv4 address advertised as the relayed transport address
+	// and in ICE server URLs. The zero value means the first non-loopback IPv4
+	// address of the machine, or 127.0.0.1 when there is none.
+	PublicIP netip.Addr
+
+	// BindIP is the IPv4 address relay sockets are bound on. The zero value
+	// means 0.0.0.0 (every interface).
+	BindIP netip.Addr
+
+	// RelayPortMin is the lowest port of relay sockets. Zero means
+	// DefaultRelayPortMin.
+	RelayPortMin uint16
+	// RelayPortMax is the highest (inclusive) port of relay sockets. Zero
+	// means DefaultRelayPortMax.
+	RelayPortMax uint16
+
+	// Secret is the TURN REST shared secret: usernames "expiry:user" with
+	// password base64(HMAC-SHA1(Secret, username)) are accepted until expiry.
+	// Empty disables REST credentials; ICEServersHandler then answers 503.
+	Secret []byte
+
+	// CredentialTTL is the lifetime of REST credentials minted by
+	// ICEServersHandler. Zero means DefaultCredentialTTL.
+	CredentialTTL time.Duration
+
+	// AllowPeers lists extra prefixes clients may relay to although they fall
+	// in a range refused by default (see PeerAllowed), e.g. 127.0.0.0/8 for
+	// tests or an internal media network. Empty allows none.
+	AllowPeers []netip.Prefix
+
+	// MaxAllocationsPerUser is the number of simultaneous allocations one user
+	// may hold (RFC 8656 §7.2, 486 Allocation Quota Reached). REST
+	// credentials count against the user after the "expiry:" prefix. Zero
+	// means DefaultMaxAllocationsPerUser; negative means no quota.
+	MaxAllocationsPerUser int
+
+	// AllocateRate is the number of Allocate requests per second accepted from
+	// one source IP address (burst: twice that), and of TCP/TLS connections
+	// accepted per second from one source IP. Requests over the rate are
+	// dropped without an answer. Zero means DefaultAllocateRate; negative
+	// means unlimited.
+	AllocateRate int
+
+	// ReadLoops is the number of sockets (each with its own read goroutine)
+	// bound with SO_REUSEPORT on every UDP listen address; the kernel spreads
+	// clients over them by 5-tuple. Zero means runtime.NumCPU(). Where
+	// SO_REUSEPORT is unavailable one socket is used.
+	ReadLoops int
+
+	// SocketBuffer is the SO_RCVBUF and SO_SNDBUF size in bytes requested for
+	// UDP listening sockets; relay sockets get a quarter of it. Zero means
+	// DefaultSocketBuffer; negative leaves the kernel default. The kernel caps
+	// it at net.core.rmem_max/wmem_max unless the process may use
+	// SO_RCVBUFFORCE (CAP_NET_ADMIN; listening sockets only).
+	SocketBuffer int
+}
+
+// listenAddr is one parsed Config.Listen entry.
+type listenAddr struct {
+	transport Transport
+	host      string
+	port      int
+}
+
+func (l listenAddr) hostPort() string {
+	return net.JoinHostPort(l.host, strconv.Itoa(l.port))
+}
+
+// parseListen parses a listen URL such as "udp://0.0.0.0:3478".
+func parseListen(s string) (listenAddr, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return listenAddr{}, fmt.Errorf("listen address %q: %w: %w", s, ErrBadListen, err)
+	}
+	var la listenAddr
+	switch Transport(u.Scheme) {
+	case TransportUDP, TransportTCP, TransportTLS:
+		la.transport = Transport(u.Scheme)
+	default:
+		return listenAddr{}, fmt.Errorf("listen address %q: %w", s, ErrBadListen)
+	}
+	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return listenAddr{}, fmt.Errorf("listen address %q: %w", s, ErrBadListen)
+	}
+	host, port, err := net.SplitHostPort(u.Host)
+	if err != nil {
+		return listenAddr{}, fmt.Errorf("listen address %q: %w: %w", s, ErrBadListen, err)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return listenAddr{}, fmt.Errorf("listen address %q: %w: bad port", s, ErrBadListen)
+	}
+	la.host, la.port = host, int(p)
+	if la.host == "" {
+		la.host = "0.0.0.0"
+	}
+
+	return la, nil
+}
+
+// withDefaults returns c with every zero field replaced by its documented
+// default.
+func (c Config) withDefaults() Config {
+	if len(c.Listen) == 0 {
+		c.Listen = append([]string(nil), DefaultListen...)
+	}
+	if !c.PublicIP.IsValid() {
+		c.PublicIP = defaultPublicIP()
+	}
+	if !c.BindIP.IsValid() {
+		c.BindIP = netip.IPv4Unspecified()
+	}
+	if c.RelayPortMin == 0 {
+		c.RelayPortMin = DefaultRelayPortMin
+	}
+	if c.RelayPortMax == 0 {
+		c.RelayPortMax = DefaultRelayPortMax
+	}
+	if c.CredentialTTL == 0 {
+		c.CredentialTTL = DefaultCredentialTTL
+	}
+	if c.MaxAllocationsPerUser == 0 {
+		c.MaxAllocationsPerUser = DefaultMaxAllocationsPerUser
+	}
+	if c.AllocateRate == 0 {
+		c.AllocateRate = DefaultAllocateRate
+	}
+	if c.ReadLoops == 0 {
+		c.ReadLoops = runtime.NumCPU()
+	}
+	if c.SocketBuffer == 0 {
+		c.SocketBuffer = DefaultSocketBuffer
+	}
+
+	return c
+}
+
+// validate checks a Config after withDefaults.
+func (c *Config) validate() error {
+	if c.Realm == "" {
+		return fmt.Errorf("realm: %w", ErrConfig)
+	}
+	hasTLS := false
+	for _, s := range c.Listen {
+		la, err := parseListen(s)
+		if err != nil {
+			return err
+		}
+		if la.transport == TransportTLS {
+			hasTLS = true
+		}
+	}
+	if hasTLS && (c.TLSConfig == nil ||
+		(len(c.TLSConfig.Certificates) == 0 && c.TLSConfig.GetCertificate == nil && c.TLSConfig.GetConfigForClient == nil)) {
+		return fmt.Errorf("tls listener without a certificate: %w", ErrConfig)
+	}
+	// pion/turn relays over "udp4" only, so both relay addresses are IPv4.
+	if !c.PublicIP.Is4() {
+		return fmt.Errorf("public ip %v is not IPv4: %w", c.PublicIP, ErrConfig)
+	}
+	if !c.BindIP.Is4() {
+		return fmt.Errorf("bind ip %v is not IPv4: %w", c.BindIP, ErrConfig)
+	}
+	if c.RelayPortMin > c.RelayPortMax {
+		return fmt.Errorf("relay ports %d-%d: %w", c.RelayPortMin, c.RelayPortMax, ErrConfig)
+	}
+	if c.CredentialTTL < 0 {
+		return fmt.Errorf("credential ttl %v: %w", c.CredentialTTL, ErrConfig)
+	}
+	for _, p := range c.AllowPeers {
+		if !p.IsValid() {
+			return fmt.Errorf("allow peers: invalid prefix: %w", ErrConfig)
+		}
+	}
+	if c.ReadLoops < 0 || c.ReadLoops > 256 {
+		return fmt.Errorf("read loops %d: %w", c.ReadLoops, ErrConfig)
+	}
+
+	return nil
+}
+
+// defaultPublicIP returns the first non-loopback IPv4 address of the machine,
+// or 127.0.0.1 when there is none.
+func defaultPublicIP() netip.Addr {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			ip, ok := netip.AddrFromSlice(ipn.IP)
+			if !ok {
+				continue
+			}
+			ip = ip.Unmap()
+			if ip.Is4() && !ip.IsLoopback() && !ip.IsUnspecified() && !ip.IsLinkLocalUnicast() {
+				return ip
+			}
+		}
+	}
+
+	return netip.AddrFrom4([4]byte{127, 0, 0, 1})
+}
