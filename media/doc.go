@@ -14,11 +14,12 @@
 // anything for Config.Timeout.
 //
 // On Linux the sockets of all streams are served by a few epoll loops (one
-// per CPU by default) that read and write in batches with recvmmsg/sendmmsg
-// into buffers owned by the loop, so that relaying a packet allocates nothing
-// and a call costs a few kilobytes of memory. Other platforms (and builds
-// with the media_netpoll tag) use one goroutine per socket and Go's
-// netpoller.
+// per CPU by default, each parked in Go's netpoller when idle) that read
+// into buffers owned by the loop and send from them, one datagram per system
+// call while a socket holds one and in recvmmsg/sendmmsg batches when it
+// holds more, so that relaying a packet allocates nothing and a call costs a
+// few kilobytes of memory. Other platforms (and builds with the
+// media_netpoll tag) use one goroutine per socket and Go's netpoller.
 //
 // media knows ports and packets only. It must not import the SIP stack, the
 // proxy (package sip), registrar, gateway or any SDP library: the proxy
