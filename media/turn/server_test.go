@@ -97,6 +97,22 @@ func TestStaticCredentials(t *testing.T) {
 	}
 }
 
+func TestRelayPortRange(t *testing.T) {
+	// Above Linux's default ephemeral range, so other sockets rarely hold them.
+	const lo, hi = 61000, 61099
+	s := startServer(t, func(c *Config) { c.RelayPortMin, c.RelayPortMax = lo, hi })
+	for i := 0; i < 3; i++ {
+		relay, err := newUDPClient(t, s.addr(t, TransportUDP), "alice", "alicepw").Allocate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = relay.Close() })
+		if p := relay.LocalAddr().(*net.UDPAddr).Port; p < lo || p > hi {
+			t.Errorf("relay port %d outside %d-%d", p, lo, hi)
+		}
+	}
+}
+
 func TestRESTCredentialsAuth(t *testing.T) {
 	s := startServer(t, allowLoopback)
 	srv := s.addr(t, TransportUDP)
