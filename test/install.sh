@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian 12, as root.
+# Sources: Debian's apt repositories, the npm registry and the Go module proxy
+# only. Idempotent: apt is skipped when every tool is already present.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+# Debian packages and a file each one is known to provide.
+# sip-tester: SIPp. baresip-core: baresip with the ctrl_tcp, aufile, sndfile,
+# aubridge and g711 modules. coturn: turnutils_* client tools. sox: tones and
+# audio checks. chromium + chromium-driver: browser tests. iproute2, iptables:
+# network namespaces and NAT for the NAT tests.
+declare -A needs=(
+	[sip-tester]=/usr/bin/sipp
+	[baresip-core]=/usr/lib/baresip/modules/ctrl_tcp.so
+	[coturn]=/usr/bin/turnutils_uclient
+	[sox]=/usr/bin/sox
+	[chromium]=/usr/bin/chromium
+	[chromium-driver]=/usr/bin/chromedriver
+	[iproute2]=/usr/bin/ip
+	[iptables]=/usr/sbin/iptables
+	[ca-certificates]=/etc/ssl/certs/ca-certificates.crt
+)
+# baresip modules the interop tests load.
+baresip_modules=(ctrl_tcp aufile sndfile aubridge g711 account)
+
+missing=()
+for pkg in "${!needs[@]}"; do
+	[[ -e ${needs[$pkg]} ]] || missing+=("$pkg")
+done
+for m in "${baresip_modules[@]}"; do
+	if [[ ! -e /usr/lib/baresip/modules/$m.so ]]; then
+		missing+=(baresip-core)
+		break
+	fi
+done
+
+if ((${#missing[@]} > 0)); then
+	if [[ $(id -u) -ne 0 ]]; then
+		echo "install.sh: missing packages (${missing[*]}) and not root; install them with apt-get" >&2
+		exit 1
+	fi
+	echo "install.sh: installing ${missing[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update
+	apt-get install -y --no-install-recommends \
+		sip-tester baresip-core coturn sox chromium chromium-driver \
+		iproute2 iptables ca-certificates
+	# coturn's package enables a server on install in some setups; the tests
+	# start their own servers, so make sure no system turnserver holds ports.
+	if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet coturn 2>/dev/null; then
+		systemctl stop coturn || true
+	fi
+else
+	echo "install.sh: system packages already present" >&2
+fi
+
+echo "install.sh: go mod download" >&2
+go mod download
+
+if [[ -f test/browser/package.json ]]; then
+	echo "install.sh: npm ci in test/browser" >&2
+	(cd test/browser && npm ci --no-audit --no-fund)
+fi
+echo "install.sh: done" >&2

@@ -1,0 +1,295 @@
+package interop
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// ServerConfig is what a test chooses about the server it starts. The zero
+// value is a server for switchboard.local on ephemeral UDP and TCP ports of
+// 127.0.0.1, with an ephemeral HTTP port.
+type ServerConfig struct {
+	// Domain is the SIP domain and digest realm. Default switchboard.local.
+	Domain string
+	// Listen is the sip.listen list. Default udp and tcp on 127.0.0.1:0.
+	Listen []string
+	// LogLevel is log.level. Default info.
+	LogLevel string
+	// DigestAlgorithms is security.digest_algorithms; nil keeps the
+	// server's default.
+	DigestAlgorithms []string
+	// MediaRelay is media.relay (always, nat, never); "" keeps the default.
+	MediaRelay string
+	// TURN turns the TURN server on, listening on ephemeral UDP and TCP
+	// ports of 127.0.0.1 (logged as "turn/udp" and "turn/tcp" in Addrs when
+	// the server logs them). Off by default: its default ports are fixed.
+	TURN bool
+	// Extra is YAML appended to the generated config file at top level, for
+	// sections the fields above do not cover.
+	Extra string
+}
+
+// Server is a running switchboard process.
+type Server struct {
+	Bin    string
+	Dir    string // temp dir holding the config, database and logs
+	Config string // config file path
+	Domain string
+
+	// Addrs maps a SIP transport (udp, tcp, tls, ws) to the host:port the
+	// server listens on, as its "listening" log lines say. "http" is the
+	// HTTP listener.
+	Addrs map[string]string
+
+	proc *Process
+}
+
+// StartServer writes a config into a temp dir, starts `switchboard serve`
+// and waits until it has logged every listener the config asks for. The
+// server is stopped (SIGTERM, then SIGKILL) when the test ends; a data race
+// report or a non-zero exit status then fails the test.
+func StartServer(t testing.TB, bin string, cfg ServerConfig) *Server {
+	t.Helper()
+	if cfg.Domain == "" {
+		cfg.Domain = "switchboard.local"
+	}
+	if len(cfg.Listen) == 0 {
+		cfg.Listen = []string{"udp://127.0.0.1:0", "tcp://127.0.0.1:0"}
+	}
+	if cfg.LogLevel == "" {
+		cfg.LogLevel = "info"
+	}
+	dir := t.TempDir()
+	s := &Server{
+		Bin:    bin,
+		Dir:    dir,
+		Config: filepath.Join(dir, "switchboard.yaml"),
+		Domain: cfg.Domain,
+		Addrs:  map[string]string{},
+	}
+	var quoted []string
+	want := map[string]bool{"http": true}
+	for _, l := range cfg.Listen {
+		quoted = append(quoted, fmt.Sprintf("%q", l))
+		u, err := url.Parse(l)
+		if err != nil {
+			t.Fatalf("listen %q: %v", l, err)
+		}
+		want[u.Scheme] = true
+	}
+	// Media stays on loopback, on a port range of its own so that servers
+	// of tests running in parallel do not compete for ports. Media ranges
+	// are drawn from 10000-15999, TURN relay ranges from 16000-19999: below
+	// FreePort's range and the kernel's ephemeral ports.
+	rtp := 10000 + 200*rand.IntN(30)
+	media := fmt.Sprintf("public_ip: 127.0.0.1, bind_ip: 127.0.0.1, rtp_ports: %d-%d", rtp, rtp+199)
+	if cfg.MediaRelay != "" {
+		media += ", relay: " + cfg.MediaRelay
+	}
+	security := "auth_failures: 10, auth_window: 1m, ban: 5m"
+	if cfg.DigestAlgorithms != nil {
+		security += ", digest_algorithms: [" + strings.Join(cfg.DigestAlgorithms, ", ") + "]"
+	}
+	turn := "enabled: false"
+	if cfg.TURN {
+		rp := 16000 + 200*rand.IntN(20)
+		turn = fmt.Sprintf("enabled: true, listen: [udp://127.0.0.1:0, tcp://127.0.0.1:0], public_ip: 127.0.0.1, relay_ports: %d-%d", rp, rp+199)
+	}
+	yaml := fmt.Sprintf(`domain: %s
+database: %s
+log: {level: %s}
+sip:
+  listen: [%s]
+http:
+  listen: 127.0.0.1:0
+media: {%s}
+turn: {%s}
+registrar: {default_expires: 3600, min_expires: 60, max_expires: 86400}
+security: {%s}
+`, cfg.Domain, filepath.Join(dir, "switchboard.db"), cfg.LogLevel, strings.Join(quoted, ", "), media, turn, security)
+	if cfg.Extra != "" {
+		yaml += strings.TrimRight(cfg.Extra, "\n") + "\n"
+	}
+	if err := os.WriteFile(s.Config, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.Command(bin, "serve", "--config", s.Config)
+	cmd.Dir = dir
+	cmd.Env = serverEnv()
+	proc, err := StartProcess("switchboard", cmd, filepath.Join(dir, "server.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.proc = proc
+	t.Cleanup(func() { s.stop(t) })
+
+	ok := Poll(30*time.Second, 20*time.Millisecond, func() bool {
+		s.parseListening()
+		for k := range want {
+			if s.Addrs[k] == "" {
+				return false
+			}
+		}
+		return true
+	}) // the config's listeners, or the process died
+	if !ok || proc.Exited() {
+		t.Fatalf("switchboard did not log all listeners %v (got %v, exited=%v); config:\n%s\nlog:\n%s",
+			keys(want), s.Addrs, proc.Exited(), yaml, tail(proc.Out.String(), 80))
+	}
+	return s
+}
+
+func keys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// parseListening reads the "listening" lines logged so far into s.Addrs.
+func (s *Server) parseListening() {
+	for _, line := range strings.Split(s.proc.Out.String(), "\n") {
+		kv := ParseLogfmt(line)
+		if kv["msg"] != "listening" || kv["addr"] == "" {
+			continue
+		}
+		switch kv["component"] {
+		case "sip":
+			if tr := strings.ToLower(kv["transport"]); tr != "" {
+				s.Addrs[tr] = kv["addr"]
+			}
+		case "http":
+			s.Addrs["http"] = kv["addr"]
+		default:
+			if c := kv["component"]; c != "" {
+				if tr := kv["transport"]; tr != "" {
+					s.Addrs[c+"/"+tr] = kv["addr"]
+				} else if _, seen := s.Addrs[c]; !seen {
+					s.Addrs[c] = kv["addr"]
+				}
+			}
+		}
+	}
+}
+
+// Log returns everything the server wrote to stdout and stderr so far.
+func (s *Server) Log() string { return s.proc.Out.String() }
+
+// PID returns the server's process id.
+func (s *Server) PID() int { return s.proc.Cmd.Process.Pid }
+
+// Addr returns the listening address for a transport or fails the test.
+func (s *Server) Addr(t testing.TB, transport string) string {
+	t.Helper()
+	a := s.Addrs[transport]
+	if a == "" {
+		t.Fatalf("server has no %s listener (have %v)", transport, s.Addrs)
+	}
+	return a
+}
+
+func (s *Server) stop(t testing.TB) {
+	ended := s.proc.Stop(syscall.SIGTERM, 15*time.Second)
+	log := s.proc.Out.String()
+	if strings.Contains(log, "WARNING: DATA RACE") {
+		t.Errorf("switchboard reported a data race:\n%s", raceReports(log))
+	}
+	switch {
+	case !ended:
+		t.Errorf("switchboard (pid %d) did not exit within 15s of SIGTERM; killed", s.PID())
+	case s.proc.ExitCode() != 0:
+		t.Errorf("switchboard exited with status %d after SIGTERM", s.proc.ExitCode())
+	}
+	if t.Failed() {
+		t.Logf("switchboard log (%s):\n%s", filepath.Join(s.Dir, "server.log"), tail(log, 150))
+	}
+}
+
+// raceReports extracts the race detector's reports from a log.
+func raceReports(log string) string {
+	var b strings.Builder
+	in := false
+	for _, l := range strings.Split(log, "\n") {
+		if strings.HasPrefix(l, "WARNING: DATA RACE") {
+			in = true
+		}
+		if in {
+			b.WriteString(l)
+			b.WriteByte('\n')
+		}
+		if in && strings.HasPrefix(l, "==================") && !strings.HasPrefix(l, "WARNING") {
+			in = false
+		}
+	}
+	return tail(b.String(), 200)
+}
+
+// serverEnv is the environment of switchboard processes: the test's, with
+// the race detector's one-second sleep at exit turned off (it would make each
+// CLI call of a -race build take a second).
+func serverEnv() []string {
+	return append(os.Environ(), strings.TrimSpace("GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE")))
+}
+
+// CLI runs `switchboard ARGS... --config FILE` against this server's config
+// and returns its combined output.
+func (s *Server) CLI(ctx context.Context, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	args = append(args, "--config", s.Config)
+	cmd := exec.CommandContext(ctx, s.Bin, args...)
+	cmd.Dir = s.Dir
+	cmd.Env = serverEnv()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("switchboard %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// AddUser creates a user with the CLI or fails the test.
+func (s *Server) AddUser(t testing.TB, name, password string) {
+	t.Helper()
+	if _, err := s.CLI(context.Background(), "user", "add", name, "--password", password); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// CDR is one row of `switchboard cdr list`, keyed by the lower-cased column
+// header (for example "caller", "callee", "call-id", "status", "answered").
+type CDR map[string]string
+
+// CDRs returns the rows of `switchboard cdr list`, newest first.
+func (s *Server) CDRs(t testing.TB) []CDR {
+	t.Helper()
+	out, err := s.CLI(context.Background(), "cdr", "list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := ParseTable(out)
+	if err != nil {
+		t.Fatalf("cdr list: %v\n%s", err, out)
+	}
+	cdrs := make([]CDR, len(rows))
+	for i, r := range rows {
+		cdrs[i] = CDR(r)
+	}
+	return cdrs
+}
+
+// Answered reports whether the CDR's answered column holds a time.
+func (c CDR) Answered() bool {
+	a := strings.TrimSpace(c["answered"])
+	return a != "" && a != "-" && a != "0" && !strings.EqualFold(a, "no") && !strings.EqualFold(a, "null")
+}
