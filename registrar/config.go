@@ -3,6 +3,7 @@ package registrar
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 )
 
@@ -36,7 +37,9 @@ type Config struct {
 	// source refused for Ban. AuthFailures 0 means 10; negative disables.
 	AuthFailures int
 	AuthWindow   time.Duration // default 1m
-	Ban          time.Duration // default 5m
+	// TrustedSources are never banned (the WebRTC gateway's address).
+	TrustedSources []netip.Addr
+	Ban            time.Duration // default 5m
 }
 
 func (c *Config) setDefaults() {

@@ -16,8 +16,21 @@ type Guard struct {
 	log    *slog.Logger
 	now    func() time.Time
 
+	trusted map[netip.Addr]bool // never banned (the WebRTC gateway, which limits per browser itself)
+
 	mu      sync.Mutex
 	sources map[netip.Addr]*guardEntry
+}
+
+// Trust exempts addresses from banning: a gateway that signs many users in
+// from one address, and limits failures per end user itself. Call before use.
+func (g *Guard) Trust(addrs ...netip.Addr) {
+	if g.trusted == nil {
+		g.trusted = map[netip.Addr]bool{}
+	}
+	for _, a := range addrs {
+		g.trusted[a.Unmap()] = true
+	}
 }
 
 type guardEntry struct {
@@ -40,7 +53,7 @@ func NewGuard(max int, window, ban time.Duration, log *slog.Logger) *Guard {
 
 // Fail records an authentication failure from src.
 func (g *Guard) Fail(src netip.Addr) {
-	if g == nil || g.max <= 0 || !src.IsValid() {
+	if g == nil || g.max <= 0 || !src.IsValid() || g.trusted[src.Unmap()] {
 		return
 	}
 	now := g.now()

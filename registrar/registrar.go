@@ -42,6 +42,7 @@ func New(ctx context.Context, cfg Config, db *sql.DB, log *slog.Logger) (*Regist
 		return nil, err
 	}
 	guard := NewGuard(cfg.AuthFailures, cfg.AuthWindow, cfg.Ban, log)
+	guard.Trust(cfg.TrustedSources...)
 	auth, err := NewAuthenticator(cfg.Realm, cfg.Algorithms, cfg.NonceTTL, users, guard)
 	if err != nil {
 		return nil, err

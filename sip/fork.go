@@ -53,7 +53,10 @@ func (s *Server) proxy(ctx context.Context, req *gosip.Request, stx gosip.Server
 		// retransmitting while the branches are set up.
 		stx.Respond(gosip.NewResponseFromRequest(req, 100, "Trying", nil))
 	}
-	events := make(chan branchEvent, len(targets)*8)
+	// Unbuffered: a branch's response is either taken by this loop or,
+	// once the loop has returned, handled by the branch goroutine itself
+	// (runBranch) — never left in a buffer nobody reads.
+	events := make(chan branchEvent)
 	done := make(chan struct{})
 	defer close(done)
 

@@ -119,7 +119,13 @@ func New(cfg Config, reg Registrar, auth Authenticator, rec CallRecorder, log *s
 	sipgoLog := slog.New(&sipgoLogHandler{next: s.log.Handler(), stats: &s.Stats})
 	// sipgo's default logger is a process global read by its goroutines:
 	// set it once, before any server runs.
-	setSipgoLogger.Do(func() { gosip.SetDefaultLogger(sipgoLog) })
+	setSipgoLogger.Do(func() {
+		gosip.SetDefaultLogger(sipgoLog)
+		// sipgo refuses to send UDP messages over UDPMTUSize-200 bytes
+		// (1300): WebRTC-sized SDPs would fail. Like Kamailio we send what
+		// we accept, up to MaxMessageSize, and let IP fragment it.
+		gosip.UDPMTUSize = cfg.MaxMessageSize + 200
+	})
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent("switchboard"),
 		sipgo.WithUserAgentHostname(cfg.Domain),

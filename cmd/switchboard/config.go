@@ -14,7 +14,10 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/pion/webrtc/v4"
+
 	"github.com/switchboard/switchboard/configs"
+	"github.com/switchboard/switchboard/gateway"
 	"github.com/switchboard/switchboard/media"
 	"github.com/switchboard/switchboard/media/turn"
 	"github.com/switchboard/switchboard/registrar"
@@ -59,6 +62,15 @@ type fileConfig struct {
 		AllowPeers            []string `yaml:"allow_peers"`
 		MaxAllocationsPerUser int      `yaml:"max_allocations_per_user"`
 	} `yaml:"turn"`
+	WebRTC struct {
+		Enabled       bool          `yaml:"enabled"`
+		SIPPort       int           `yaml:"sip_port"`
+		ICEIPs        []string      `yaml:"ice_ips"`
+		PublicIP      string        `yaml:"public_ip"`
+		UDPPorts      string        `yaml:"udp_ports"`
+		RingTimeout   time.Duration `yaml:"ring_timeout"`
+		AnswerTimeout time.Duration `yaml:"answer_timeout"`
+	} `yaml:"webrtc"`
 	Registrar struct {
 		DefaultExpires int `yaml:"default_expires"`
 		MinExpires     int `yaml:"min_expires"`
@@ -227,6 +239,11 @@ func (c *fileConfig) check() error {
 			}
 		}
 	}
+	if c.WebRTC.Enabled {
+		if err := c.checkWebRTC(); err != nil {
+			return err
+		}
+	}
 	if c.Registrar.MinExpires <= 0 || c.Registrar.MaxExpires < c.Registrar.MinExpires ||
 		c.Registrar.DefaultExpires < c.Registrar.MinExpires || c.Registrar.DefaultExpires > c.Registrar.MaxExpires {
 		return fmt.Errorf("registrar: need 0 < min_expires (%d) <= default_expires (%d) <= max_expires (%d)",
@@ -330,4 +347,50 @@ func (c *fileConfig) sipConfig() (sip.Config, error) {
 		sc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	return sc, nil
+}
+
+func (c *fileConfig) checkWebRTC() error {
+	if c.WebRTC.SIPPort < 0 || c.WebRTC.SIPPort > 65535 {
+		return fmt.Errorf("webrtc.sip_port: %d is not a port", c.WebRTC.SIPPort)
+	}
+	for i, s := range c.WebRTC.ICEIPs {
+		if _, err := netip.ParseAddr(s); err != nil {
+			return fmt.Errorf("webrtc.ice_ips[%d]: %q is not an IP address", i, s)
+		}
+	}
+	if c.WebRTC.PublicIP != "" {
+		if _, err := netip.ParseAddr(c.WebRTC.PublicIP); err != nil {
+			return fmt.Errorf("webrtc.public_ip: %q is not an IP address", c.WebRTC.PublicIP)
+		}
+	}
+	if c.WebRTC.UDPPorts != "" {
+		if lo, hi, err := parseRange(c.WebRTC.UDPPorts); err != nil || hi-lo < 15 {
+			return fmt.Errorf("webrtc.udp_ports: %q: want MIN-MAX within 1024-65535 with at least 16 ports", c.WebRTC.UDPPorts)
+		}
+	}
+	if c.WebRTC.RingTimeout < 0 || c.WebRTC.AnswerTimeout < 0 {
+		return errors.New("webrtc: ring_timeout and answer_timeout must not be negative")
+	}
+	return nil
+}
+
+// gatewayConfig is the WebRTC gateway's configuration. proxy is the SIP UDP
+// listener as the gateway reaches it, listenIP the gateway's own address
+// beside it.
+func (c *fileConfig) gatewayConfig(proxy, listenIP string, ice func(user string) []webrtc.ICEServer) gateway.Config {
+	gc := gateway.Config{
+		Domain:        c.Domain,
+		ProxyAddr:     proxy,
+		ListenIP:      listenIP,
+		SIPPort:       c.WebRTC.SIPPort,
+		ICEIPs:        c.WebRTC.ICEIPs,
+		PublicIP:      c.WebRTC.PublicIP,
+		ICEServers:    ice,
+		RingTimeout:   c.WebRTC.RingTimeout,
+		AnswerTimeout: c.WebRTC.AnswerTimeout,
+	}
+	if c.WebRTC.UDPPorts != "" {
+		gc.UDPPortMin, gc.UDPPortMax, _ = parseRange(c.WebRTC.UDPPorts)
+	}
+	return gc
 }

@@ -11,16 +11,19 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/switchboard/switchboard/cdr"
+	"github.com/switchboard/switchboard/gateway"
 	"github.com/switchboard/switchboard/internal/sqldb"
 	"github.com/switchboard/switchboard/media"
 	"github.com/switchboard/switchboard/media/turn"
@@ -82,7 +85,8 @@ type switchboard struct {
 	stopBG  context.CancelFunc
 	bg      sync.WaitGroup
 	closeDB func() error
-	closers []func() error // closed after the SIP server, in reverse order
+	closers []func() error   // closed after the SIP server, in reverse order
+	gw      *gateway.Gateway // closed before the SIP server: its BYEs and un-REGISTERs go through it
 }
 
 // start opens the database, binds every listener and starts serving. It
@@ -94,6 +98,9 @@ func start(ctx context.Context, cfg *fileConfig, log *slog.Logger) (*switchboard
 	}
 	sw := &switchboard{log: log, closeDB: db.Close}
 	fail := func(err error) (*switchboard, error) {
+		if sw.gw != nil {
+			sw.gw.Close()
+		}
 		if sw.sip != nil {
 			sw.sip.Close()
 		}
@@ -108,7 +115,13 @@ func start(ctx context.Context, cfg *fileConfig, log *slog.Logger) (*switchboard
 		return nil, err
 	}
 
-	reg, err := registrar.New(ctx, cfg.registrarConfig(), db, log)
+	regCfg := cfg.registrarConfig()
+	if host, ok := gatewayHost(cfg); ok && cfg.WebRTC.Enabled {
+		// Every browser signs in from the gateway's address; the gateway
+		// limits failures per browser, so the registrar must not ban it.
+		regCfg.TrustedSources = append(regCfg.TrustedSources, netip.MustParseAddr(host))
+	}
+	reg, err := registrar.New(ctx, regCfg, db, log)
 	if err != nil {
 		return fail(err)
 	}
@@ -161,6 +174,24 @@ func start(ctx context.Context, cfg *fileConfig, log *slog.Logger) (*switchboard
 
 	registerMetrics(metrics, srv, reg)
 
+	// The WebRTC gateway talks SIP to the proxy's UDP listener like a phone
+	// (docs/webrtc-protocol.md); it serves the web phone on the HTTP listener.
+	if cfg.WebRTC.Enabled && cfg.HTTP.Listen != "" {
+		proxy, local, err := gatewayProxyAddr(cfg, srv)
+		if err != nil {
+			log.Warn("WebRTC gateway not started", "component", "gateway", "error", err)
+		} else {
+			gw, err := gateway.New(cfg.gatewayConfig(proxy, local, iceServersFor(turnSrv)), log)
+			if err != nil {
+				return fail(err)
+			}
+			sw.gw = gw
+			if err := gw.Start(ctx); err != nil {
+				return fail(err)
+			}
+		}
+	}
+
 	mux := http.NewServeMux()
 	if cfg.HTTP.Listen != "" {
 		ln, err := net.Listen("tcp", cfg.HTTP.Listen)
@@ -173,14 +204,19 @@ func start(ctx context.Context, cfg *fileConfig, log *slog.Logger) (*switchboard
 		}
 		mux.Handle("/metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path != "/" {
-				http.NotFound(w, r)
-				return
-			}
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			fmt.Fprintf(w, "switchboard %s\nSIP domain: %s\nSIP over WebSocket: ws://%s/sip\n", version, cfg.Domain, r.Host)
-		})
+		if sw.gw != nil {
+			// The web phone at / and its signalling at /ws.
+			mux.Handle("/", sw.gw.Handler())
+		} else {
+			mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != "/" {
+					http.NotFound(w, r)
+					return
+				}
+				w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+				fmt.Fprintf(w, "switchboard %s\nSIP domain: %s\nSIP over WebSocket: ws://%s/sip\n", version, cfg.Domain, r.Host)
+			})
+		}
 		sw.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 		log.Info("listening", "component", "http", "addr", ln.Addr().String())
 		sw.goBG(func() {
@@ -211,6 +247,11 @@ func (sw *switchboard) shutdown(ctx context.Context) error {
 			sw.http.Close()
 		}
 		cancel()
+	}
+	if sw.gw != nil {
+		// Browsers' calls end (BYE) and their registrations are removed
+		// while the proxy still runs.
+		errs = append(errs, sw.gw.Close())
 	}
 	errs = append(errs, sw.sip.Shutdown(ctx))
 	for i := len(sw.closers) - 1; i >= 0; i-- {
@@ -253,4 +294,57 @@ func registerMetrics(r *prometheus.Registry, srv *sip.Server, reg *registrar.Reg
 			func() float64 { return float64(reg.Location().Count()) }),
 		prometheus.NewGoCollector(),
 	)
+}
+
+// gatewayProxyAddr returns the first UDP SIP listener as the WebRTC gateway
+// reaches it (loopback when it is bound to every address) and the local
+// address the gateway binds beside it.
+func gatewayProxyAddr(cfg *fileConfig, srv *sip.Server) (proxy, local string, err error) {
+	_, port, err := net.SplitHostPort(srv.Addrs()["udp"])
+	host, ok := gatewayHost(cfg)
+	if err != nil || !ok {
+		return "", "", errors.New("webrtc: the gateway needs a udp:// listener in sip.listen")
+	}
+	return net.JoinHostPort(host, port), host, nil
+}
+
+// gatewayHost is the address the WebRTC gateway binds and sends SIP from:
+// that of the first UDP listener, or loopback when it is bound to every
+// address.
+func gatewayHost(cfg *fileConfig) (string, bool) {
+	for _, l := range cfg.SIP.Listen {
+		pl, _ := sip.ParseListen(l)
+		if pl.Transport != "udp" {
+			continue
+		}
+		host, _, _ := net.SplitHostPort(pl.Addr)
+		ip, err := netip.ParseAddr(host)
+		switch {
+		case err != nil || ip.IsUnspecified() && ip.Is4():
+			host = "127.0.0.1"
+		case ip.IsUnspecified():
+			host = "::1"
+		}
+		return host, true
+	}
+	return "", false
+}
+
+// iceServersFor hands browsers the switch's own STUN/TURN server with fresh
+// TURN REST credentials, when it runs.
+func iceServersFor(t *turn.Server) func(user string) []webrtc.ICEServer {
+	if t == nil {
+		return nil
+	}
+	return func(user string) []webrtc.ICEServer {
+		c, err := t.ICEConfig(user)
+		if err != nil {
+			return nil
+		}
+		out := make([]webrtc.ICEServer, 0, len(c.ICEServers))
+		for _, s := range c.ICEServers {
+			out = append(out, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+		}
+		return out
+	}
 }

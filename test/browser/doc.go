@@ -1,0 +1,16 @@
+// Package browser holds the web phone's end-to-end tests: headless Chromium
+// (Debian's chromium package, driven by playwright-core from npm through
+// driver.mjs) signs in on the page the switch serves at /, and calls baresip
+// phones and other browsers through the WebRTC gateway.
+//
+// Following docs INTEROP.md, everything runs in a network namespace of the
+// test's own that has only lo: the switch binary (built from ./cmd/switchboard,
+// or $SWITCHBOARD_BIN), baresip, and Chromium with
+// --allow-loopback-in-peer-connection. The test process reaches into it with
+// setns to talk to baresip's ctrl_tcp and to read the page over HTTP.
+//
+// Screenshots of the phone (signed in, in a call) are written to
+// test/artifacts/. The tests need root, ip, node with test/browser's
+// node_modules (npm ci), chromium, baresip and sox; without them they skip,
+// and fail when CI=true.
+package browser

@@ -1,0 +1,165 @@
+// Drives headless Chromium for browser_test.go: one JSON request per line on
+// stdin, one JSON reply per line on stdout ({id, ok, result} or {id, ok:
+// false, error}); diagnostics go to stderr. It runs inside the test's network
+// namespace (ip netns exec), like the switch and baresip, so Chromium sees
+// only lo.
+//
+// Each "browser" is its own Chromium (launchPersistentContext), because the
+// fake microphone (a WAV tone) is a launch flag and every user needs its own.
+import { chromium } from 'playwright-core';
+import { createInterface } from 'node:readline';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+const browsers = new Map(); // name -> {ctx, page}
+
+function log(...args) {
+  process.stderr.write('[driver] ' + args.join(' ') + '\n');
+}
+
+// Flags from INTEROP.md: headless in a namespace with only lo.
+function flags(tone) {
+  return [
+    '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+    '--disable-sync', '--no-first-run', '--disable-quic', '--use-fake-ui-for-media-stream',
+    '--use-fake-device-for-media-stream', `--use-file-for-fake-audio-capture=${tone}`,
+    '--autoplay-policy=no-user-gesture-required', '--allow-loopback-in-peer-connection',
+    '--disable-features=WebRtcHideLocalIpsWithMdns',
+  ];
+}
+
+function page(name) {
+  const b = browsers.get(name);
+  if (!b) throw new Error(`no browser ${name}`);
+  return b.page;
+}
+
+// A phone-sized viewport: the web phone must work there.
+const viewport = { width: 390, height: 844 };
+
+const ops = {
+  async launch({ name, tone, url }) {
+    const dir = mkdtempSync(join(tmpdir(), `chromium-${name}-`));
+    const ctx = await chromium.launchPersistentContext(dir, { executablePath, headless: true, args: flags(tone), viewport });
+    const p = ctx.pages()[0] || await ctx.newPage();
+    p.on('console', (m) => log(`${name} console.${m.type()}: ${m.text()}`));
+    p.on('pageerror', (e) => log(`${name} page error: ${e.message}`));
+    browsers.set(name, { ctx, page: p });
+    if (url) await p.goto(url);
+    return true;
+  },
+  async goto({ name, url }) {
+    await page(name).goto(url);
+    return true;
+  },
+  // Sign in through the form, by the controls' accessible names.
+  async signin({ name, user, password }) {
+    const p = page(name);
+    await p.getByLabel('User name').fill(user);
+    await p.getByLabel('Password').fill(password);
+    await p.getByRole('button', { name: 'Sign in' }).click();
+    await p.getByText('Signed in as ' + user).waitFor({ timeout: 15000 });
+    return true;
+  },
+  async fill({ name, label, value }) {
+    await page(name).getByLabel(label, { exact: true }).fill(value);
+    return true;
+  },
+  async click({ name, button }) {
+    await page(name).getByRole('button', { name: button, exact: true }).click({ timeout: 15000 });
+    return true;
+  },
+  // Waits until the call state line (role=status) contains text.
+  async waitState({ name, text, timeout }) {
+    const p = page(name);
+    await p.waitForFunction((t) => document.getElementById('callstate').textContent.includes(t), text, { timeout: timeout || 20000 });
+    return await p.evaluate(() => document.getElementById('callstate').textContent);
+  },
+  async waitText({ name, text, timeout }) {
+    await page(name).getByText(text).first().waitFor({ timeout: timeout || 20000 });
+    return true;
+  },
+  async text({ name, id }) {
+    return await page(name).evaluate((i) => document.getElementById(i).textContent, id);
+  },
+  // getStats of the current call: inbound/outbound RTP per kind and the
+  // type of the local candidate in use.
+  async stats({ name }) {
+    return await page(name).evaluate(async () => {
+      const call = window.phone && window.phone.call;
+      if (!call || !call.pc) return null;
+      const report = await call.pc.getStats();
+      const out = { connection: call.pc.connectionState, audioIn: null, videoIn: null, audioOut: null, videoOut: null, localCandidate: null };
+      let pairId = null;
+      report.forEach((s) => {
+        if (s.type === 'inbound-rtp') {
+          const v = { packetsReceived: s.packetsReceived, bytesReceived: s.bytesReceived, audioLevel: s.audioLevel, framesDecoded: s.framesDecoded, codecId: s.codecId };
+          if (s.kind === 'audio') out.audioIn = v; else out.videoIn = v;
+        }
+        if (s.type === 'outbound-rtp') {
+          const v = { packetsSent: s.packetsSent, framesEncoded: s.framesEncoded };
+          if (s.kind === 'audio') out.audioOut = v; else out.videoOut = v;
+        }
+        if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
+      });
+      if (!pairId) {
+        report.forEach((s) => { if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') pairId = s.id; });
+      }
+      const pair = pairId && report.get(pairId);
+      const local = pair && report.get(pair.localCandidateId);
+      if (local) out.localCandidate = { type: local.candidateType, address: local.address, port: local.port, relayProtocol: local.relayProtocol };
+      if (out.audioIn && out.audioIn.codecId) {
+        const c = report.get(out.audioIn.codecId);
+        out.audioCodec = c && c.mimeType;
+      }
+      return out;
+    });
+  },
+  async screenshot({ name, path }) {
+    await page(name).screenshot({ path, fullPage: true });
+    return path;
+  },
+  async eval({ name, expr }) {
+    return await page(name).evaluate(expr);
+  },
+  async close({ name }) {
+    const b = browsers.get(name);
+    if (b) {
+      browsers.delete(name);
+      await b.ctx.close();
+    }
+    return true;
+  },
+};
+
+async function handle(line) {
+  let req;
+  try {
+    req = JSON.parse(line);
+  } catch (e) {
+    return { id: null, ok: false, error: 'bad request: ' + e.message };
+  }
+  const op = ops[req.op];
+  if (!op) return { id: req.id, ok: false, error: 'unknown op ' + req.op };
+  try {
+    return { id: req.id, ok: true, result: await op(req) };
+  } catch (e) {
+    return { id: req.id, ok: false, error: String(e && e.stack || e) };
+  }
+}
+
+const rl = createInterface({ input: process.stdin });
+rl.on('line', async (line) => {
+  if (!line.trim()) return;
+  const reply = await handle(line);
+  process.stdout.write(JSON.stringify(reply) + '\n');
+});
+rl.on('close', async () => {
+  for (const name of [...browsers.keys()]) {
+    try { await ops.close({ name }); } catch (e) { log('close', name, e.message); }
+  }
+  process.exit(0);
+});
+log('ready');
