@@ -3,7 +3,6 @@ package registrar
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"time"
 )
 
@@ -37,9 +36,7 @@ type Config struct {
 	// source refused for Ban. AuthFailures 0 means 10; negative disables.
 	AuthFailures int
 	AuthWindow   time.Duration // default 1m
-	// TrustedSources are never banned (the WebRTC gateway's address).
-	TrustedSources []netip.Addr
-	Ban            time.Duration // default 5m
+	Ban          time.Duration // default 5m
 }
 
 func (c *Config) setDefaults() {

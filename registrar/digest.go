@@ -76,6 +76,13 @@ func NewAuthenticator(realm string, algorithms []string, nonceTTL time.Duration,
 	return a, nil
 }
 
+// Trust exempts one source from failure bans (see Guard.Trust).
+func (a *Authenticator) Trust(source netip.AddrPort) {
+	if a.guard != nil {
+		a.guard.Trust(source)
+	}
+}
+
 // SetMD5Only sets the User-Agent substrings (case-insensitive) of UAs that
 // fail on any challenge but MD5: they are offered MD5 alone. Call before use.
 func (a *Authenticator) SetMD5Only(userAgents []string) { a.md5Only = userAgents }
@@ -160,7 +167,7 @@ func (a *Authenticator) challenge(proxy, stale bool, algorithms []string) []sip.
 //
 // Errors: ErrBanned, ErrNoCredentials, ErrStaleNonce (re-challenge with
 // stale=true), ErrBadCredentials (re-challenge; counted against the source).
-func (a *Authenticator) Verify(ctx context.Context, req *sip.Request, proxy bool, source netip.Addr) (string, error) {
+func (a *Authenticator) Verify(ctx context.Context, req *sip.Request, proxy bool, source netip.AddrPort) (string, error) {
 	if a.guard != nil && a.guard.Banned(source) {
 		return "", ErrBanned
 	}
@@ -233,7 +240,7 @@ func (a *Authenticator) offers(alg string) bool {
 	return false
 }
 
-func (a *Authenticator) fail(source netip.Addr, err error) error {
+func (a *Authenticator) fail(source netip.AddrPort, err error) error {
 	if a.guard != nil {
 		a.guard.Fail(source)
 	}
@@ -269,7 +276,7 @@ func constantTimeEqual(a, b string) bool {
 // Authorize is Verify with its errors turned into the response to send:
 // 401 (or 407 when proxy) with a fresh challenge — stale=true for an expired
 // nonce — or 403 for a refused source.
-func (a *Authenticator) Authorize(ctx context.Context, req *sip.Request, proxy bool, source netip.Addr) (string, error) {
+func (a *Authenticator) Authorize(ctx context.Context, req *sip.Request, proxy bool, source netip.AddrPort) (string, error) {
 	user, err := a.Verify(ctx, req, proxy, source)
 	if err == nil {
 		return user, nil

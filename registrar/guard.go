@@ -16,21 +16,26 @@ type Guard struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	trusted map[netip.Addr]bool // never banned (the WebRTC gateway, which limits per browser itself)
-
 	mu      sync.Mutex
 	sources map[netip.Addr]*guardEntry
+	trusted map[netip.AddrPort]bool // never banned nor counted
 }
 
-// Trust exempts addresses from banning: a gateway that signs many users in
-// from one address, and limits failures per end user itself. Call before use.
-func (g *Guard) Trust(addrs ...netip.Addr) {
+// Trust exempts one source address and port from banning: the WebRTC
+// gateway, which signs every browser user in from its one SIP socket and
+// limits failures per browser itself. Other sources on the same IP are
+// still counted and banned.
+func (g *Guard) Trust(src netip.AddrPort) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	if g.trusted == nil {
-		g.trusted = map[netip.Addr]bool{}
+		g.trusted = map[netip.AddrPort]bool{}
 	}
-	for _, a := range addrs {
-		g.trusted[a.Unmap()] = true
-	}
+	g.trusted[unmapAP(src)] = true
+}
+
+func unmapAP(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 type guardEntry struct {
@@ -51,14 +56,18 @@ func NewGuard(max int, window, ban time.Duration, log *slog.Logger) *Guard {
 	return &Guard{max: max, window: window, ban: ban, log: log, now: time.Now, sources: make(map[netip.Addr]*guardEntry)}
 }
 
-// Fail records an authentication failure from src.
-func (g *Guard) Fail(src netip.Addr) {
-	if g == nil || g.max <= 0 || !src.IsValid() || g.trusted[src.Unmap()] {
+// Fail records an authentication failure from source (counted per IP).
+func (g *Guard) Fail(source netip.AddrPort) {
+	if g == nil || g.max <= 0 || !source.IsValid() {
 		return
 	}
 	now := g.now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.trusted[unmapAP(source)] {
+		return
+	}
+	src := source.Addr().Unmap()
 	e := g.sources[src]
 	if e == nil {
 		if len(g.sources) >= maxGuardEntries {
@@ -78,14 +87,17 @@ func (g *Guard) Fail(src netip.Addr) {
 	}
 }
 
-// Banned reports whether src is currently refused.
-func (g *Guard) Banned(src netip.Addr) bool {
+// Banned reports whether source's IP is currently refused.
+func (g *Guard) Banned(source netip.AddrPort) bool {
 	if g == nil || g.max <= 0 {
 		return false
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	e := g.sources[src]
+	if g.trusted[unmapAP(source)] {
+		return false
+	}
+	e := g.sources[source.Addr().Unmap()]
 	return e != nil && g.now().Before(e.until)
 }
 

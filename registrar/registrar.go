@@ -42,7 +42,6 @@ func New(ctx context.Context, cfg Config, db *sql.DB, log *slog.Logger) (*Regist
 		return nil, err
 	}
 	guard := NewGuard(cfg.AuthFailures, cfg.AuthWindow, cfg.Ban, log)
-	guard.Trust(cfg.TrustedSources...)
 	auth, err := NewAuthenticator(cfg.Realm, cfg.Algorithms, cfg.NonceTTL, users, guard)
 	if err != nil {
 		return nil, err
@@ -106,7 +105,7 @@ func (r *Registrar) DropFlow(transport string, source netip.AddrPort) {
 func (r *Registrar) Register(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 	src, _ := netip.ParseAddrPort(req.Source())
 	// Step 3: authenticate (RFC 3261 §10.3 steps 2-3, §22).
-	user, err := r.auth.Authorize(ctx, req, false, src.Addr())
+	user, err := r.auth.Authorize(ctx, req, false, src)
 	if err != nil {
 		return nil, err
 	}

@@ -90,7 +90,7 @@ func (s *Server) route(ctx context.Context, req *gosip.Request, tx gosip.ServerT
 	authUser := ""
 	from := req.From()
 	if s.isLocalHost(from.Address.Host) && req.Method != gosip.OPTIONS {
-		user, err := s.auth.Authorize(ctx, req, true, src.Addr())
+		user, err := s.auth.Authorize(ctx, req, true, src)
 		if err != nil {
 			return err
 		}

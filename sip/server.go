@@ -39,7 +39,7 @@ type Registrar interface {
 type Authenticator interface {
 	// Authorize returns the authenticated user name, or an error carrying
 	// the response to send (407 with a challenge, 403).
-	Authorize(ctx context.Context, req *gosip.Request, proxy bool, source netip.Addr) (string, error)
+	Authorize(ctx context.Context, req *gosip.Request, proxy bool, source netip.AddrPort) (string, error)
 }
 
 // CallRecorder receives call events for call detail records. *cdr.Store

@@ -115,13 +115,7 @@ func start(ctx context.Context, cfg *fileConfig, log *slog.Logger) (*switchboard
 		return nil, err
 	}
 
-	regCfg := cfg.registrarConfig()
-	if host, ok := gatewayHost(cfg); ok && cfg.WebRTC.Enabled {
-		// Every browser signs in from the gateway's address; the gateway
-		// limits failures per browser, so the registrar must not ban it.
-		regCfg.TrustedSources = append(regCfg.TrustedSources, netip.MustParseAddr(host))
-	}
-	reg, err := registrar.New(ctx, regCfg, db, log)
+	reg, err := registrar.New(ctx, cfg.registrarConfig(), db, log)
 	if err != nil {
 		return fail(err)
 	}
@@ -189,6 +183,10 @@ func start(ctx context.Context, cfg *fileConfig, log *slog.Logger) (*switchboard
 			if err := gw.Start(ctx); err != nil {
 				return fail(err)
 			}
+			// Every browser signs in from the gateway's SIP socket; the
+			// gateway limits failures per browser, so the registrar must
+			// not ban that socket (other sources on its IP still are).
+			reg.Authenticator().Trust(gw.SIPAddr())
 		}
 	}
 
