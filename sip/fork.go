@@ -297,26 +297,38 @@ func (s *Server) sendCancel(b *branch) {
 	cancel.SetTransport(inv.Transport())
 	cancel.SetDestination(inv.Destination())
 	cancel.Laddr = inv.Laddr
-	ctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
-	tx, err := s.client.TransactionRequest(ctx, cancel, noBuild)
-	stop()
-	if err != nil {
-		s.log.Debug("CANCEL not sent", "error", err)
-		return
+	if tx := s.startOwn(cancel); tx != nil {
+		go awaitFinal(tx)
 	}
-	go func() {
-		defer tx.Terminate()
-		for {
-			select {
-			case res := <-tx.Responses():
-				if res.StatusCode >= 200 {
-					return
-				}
-			case <-tx.Done():
+}
+
+// startOwn starts a client transaction for a request the switch itself
+// originates (CANCEL, BYE), or returns nil (logged) if it cannot be sent.
+func (s *Server) startOwn(req *gosip.Request) gosip.ClientTransaction {
+	ctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	tx, err := s.client.TransactionRequest(ctx, req, noBuild)
+	if err != nil {
+		s.log.Debug("request not sent", "method", string(req.Method), "error", err)
+		return nil
+	}
+	return tx
+}
+
+// awaitFinal drains tx until its final response or its end (bounded by
+// Timer F), then terminates it.
+func awaitFinal(tx gosip.ClientTransaction) {
+	defer tx.Terminate()
+	for {
+		select {
+		case res := <-tx.Responses():
+			if res.StatusCode >= 200 {
 				return
 			}
+		case <-tx.Done():
+			return
 		}
-	}()
+	}
 }
 
 // relay sends a response from downstream up to the caller: our Via comes

@@ -2,7 +2,6 @@ package sip
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -251,31 +250,13 @@ func (s *Server) sendBye(b byeSpec) {
 	if !ok {
 		return
 	}
-	via := &gosip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: strings.ToUpper(out.transport), Host: out.adv, Port: out.port, Params: gosip.NewParams()}
-	via.Params.Add("branch", gosip.GenerateBranchN(16))
-	via.Params.Add("rport", "")
-	req.PrependHeader(via)
+	req.PrependHeader(out.via(gosip.GenerateBranchN(16)))
 	req.SetTransport(strings.ToUpper(out.transport))
 	req.SetDestination(t.dest)
 	if out.transport == "udp" {
 		req.Laddr = out.laddr
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	tx, err := s.client.TransactionRequest(ctx, req, noBuild)
-	cancel()
-	if err != nil {
-		s.log.Debug("BYE not sent", "error", err)
-		return
-	}
-	defer tx.Terminate()
-	for {
-		select {
-		case res := <-tx.Responses():
-			if res.StatusCode >= 200 {
-				return
-			}
-		case <-tx.Done():
-			return
-		}
+	if tx := s.startOwn(req); tx != nil {
+		awaitFinal(tx)
 	}
 }

@@ -350,10 +350,7 @@ func (s *Server) prepare(req *gosip.Request, t target, recordRoute bool, branchS
 	if req.IsAck() {
 		branch = gosip.GenerateBranchN(16)
 	}
-	via := &gosip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: strings.ToUpper(out.transport), Host: out.adv, Port: out.port, Params: gosip.NewParams()}
-	via.Params.Add("branch", branch)
-	via.Params.Add("rport", "")
-	fwd.PrependHeader(via)
+	fwd.PrependHeader(out.via(branch))
 
 	fwd.SetTransport(strings.ToUpper(out.transport))
 	if fwd.Transport() == "WS" && t.transport == "WSS" {

@@ -125,6 +125,16 @@ func (i iface) uri() gosip.Uri {
 	return u
 }
 
+// via returns our Via for a request sent over i (RFC 3261 §16.6 step 8),
+// asking for rport (RFC 3581) so responses come back through NAT.
+func (i iface) via(branch string) *gosip.ViaHeader {
+	v := &gosip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: strings.ToUpper(i.transport),
+		Host: i.adv, Port: i.port, Params: gosip.NewParams()}
+	v.Params.Add("branch", branch)
+	v.Params.Add("rport", "")
+	return v
+}
+
 // bindingTarget turns a registered contact into a destination: the Contact
 // URI becomes the Request-URI, and the UA is reached where its REGISTER came
 // from when it is behind NAT or on a connection.
