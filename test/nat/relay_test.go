@@ -13,7 +13,6 @@ import (
 	"github.com/switchboard/switchboard/test/interop"
 )
 
-
 // Tones: alice sends aliceHz, bob bobHz; each must hear the other's.
 const aliceHz, bobHz = 440, 1000
 
