@@ -2,6 +2,8 @@ package sip
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -348,7 +350,10 @@ func (s *Server) prepare(req *gosip.Request, t target, recordRoute bool, branchS
 	}
 	branch := branchPrefix + loopHash(req, receivedURI, prev) + "." + s.signedToken() + branchSuffix
 	if req.IsAck() {
-		branch = gosip.GenerateBranchN(16)
+		// §16.11: a stateless forward must give a retransmitted ACK the
+		// same branch, so it is derived from the ACK's own top Via.
+		sum := sha256.Sum256([]byte(prev + "|" + req.CallID().Value()))
+		branch = gosip.RFC3261BranchMagicCookie + "ack" + hex.EncodeToString(sum[:10])
 	}
 	fwd.PrependHeader(out.via(branch))
 
