@@ -369,6 +369,12 @@ func (c *call) peerState(p *peer, s webrtc.PeerConnectionState) (string, string)
 		}
 		return errICEFailed, "the browser's media connection (ICE) could not be established"
 	case webrtc.PeerConnectionStateClosed:
+		if !p.up {
+			// pion closes the connection itself when the DTLS handshake
+			// fails (a wrong fingerprint), racing its own move to Failed;
+			// an ICE failure ends in Failed, never in Closed.
+			return errDTLSFailed, "the browser's DTLS-SRTP handshake failed"
+		}
 		return errICEFailed, "the browser's media connection closed"
 	}
 	return "", ""
