@@ -3,6 +3,7 @@ package cdr
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -49,7 +50,13 @@ var schema = []string{
 	);
 	CREATE INDEX calls_call_id ON calls (call_id);
 	CREATE INDEX calls_started ON calls (started_ms);`,
+	// The last time a running switch was known to be alive: the end given
+	// to the records a crash left open.
+	`CREATE TABLE cdr_alive (id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL)`,
 }
+
+// heartbeat is how often a running switch notes that it is alive.
+const heartbeat = 10 * time.Second
 
 // Store keeps call records in SQL.
 type Store struct {
@@ -57,7 +64,8 @@ type Store struct {
 	w  *sqldb.BatchWriter
 }
 
-// Open migrates the calls table and returns the store. Call Run to write.
+// Open migrates the calls table, closes the records a crash left open (see
+// CloseOrphans) and returns the store. Call Run to write.
 func Open(ctx context.Context, db *sql.DB, log *slog.Logger) (*Store, error) {
 	if err := sqldb.Migrate(ctx, db, "cdr", schema); err != nil {
 		return nil, err
@@ -65,12 +73,92 @@ func Open(ctx context.Context, db *sql.DB, log *slog.Logger) (*Store, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Store{db: db, w: sqldb.NewBatchWriter(db, "cdr", 65536, log.With("component", "cdr"))}, nil
+	log = log.With("component", "cdr")
+	n, err := CloseOrphans(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	if n > 0 {
+		log.Warn("closed call records left open by a crash", "records", n)
+	}
+	return &Store{db: db, w: sqldb.NewBatchWriter(db, "cdr", 65536, log)}, nil
 }
 
-// Run writes queued records until ctx ends, then flushes. The caller owns
-// the goroutine.
-func (s *Store) Run(ctx context.Context) { s.w.Run(ctx) }
+// Run writes queued records until ctx ends, then flushes. While it runs it
+// notes every few seconds that the switch is alive. The caller owns the
+// goroutine.
+func (s *Store) Run(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(heartbeat)
+		defer t.Stop()
+		for {
+			s.alive(time.Now())
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	s.w.Run(ctx)
+	<-done
+}
+
+func (s *Store) alive(at time.Time) {
+	s.w.Enqueue(func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO cdr_alive (id, at_ms) VALUES (1, ?)
+			ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms`, at.UnixMilli())
+		return err
+	})
+}
+
+// CloseOrphans closes the records of calls that were up or ringing when
+// the switch last stopped without closing them (a crash, a kill -9): their
+// end is the last time the switch was known to be alive (never before the
+// call's own start or answer), their reason "crash". It returns how many it
+// closed. Call it only while no switch is running on the database.
+func CloseOrphans(ctx context.Context, db *sql.DB) (int, error) {
+	var alive sql.NullInt64
+	if err := db.QueryRowContext(ctx, `SELECT at_ms FROM cdr_alive WHERE id = 1`).Scan(&alive); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("read last alive time: %w", err)
+	}
+	rows, err := db.QueryContext(ctx, `SELECT id, started_ms, answered_ms FROM calls WHERE ended_ms IS NULL`)
+	if err != nil {
+		return 0, fmt.Errorf("find open call records: %w", err)
+	}
+	type orphan struct{ id, end int64 }
+	var open []orphan
+	for rows.Next() {
+		var id, started int64
+		var answered sql.NullInt64
+		if err := rows.Scan(&id, &started, &answered); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("find open call records: %w", err)
+		}
+		end := started
+		if answered.Valid && answered.Int64 > end {
+			end = answered.Int64
+		}
+		if alive.Valid && alive.Int64 > end {
+			end = alive.Int64
+		}
+		open = append(open, orphan{id, end})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("find open call records: %w", err)
+	}
+	for _, o := range open {
+		if _, err := db.ExecContext(ctx, `UPDATE calls SET ended_ms = ?, reason = 'crash', hangup_by = 'switch',
+			status = CASE WHEN answered_ms IS NULL AND status = 0 THEN 500 ELSE status END
+			WHERE id = ? AND ended_ms IS NULL`, o.end, o.id); err != nil {
+			return 0, fmt.Errorf("close call record %d: %w", o.id, err)
+		}
+	}
+	return len(open), nil
+}
 
 func ms(t time.Time) any {
 	if t.IsZero() {

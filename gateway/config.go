@@ -27,6 +27,16 @@ const (
 	DefaultUserAgent       = "switchboard-gateway"
 )
 
+// Guard counts failed sign-ins and refuses a browser address, or a user from
+// an address it has not signed in from, after too many. source is the
+// browser's address, user the name it signs in as. It must be safe for
+// concurrent use.
+type Guard interface {
+	Banned(source netip.AddrPort, user string) bool
+	Fail(source netip.AddrPort, user string)
+	Succeed(source netip.AddrPort, user string)
+}
+
 // Config configures the gateway. Zero values take the defaults named on each
 // field; Domain and ProxyAddr are required.
 type Config struct {
@@ -92,12 +102,27 @@ type Config struct {
 	// MaxCallsPerTab bounds the calls one connection holds at once
 	// (ringing ones included). Default 4.
 	MaxCallsPerTab int
+	// Guard is the switch's ban on password guessing, shared with its other
+	// password checks (SIP digest, TURN, HTTP Basic): each sign-in is asked
+	// of it and reported to it under the browser's address and the user
+	// name. The switch trusts the gateway's own SIP socket instead (every
+	// browser signs in through it). Nil: the gateway limits failures per
+	// browser address itself, with LoginFailures and LoginWindow.
+	Guard Guard
 	// LoginFailures wrong passwords from one browser address within
 	// LoginWindow make further sign-ins from that address wait for the
 	// window to pass, so that guessing cannot get the gateway's own address
-	// banned by the registrar. Default 5 per minute; negative disables.
+	// banned by the registrar. Used when Guard is nil. Default 5 per minute;
+	// negative disables.
 	LoginFailures int
 	LoginWindow   time.Duration
+	// OriginPatterns lists the web origins, besides the switch's own
+	// (Origin host equal to the request's Host), whose pages may open /ws:
+	// host patterns ("phone.example.com", "*.example.com") or
+	// "scheme://host" patterns, matched as coder/websocket's
+	// AcceptOptions.OriginPatterns (path.Match, case-insensitive). Requests
+	// without an Origin (not from a browser) are accepted.
+	OriginPatterns []string
 
 	// UserAgent is the User-Agent header of the gateway's SIP requests.
 	// Default "switchboard-gateway".

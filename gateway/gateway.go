@@ -45,7 +45,7 @@ type Gateway struct {
 	byToken  map[string]*account // by Contact user
 	dialogs  map[string]*call    // by dialogKey
 	calls    map[*call]bool
-	guard    *loginGuard
+	guard    Guard
 }
 
 // New builds a gateway. log may be nil (slog.Default).
@@ -81,7 +81,10 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		byToken:  map[string]*account{},
 		dialogs:  map[string]*call{},
 		calls:    map[*call]bool{},
-		guard:    newLoginGuard(cfg.LoginFailures, cfg.LoginWindow),
+		guard:    cfg.Guard,
+	}
+	if g.guard == nil {
+		g.guard = newLoginGuard(cfg.LoginFailures, cfg.LoginWindow)
 	}
 	g.web = webHandler()
 	srv := ua.srv
@@ -422,7 +425,8 @@ func (g *Gateway) sendMessage(ctx context.Context, a *account, to sip.Uri, text 
 	return g.sip.do(ctx, req, &creds)
 }
 
-// loginGuard counts failed sign-ins per browser address.
+// loginGuard is the Guard used when Config.Guard is nil: it counts failed
+// sign-ins per browser address, whatever the user.
 type loginGuard struct {
 	max    int
 	window time.Duration
@@ -443,6 +447,15 @@ func (l *loginGuard) allowed(ip netip.Addr) bool {
 	defer l.mu.Unlock()
 	return len(l.recent(ip)) < l.max
 }
+
+// Banned implements Guard: the address has spent its failures.
+func (l *loginGuard) Banned(src netip.AddrPort, _ string) bool { return !l.allowed(src.Addr().Unmap()) }
+
+// Fail implements Guard.
+func (l *loginGuard) Fail(src netip.AddrPort, _ string) { l.failed(src.Addr().Unmap()) }
+
+// Succeed implements Guard; a success changes nothing.
+func (l *loginGuard) Succeed(netip.AddrPort, string) {}
 
 func (l *loginGuard) failed(ip netip.Addr) {
 	if l.max < 0 {

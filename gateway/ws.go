@@ -34,7 +34,7 @@ const (
 type tab struct {
 	g      *Gateway
 	conn   *websocket.Conn
-	remote netip.Addr
+	remote netip.AddrPort // the browser's address (IPv4-mapped ones unmapped)
 	log    *slog.Logger
 	out    chan []byte
 	closeC chan closeReq
@@ -73,7 +73,12 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	g.mu.Unlock()
 	defer g.tabWG.Done()
 
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	// Only pages of the switch's own origin, or of Config.OriginPatterns,
+	// may drive a browser's sign-in (coder/websocket answers 403 to others).
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		CompressionMode: websocket.CompressionDisabled,
+		OriginPatterns:  g.cfg.OriginPatterns,
+	})
 	if err != nil {
 		g.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "error", err)
 		return
@@ -82,7 +87,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	ap, _ := netip.ParseAddrPort(r.RemoteAddr)
 	ctx, cancel := context.WithCancel(g.ctx)
 	t := &tab{
-		g: g, conn: conn, remote: ap.Addr().Unmap(),
+		g: g, conn: conn, remote: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()),
 		log:    g.log.With("remote", r.RemoteAddr),
 		out:    make(chan []byte, outQueue),
 		closeC: make(chan closeReq, 1),
@@ -438,8 +443,8 @@ func (t *tab) login(m *clientMsg) {
 		reply(errBadRequest, "login needs a user name and a password")
 		return
 	}
-	if !g.guard.allowed(t.remote) {
-		reply(errRateLimited, "too many failed sign-ins; wait a minute")
+	if g.guard.Banned(t.remote, m.User) {
+		reply(errRateLimited, "too many failed sign-ins from this address or for this user; try again later")
 		return
 	}
 	a, err := g.joinAccount(m.User)
@@ -453,7 +458,7 @@ func (t *tab) login(m *clientMsg) {
 	if err != nil {
 		g.releaseAccount(a, nil)
 		if errors.Is(err, ErrBadCredentials) {
-			g.guard.failed(t.remote)
+			g.guard.Fail(t.remote, m.User)
 			t.log.Info("sign-in refused", "user", m.User)
 			reply(errAuthFailed, "wrong user name or password")
 			return
@@ -477,6 +482,7 @@ func (t *tab) login(m *clientMsg) {
 	if g.cfg.ICEServers != nil {
 		ice = g.cfg.ICEServers(a.user)
 	}
+	g.guard.Succeed(t.remote, a.user)
 	t.log.Info("signed in", "user", a.user)
 	t.send(serverMsg{Type: msgLoggedIn, ID: m.ID, User: a.user, AOR: a.aor(), ICEServers: ice})
 }

@@ -32,11 +32,18 @@ type Config struct {
 	// UAs that give up on a challenge offering anything but MD5 (baresip
 	// 1.0.0 does): they are challenged with MD5 alone.
 	MD5OnlyUserAgents []string
-	// AuthFailures wrong digests from one source IP within AuthWindow get the
-	// source refused for Ban. AuthFailures 0 means 10; negative disables.
+	// AuthFailures wrong passwords from one source IP within AuthWindow get
+	// the source refused for Ban. AuthFailures 0 means 10; negative disables.
+	// The budget is shared by every password check of the switch (see
+	// Guard): SIP digest, TURN, HTTP Basic and the web phone's sign-in.
 	AuthFailures int
-	AuthWindow   time.Duration // default 1m
-	Ban          time.Duration // default 5m
+	// AuthFailuresPerUser wrong passwords for one user name within
+	// AuthWindow, from any sources, get the user refused for Ban from every
+	// source that has not signed in as that user in the last 24 hours.
+	// 0 means 30; negative disables.
+	AuthFailuresPerUser int
+	AuthWindow          time.Duration // default 1m
+	Ban                 time.Duration // default 5m
 }
 
 func (c *Config) setDefaults() {
@@ -57,6 +64,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.AuthFailures == 0 {
 		c.AuthFailures = 10
+	}
+	if c.AuthFailuresPerUser == 0 {
+		c.AuthFailuresPerUser = 30
 	}
 	if c.AuthWindow == 0 {
 		c.AuthWindow = time.Minute

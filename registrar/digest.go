@@ -165,10 +165,12 @@ func (a *Authenticator) challenge(proxy, stale bool, algorithms []string) []sip.
 // Proxy-Authorization when proxy is true) and returns the authenticated user
 // name. source is the request's network source, used to count failures.
 //
-// Errors: ErrBanned, ErrNoCredentials, ErrStaleNonce (re-challenge with
-// stale=true), ErrBadCredentials (re-challenge; counted against the source).
+// Errors: ErrBanned (the Guard refuses the source, or the user from this
+// source), ErrNoCredentials, ErrStaleNonce (re-challenge with stale=true),
+// ErrBadCredentials (re-challenge; counted against the source and the user
+// name given).
 func (a *Authenticator) Verify(ctx context.Context, req *sip.Request, proxy bool, source netip.AddrPort) (string, error) {
-	if a.guard != nil && a.guard.Banned(source) {
+	if a.guard.Banned(source, "") {
 		return "", ErrBanned
 	}
 	name := "Authorization"
@@ -189,6 +191,9 @@ func (a *Authenticator) Verify(ctx context.Context, req *sip.Request, proxy bool
 	if cred == nil {
 		return "", ErrNoCredentials
 	}
+	if a.guard.Banned(source, cred.Username) {
+		return "", ErrBanned
+	}
 	ours, fresh := a.checkNonce(cred.Nonce)
 	if !ours || !fresh {
 		// A nonce we cannot verify was issued by an earlier run of the
@@ -206,12 +211,12 @@ func (a *Authenticator) Verify(ctx context.Context, req *sip.Request, proxy bool
 	}
 	ha1, ok := user.HA1(alg)
 	if !ok || !a.offers(alg) {
-		return "", a.fail(source, fmt.Errorf("%w: user %q, algorithm %q", ErrBadCredentials, cred.Username, alg))
+		return "", a.fail(source, cred.Username, fmt.Errorf("%w: user %q, algorithm %q", ErrBadCredentials, cred.Username, alg))
 	}
 	chal := &digest.Challenge{Realm: a.realm, Nonce: cred.Nonce, Algorithm: alg}
 	if cred.QOP != "" {
 		if cred.QOP != "auth" || cred.Cnonce == "" || cred.Nc <= 0 {
-			return "", a.fail(source, fmt.Errorf("%w: unsupported qop %q", ErrBadCredentials, cred.QOP))
+			return "", a.fail(source, cred.Username, fmt.Errorf("%w: unsupported qop %q", ErrBadCredentials, cred.QOP))
 		}
 		chal.QOP = []string{"auth"}
 	}
@@ -219,15 +224,16 @@ func (a *Authenticator) Verify(ctx context.Context, req *sip.Request, proxy bool
 		Method: string(req.Method), URI: cred.URI, A1: ha1, Cnonce: cred.Cnonce, Count: cred.Nc,
 	})
 	if err != nil {
-		return "", a.fail(source, fmt.Errorf("%w: %v", ErrBadCredentials, err))
+		return "", a.fail(source, cred.Username, fmt.Errorf("%w: %v", ErrBadCredentials, err))
 	}
 	if !constantTimeEqual(want.Response, strings.ToLower(cred.Response)) {
-		return "", a.fail(source, fmt.Errorf("%w: wrong digest for user %q", ErrBadCredentials, cred.Username))
+		return "", a.fail(source, cred.Username, fmt.Errorf("%w: wrong digest for user %q", ErrBadCredentials, cred.Username))
 	}
 	if cred.QOP != "" && !a.useNonceCount(cred.Nonce, uint32(cred.Nc)) {
 		// RFC 7616 §3.4: a repeated nonce count is a replay.
 		return "", ErrStaleNonce
 	}
+	a.guard.Succeed(source, user.Name)
 	return user.Name, nil
 }
 
@@ -240,10 +246,9 @@ func (a *Authenticator) offers(alg string) bool {
 	return false
 }
 
-func (a *Authenticator) fail(source netip.AddrPort, err error) error {
-	if a.guard != nil {
-		a.guard.Fail(source)
-	}
+// fail counts a failed digest against source and the user name given.
+func (a *Authenticator) fail(source netip.AddrPort, user string, err error) error {
+	a.guard.Fail(source, user)
 	return err
 }
 

@@ -221,6 +221,16 @@ func (l *Location) unindexLocked(b *Binding) {
 	}
 }
 
+// HasFlow reports whether a binding was registered over the connection from
+// source on transport: the switch reaches that UA over it, so it must stay
+// open however quiet it is (CRLF keep-alives, RFC 5626 §3.5.1, may be all it carries).
+func (l *Location) HasFlow(transport string, source netip.AddrPort) bool {
+	k := flowKey{strings.ToUpper(transport), source}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return len(l.flows[k]) > 0
+}
+
 // DropFlow removes every binding registered over the connection from source
 // on transport, because that connection closed (RFC 5626 §5.3: a flow that
 // fails takes its bindings with it).

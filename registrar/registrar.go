@@ -22,6 +22,7 @@ type Registrar struct {
 	log   *slog.Logger
 	users *Users
 	auth  *Authenticator
+	guard *Guard
 	loc   *Location
 	now   func() time.Time
 }
@@ -41,7 +42,9 @@ func New(ctx context.Context, cfg Config, db *sql.DB, log *slog.Logger) (*Regist
 	if err != nil {
 		return nil, err
 	}
-	guard := NewGuard(cfg.AuthFailures, cfg.AuthWindow, cfg.Ban, log)
+	guard := NewGuard(GuardConfig{
+		PerSource: cfg.AuthFailures, PerUser: cfg.AuthFailuresPerUser, Window: cfg.AuthWindow, Ban: cfg.Ban,
+	}, log)
 	auth, err := NewAuthenticator(cfg.Realm, cfg.Algorithms, cfg.NonceTTL, users, guard)
 	if err != nil {
 		return nil, err
@@ -51,7 +54,7 @@ func New(ctx context.Context, cfg Config, db *sql.DB, log *slog.Logger) (*Regist
 	if err != nil {
 		return nil, err
 	}
-	return &Registrar{cfg: cfg, log: log, users: users, auth: auth, loc: loc, now: time.Now}, nil
+	return &Registrar{cfg: cfg, log: log, users: users, auth: auth, guard: guard, loc: loc, now: time.Now}, nil
 }
 
 // Run persists binding changes and watches the user table until ctx ends,
@@ -71,6 +74,11 @@ func (r *Registrar) Users() *Users { return r.users }
 
 // Authenticator returns the digest authenticator shared with the proxy.
 func (r *Registrar) Authenticator() *Authenticator { return r.auth }
+
+// Guard returns the authentication failure ban shared by every password
+// check of the switch (SIP digest here; TURN, HTTP Basic and the web phone
+// through their callers).
+func (r *Registrar) Guard() *Guard { return r.guard }
 
 // Location returns the location service.
 func (r *Registrar) Location() *Location { return r.loc }
@@ -96,6 +104,12 @@ func (r *Registrar) DropFlow(transport string, source netip.AddrPort) {
 	if n := r.loc.DropFlow(transport, source); n > 0 {
 		r.log.Info("connection closed, bindings removed", "transport", transport, "source", source.String(), "bindings", n)
 	}
+}
+
+// HasFlow reports whether a binding was made over the connection from
+// source on transport.
+func (r *Registrar) HasFlow(transport string, source netip.AddrPort) bool {
+	return r.loc.HasFlow(transport, source)
 }
 
 // Register processes a REGISTER (RFC 3261 §10.3) whose Request-URI names our

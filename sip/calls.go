@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"context"
 	"strings"
 	"sync"
 	"time"
@@ -177,9 +178,10 @@ func (t *callTracker) bye(req *gosip.Request) {
 	}
 }
 
-// endBySwitch ends an answered call the switch hangs up (media timeout)
-// and returns it, or nil if it already ended.
-func (t *callTracker) endBySwitch(c *call, reason string) *call {
+// endBySwitch ends a call the switch hangs up (media timeout, shutdown),
+// recording code as its status if it was never answered, and returns it if
+// it was answered (so BYEs are owed), or nil.
+func (t *callTracker) endBySwitch(c *call, code int, reason string) *call {
 	t.mu.Lock()
 	if c.ended {
 		t.mu.Unlock()
@@ -195,7 +197,7 @@ func (t *callTracker) endBySwitch(c *call, reason string) *call {
 		stats = ms.close()
 	}
 	if t.rec != nil {
-		t.rec.Ended(c.id, 408, reason, "switch", stats, t.now())
+		t.rec.Ended(c.id, code, reason, "switch", stats, t.now())
 	}
 	if !answered {
 		return nil
@@ -250,7 +252,31 @@ func (t *callTracker) sweep() {
 	}
 	t.mu.Unlock()
 	for _, c := range old {
-		t.endBySwitch(c, "no BYE seen")
+		t.endBySwitch(c, 408, "no BYE seen")
+	}
+}
+
+// all returns the calls being tracked.
+func (t *callTracker) all() []*call {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]*call, 0, len(t.calls))
+	for _, c := range t.calls {
+		out = append(out, c)
+	}
+	return out
+}
+
+// waitIdle returns once no call is tracked or ctx ends.
+func (t *callTracker) waitIdle(ctx context.Context) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for t.active() > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 	}
 }
 

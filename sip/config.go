@@ -72,8 +72,32 @@ type Config struct {
 	// or RelayNever.
 	MediaMode string
 	// ShutdownGrace bounds how long a graceful shutdown waits for calls
-	// in set-up to finish (default 10s).
+	// to end by themselves before the switch hangs them up (default 30s).
 	ShutdownGrace time.Duration
+	// Secret keys the signatures in the switch's Record-Route entries and
+	// branch parameters. Keep it across restarts (the binary stores one in
+	// the database) so dialogs set up before a restart still route. Empty:
+	// a random secret for this process.
+	Secret string
+	// ExternalCallers admits out-of-dialog requests (calls, MESSAGE,
+	// OPTIONS to a user) from parties that are not local users to local
+	// users. False (the default): they are refused with 403 whatever the
+	// user, so a stranger can neither call nor list users.
+	ExternalCallers bool
+	// ExternalCallsPerSource caps the concurrent calls one source IP that
+	// is not a local user may have when ExternalCallers is set (default 2).
+	ExternalCallsPerSource int
+	// ExternalCallRate is the number of new requests per second one such
+	// source may make, with bursts of 5 (default 1).
+	ExternalCallRate float64
+	// Flood is the per-source limit on everything received (see FloodConfig).
+	Flood FloodConfig
+	// MaxTransactions caps the server transactions alive at once; requests
+	// beyond it get 503 with Retry-After (default 20000).
+	MaxTransactions int
+	// Connections bounds the TCP, TLS and WebSocket connections accepted
+	// (see ConnLimits; the zero value takes its defaults).
+	Connections ConnLimits
 }
 
 func (c *Config) setDefaults() {
@@ -87,8 +111,19 @@ func (c *Config) setDefaults() {
 		c.MediaMode = RelayAlways
 	}
 	if c.ShutdownGrace == 0 {
-		c.ShutdownGrace = 10 * time.Second
+		c.ShutdownGrace = 30 * time.Second
 	}
+	if c.ExternalCallsPerSource == 0 {
+		c.ExternalCallsPerSource = 2
+	}
+	if c.ExternalCallRate == 0 {
+		c.ExternalCallRate = 1
+	}
+	if c.MaxTransactions == 0 {
+		c.MaxTransactions = 20000
+	}
+	c.Flood.setDefaults()
+	c.Connections.setDefaults()
 }
 
 func (c *Config) validate() error {
@@ -115,6 +150,15 @@ func (c *Config) validate() error {
 	}
 	if c.TimerC < time.Second {
 		return fmt.Errorf("timer_c %s is too short", c.TimerC)
+	}
+	if c.ExternalCallsPerSource < 0 || c.ExternalCallRate < 0 || c.MaxTransactions < 0 {
+		return errors.New("external_calls_per_source, external_call_rate and max_transactions must not be negative")
+	}
+	if err := c.Flood.validate(); err != nil {
+		return fmt.Errorf("flood: %w", err)
+	}
+	if err := c.Connections.validate(); err != nil {
+		return fmt.Errorf("connections: %w", err)
 	}
 	return nil
 }

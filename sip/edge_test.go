@@ -48,7 +48,8 @@ func TestOptionsToAUserIsProxied(t *testing.T) {
 	bob := sw.registered("bob", "")
 	p := sw.phone("carol", "udp", "")
 	m := p.Request("OPTIONS", callURI("bob"))
-	p.Send(m)
+	// From a local user it is authenticated like any request to a user.
+	m = p.SendAuthenticated(m)
 	req := bob.WaitRequest("OPTIONS")
 	bob.Reply(req, 200, "OK", "Allow: INVITE")
 	res := p.WaitFinal(m)

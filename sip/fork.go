@@ -111,9 +111,18 @@ func (s *Server) proxy(ctx context.Context, req *gosip.Request, stx gosip.Server
 		}
 	}
 
+	stopCalls := s.stopCalls
 	pending := len(branches)
 	for pending > 0 {
 		select {
+		case <-stopCalls:
+			// The switch is shutting down: the call ends unanswered; the
+			// branches' 487s then make the caller's final response.
+			stopCalls = nil
+			s.cancelPending(branches)
+			if c != nil {
+				s.calls.failed(c, 503, "shutdown", "switch")
+			}
 		case ev := <-events:
 			b := ev.b
 			if ev.err != nil {

@@ -223,18 +223,19 @@ func (s *Server) rewriteBody(msg interface {
 // mediaTimeout ends a call whose media stopped (Config.Timeout of the
 // relay): a BYE to each party, and the record says the switch hung up.
 func (s *Server) mediaTimeout(c *call) {
-	d := s.calls.endBySwitch(c, "media timeout")
+	d := s.calls.endBySwitch(c, 408, "media timeout")
 	if d == nil {
 		return
 	}
 	s.log.Info("call ended: no media", "call_id", c.id)
 	for _, bye := range d.byes() {
-		s.sendBye(bye)
+		s.sendBye(bye, "media timeout")
 	}
 }
 
-// sendBye sends a BYE the switch generated, in its own transaction.
-func (s *Server) sendBye(b byeSpec) {
+// sendBye sends a BYE the switch generated, in its own transaction, and
+// waits for its answer; reason goes into its Reason header (RFC 3326).
+func (s *Server) sendBye(b byeSpec, reason string) {
 	t := b.target
 	req := gosip.NewRequest(gosip.BYE, t.uri)
 	req.AppendHeader(gosip.HeaderClone(b.from))
@@ -244,7 +245,7 @@ func (s *Server) sendBye(b byeSpec) {
 	req.AppendHeader(&gosip.CSeqHeader{SeqNo: b.cseq, MethodName: gosip.BYE})
 	mf := gosip.MaxForwardsHeader(70)
 	req.AppendHeader(&mf)
-	req.AppendHeader(gosip.NewHeader("Reason", `SIP;cause=408;text="media timeout"`))
+	req.AppendHeader(gosip.NewHeader("Reason", `SIP;text="`+reason+`"`))
 	req.SetBody(nil)
 	out, ok := s.ifaceFor(t.transport)
 	if !ok {

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/emiago/sipgo"
 	gosip "github.com/emiago/sipgo/sip"
@@ -18,60 +19,84 @@ import (
 // goroutine per request. Exactly one final response is sent on tx: by route
 // (directly or through the proxied branches) or, when route returns an
 // error, by respondError. ACK gets no response.
+//
+// A request the switch refuses itself before any call exists is answered
+// statelessly (RFC 3261 §16.11 allows it; Kamailio's sl_send_reply does the
+// same): its transaction is terminated at once instead of being held for
+// Timer J or H, so garbage and floods cost no transaction memory. A
+// retransmission is simply answered again.
 func (s *Server) handle(req *gosip.Request, tx gosip.ServerTransaction) {
 	s.Stats.Requests.Add(1)
+	s.conns.sawRequest(req) // the connection delivered a whole request: not idle-closed as silent
 	s.inflight.Add(1)
 	defer s.inflight.Done()
-	ctx, cancel := txContext(tx)
+	ctx, cancel := s.txContext(tx)
 	defer cancel()
-	if err := s.route(ctx, req, tx); err != nil {
+	if s.txLive.Load() > int64(s.cfg.MaxTransactions) && !isInDialog(req) && !req.IsAck() {
+		// Beyond the cap nothing new starts; requests inside dialogs
+		// (BYE above all) still go through.
+		s.Stats.Overload.Add(1)
+		respondError(s.log, req, tx, status(503, "Service Unavailable", errOverload, gosip.NewHeader("Retry-After", "5")))
+		tx.Terminate()
+		return
+	}
+	var admitted bool
+	if err := s.route(ctx, req, tx, &admitted); err != nil {
 		if req.IsAck() {
 			s.log.Debug("ACK dropped", "source", req.Source(), "error", err)
 			return
 		}
 		s.Stats.Refused.Add(1)
 		respondError(s.log, req, tx, err)
+		if !admitted {
+			tx.Terminate()
+		}
 	}
 }
 
-// txContext returns a context that ends when tx terminates. (sipgo's
-// ServerTransactionContext returns an already-cancelled context in v1.7.2:
-// it treats OnTerminate's "registered" result as "already terminated".)
-func txContext(tx gosip.ServerTransaction) (context.Context, context.CancelFunc) {
+// txContext returns a context that ends when tx terminates, and counts tx
+// among the live transactions until then. (sipgo's ServerTransactionContext
+// returns an already-cancelled context in v1.7.2: it treats OnTerminate's
+// "registered" result as "already terminated".)
+func (s *Server) txContext(tx gosip.ServerTransaction) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
-	if !tx.OnTerminate(func(string, error) { cancel() }) {
-		cancel()
+	s.txLive.Add(1)
+	var once sync.Once
+	end := func() { once.Do(func() { cancel(); s.txLive.Add(-1) }) }
+	if !tx.OnTerminate(func(string, error) { end() }) {
+		end()
 	}
 	return ctx, cancel
 }
 
+// isInDialog reports whether req claims to be inside a dialog (a To tag).
+func isInDialog(req *gosip.Request) bool {
+	to := req.To()
+	return to != nil && to.Params.Has("tag")
+}
+
 // route validates req (RFC 3261 §16.3), preprocesses its route information
 // (§16.4) and sends it on, or answers it when it is for the switch itself.
-func (s *Server) route(ctx context.Context, req *gosip.Request, tx gosip.ServerTransaction) error {
+// It sets *admitted once the request has become a call the switch records:
+// from then on its refusal is the call's outcome, kept in the transaction.
+func (s *Server) route(ctx context.Context, req *gosip.Request, tx gosip.ServerTransaction, admitted *bool) error {
 	if err := s.validate(req); err != nil {
 		return err
 	}
 	src, _ := netip.ParseAddrPort(req.Source())
-	poppedUs := s.popOwnRoutes(req)
-	inDialog := false
-	if to := req.To(); to != nil {
-		inDialog = to.Params.Has("tag")
-	}
+	poppedUs, signed := s.popOwnRoutes(req)
 
 	switch {
 	case req.IsAck():
-		return s.forwardAck(req, poppedUs)
+		return s.forwardAck(req, signed)
 	case req.IsCancel():
 		// sipgo answers a CANCEL that matches an INVITE transaction itself
 		// (200, then 487 on the INVITE) and tells the forking code.
 		return status(481, "Call/Transaction Does Not Exist", nil)
-	case inDialog:
-		return s.forwardInDialog(ctx, req, tx, poppedUs)
+	case isInDialog(req):
+		return s.forwardInDialog(ctx, req, tx, poppedUs, signed)
 	}
 
-	if s.draining.Load() {
-		return status(503, "Service Unavailable", errors.New("shutting down"), gosip.NewHeader("Retry-After", "30"))
-	}
 	local := s.isLocalURI(req.Recipient)
 	if req.Method == gosip.REGISTER {
 		if !local {
@@ -83,28 +108,27 @@ func (s *Server) route(ctx context.Context, req *gosip.Request, tx gosip.ServerT
 		}
 		return tx.Respond(res)
 	}
+	if s.draining.Load() {
+		return status(503, "Service Unavailable", errors.New("shutting down"), gosip.NewHeader("Retry-After", "30"))
+	}
 	if req.Method == gosip.OPTIONS && local && req.Recipient.User == "" && req.Route() == nil {
 		return tx.Respond(s.optionsResponse(req))
 	}
 
-	// Calls and other requests from our own users must be authenticated,
-	// as the user they claim to be (From).
-	authUser := ""
-	from := req.From()
-	if s.isLocalHost(from.Address.Host) && req.Method != gosip.OPTIONS {
-		user, err := s.auth.Authorize(ctx, req, true, src)
-		if err != nil {
-			return err
-		}
-		if user != from.Address.User {
-			return status(403, "Forbidden", fmt.Errorf("authenticated as %q but From is %q", user, from.Address.User))
-		}
-		authUser = user
+	authUser, err := s.identify(ctx, req, src)
+	if err != nil {
+		return err
 	}
+	release, err := s.admitStranger(req, src, authUser)
+	if err != nil {
+		return err
+	}
+	defer release()
 
 	var c *call
 	if req.IsInvite() {
 		c = s.calls.start(req)
+		*admitted = true
 	}
 	targets, err := s.targets(ctx, req, local, authUser)
 	if err != nil {
@@ -122,6 +146,25 @@ func (s *Server) route(ctx context.Context, req *gosip.Request, tx gosip.ServerT
 		}
 	}
 	return s.proxy(ctx, req, tx, targets, true, c)
+}
+
+// identify authenticates requests from our own users: a request whose From
+// names this switch must carry digest credentials of the user it claims to
+// be (RFC 3261 §22.3, 407). It returns the user, or "" for a stranger.
+// OPTIONS to the switch itself (keep-alive pings) were answered before this.
+func (s *Server) identify(ctx context.Context, req *gosip.Request, src netip.AddrPort) (string, error) {
+	from := req.From()
+	if !s.isLocalHost(from.Address.Host) {
+		return "", nil
+	}
+	user, err := s.auth.Authorize(ctx, req, true, src)
+	if err != nil {
+		return "", err
+	}
+	if user != from.Address.User {
+		return "", status(403, "Forbidden", fmt.Errorf("authenticated as %q but From is %q", user, from.Address.User))
+	}
+	return user, nil
 }
 
 // targets returns where an out-of-dialog request goes: its pre-loaded
@@ -143,6 +186,11 @@ func (s *Server) targets(ctx context.Context, req *gosip.Request, local bool, au
 		bindings, known, err := s.reg.Lookup(ctx, req.Recipient.User)
 		if err != nil {
 			return nil, err
+		}
+		if !known && authUser == "" {
+			// A stranger gets the same answer for a user that does not
+			// exist as for one that is not registered: no user lists.
+			return nil, status(480, "Temporarily Unavailable", fmt.Errorf("no user %q", req.Recipient.User))
 		}
 		if !known {
 			return nil, status(404, "Not Found", fmt.Errorf("no user %q", req.Recipient.User))
@@ -250,12 +298,18 @@ func dialogTarget(req *gosip.Request) target {
 }
 
 // forwardInDialog loose-routes a request inside a dialog we record-routed.
-func (s *Server) forwardInDialog(ctx context.Context, req *gosip.Request, tx gosip.ServerTransaction, poppedUs bool) error {
-	if !poppedUs {
-		if s.isLocalURI(req.Recipient) {
-			return status(481, "Call/Transaction Does Not Exist", nil)
-		}
+// A request is in such a dialog only when the Route entry of ours it carried
+// signs its Call-ID and tags (dialogParam): a To tag and our address in a
+// Route are easy to forge, and forwarding on them alone would relay anything
+// for anyone.
+func (s *Server) forwardInDialog(ctx context.Context, req *gosip.Request, tx gosip.ServerTransaction, poppedUs, signed bool) error {
+	switch {
+	case !poppedUs && s.isLocalURI(req.Recipient):
+		return status(481, "Call/Transaction Does Not Exist", nil)
+	case !poppedUs:
 		return status(404, "Not Found", errors.New("in-dialog request not routed through us"))
+	case !signed:
+		return status(403, "Forbidden", errors.New("in-dialog request for a dialog the switch did not record-route"))
 	}
 	if req.Method == gosip.BYE {
 		s.calls.bye(req)
@@ -267,11 +321,11 @@ func (s *Server) forwardInDialog(ctx context.Context, req *gosip.Request, tx gos
 
 // forwardAck sends an ACK for a 2xx on statelessly (RFC 3261 §16.11); ACKs
 // for our own non-2xx responses are absorbed by sipgo's transaction.
-func (s *Server) forwardAck(req *gosip.Request, poppedUs bool) error {
-	if !poppedUs {
-		// Only ACKs inside dialogs we record-routed are relayed; anything
-		// else would make the switch an open relay.
-		return errors.New("ACK not routed through us")
+func (s *Server) forwardAck(req *gosip.Request, signed bool) error {
+	if !signed {
+		// Only ACKs inside dialogs we record-routed (and signed) are
+		// relayed; anything else would make the switch an open relay.
+		return errors.New("ACK not in a dialog the switch record-routed")
 	}
 	t := dialogTarget(req)
 	fwd, err := s.prepare(req, t, false, "")
@@ -319,12 +373,16 @@ func (s *Server) prepare(req *gosip.Request, t target, recordRoute bool, branchS
 		if in.transport != "" && in.transport != out.transport {
 			rin := &gosip.RecordRouteHeader{Address: in.uri()}
 			rin.Address.UriParams.Add("r2", "on")
+			s.signRecordRoute(&rin.Address, req)
 			fwd.PrependHeader(rin)
 			rout := &gosip.RecordRouteHeader{Address: out.uri()}
 			rout.Address.UriParams.Add("r2", "on")
+			s.signRecordRoute(&rout.Address, req)
 			fwd.PrependHeader(rout)
 		} else {
-			fwd.PrependHeader(&gosip.RecordRouteHeader{Address: out.uri()})
+			rr := &gosip.RecordRouteHeader{Address: out.uri()}
+			s.signRecordRoute(&rr.Address, req)
+			fwd.PrependHeader(rr)
 		}
 	}
 	if !req.IsAck() && !req.IsCancel() && (req.Method == gosip.INVITE || req.Method == gosip.SUBSCRIBE ||

@@ -248,8 +248,34 @@ func TestCallRefused(t *testing.T) {
 	}
 }
 
-func TestCallFromForeignDomainNeedsNoCredentials(t *testing.T) {
+// TestStrangersRefusedByDefault: with external callers off (the default) a
+// call from a foreign domain is refused with 403 whatever the user — one
+// that exists and is registered, one that exists but is not, one that does
+// not exist — and reaches nobody.
+func TestStrangersRefusedByDefault(t *testing.T) {
 	sw := startSwitch(t)
+	bob := sw.registered("bob", "")
+	stranger := sw.phone("alice", "udp", "stranger")
+	for _, method := range []string{"INVITE", "MESSAGE", "OPTIONS"} {
+		for _, user := range []string{"bob", "carol", "nobody"} {
+			m := stranger.Request(method, callURI(user))
+			m.Set("From", "<sip:someone@example.org>;tag=s1")
+			stranger.Send(m)
+			res := stranger.WaitFinal(m)
+			wantStatus(t, res, 403)
+			if method == "INVITE" {
+				stranger.Send(siptest.Ack(m, res))
+			}
+		}
+	}
+	bob.ExpectNone(siptest.IsRequest(""), 100*time.Millisecond, "a request from a stranger")
+}
+
+// TestCallFromForeignDomainWithExternalCallers: with external callers on, a
+// stranger's call needs no credentials; unknown and unregistered users get
+// the same answer.
+func TestCallFromForeignDomainWithExternalCallers(t *testing.T) {
+	sw := startSwitch(t, func(c *Config) { c.ExternalCallers = true; c.ExternalCallRate = 100 })
 	bob := sw.registered("bob", "")
 	stranger := sw.phone("alice", "udp", "stranger")
 	m := stranger.Request("INVITE", callURI("bob"))
@@ -260,6 +286,14 @@ func TestCallFromForeignDomainNeedsNoCredentials(t *testing.T) {
 	res := stranger.WaitFinal(m)
 	wantStatus(t, res, 486)
 	stranger.Send(siptest.Ack(m, res))
+	for _, user := range []string{"carol", "nobody"} {
+		m := stranger.Request("INVITE", callURI(user))
+		m.Set("From", "<sip:someone@example.org>;tag=s2")
+		stranger.Send(m)
+		res := stranger.WaitFinal(m)
+		wantStatus(t, res, 480)
+		stranger.Send(siptest.Ack(m, res))
+	}
 }
 
 // TestLoopDetected sends the INVITE bob received straight back to the

@@ -61,19 +61,22 @@ func (s *Server) isLocalURI(u gosip.Uri) bool {
 }
 
 // popOwnRoutes removes the Route entries that name this switch from the top
-// of the request (RFC 3261 §16.4; two when we double record-routed) and
-// reports whether there were any.
-func (s *Server) popOwnRoutes(req *gosip.Request) bool {
-	popped := false
+// of the request (RFC 3261 §16.4; two when we double record-routed). It
+// reports whether there were any, and whether one of them carries a valid
+// signature of the request's dialog (see dialogParam).
+func (s *Server) popOwnRoutes(req *gosip.Request) (popped, signed bool) {
 	for i := 0; i < 2; i++ {
 		r := req.Route()
 		if r == nil || !s.isLocalURI(r.Address) {
 			break
 		}
+		if tok, ok := r.Address.UriParams.Get(dialogParam); ok && req.CallID() != nil && s.dialogSigned(req, tok) {
+			signed = true
+		}
 		removeTopHeader(req, "Route")
 		popped = true
 	}
-	return popped
+	return popped, signed
 }
 
 // removeTopHeader removes the first value of a header that may carry

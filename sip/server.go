@@ -3,6 +3,7 @@ package sip
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"github.com/emiago/sipgo"
 	gosip "github.com/emiago/sipgo/sip"
 
+	"github.com/switchboard/switchboard/internal/ratelog"
 	"github.com/switchboard/switchboard/registrar"
 )
 
@@ -32,6 +34,9 @@ type Registrar interface {
 	Lookup(ctx context.Context, user string) ([]registrar.Binding, bool, error)
 	// DropFlow removes bindings made over a connection that closed.
 	DropFlow(transport string, source netip.AddrPort)
+	// HasFlow reports whether a binding was made over the connection from
+	// source on transport (such a connection is never closed as idle).
+	HasFlow(transport string, source netip.AddrPort) bool
 }
 
 // Authenticator verifies digest credentials. *registrar.Authenticator
@@ -83,6 +88,14 @@ type Server struct {
 	draining atomic.Bool
 	inflight sync.WaitGroup
 
+	stopCalls chan struct{} // closed when the switch hangs every call up
+	stopOnce  sync.Once
+	flood     *floodGuard
+	conns     *connTracker  // accepted TCP, TLS and WS connections
+	stopConns chan struct{} // stops the idle connection sweeper
+	strangers *strangers
+	txLive    atomic.Int64 // server transactions alive
+
 	// Counters exported as metrics.
 	Stats Stats
 }
@@ -92,7 +105,22 @@ type Stats struct {
 	Malformed atomic.Uint64 // unparsable or oversized datagrams dropped
 	Requests  atomic.Uint64
 	Refused   atomic.Uint64 // requests answered with an error status
+	Strangers atomic.Uint64 // requests from non-users refused or limited
+	Overload  atomic.Uint64 // requests refused at the transaction cap
 }
+
+// FloodBans returns how many sources the flood limit has banned, and how
+// many messages it dropped.
+func (s *Server) FloodBans() (bans, dropped uint64) {
+	return s.flood.bans.Load(), s.flood.dropped.Load()
+}
+
+// LiveTransactions returns the number of server transactions alive.
+func (s *Server) LiveTransactions() int64 { return s.txLive.Load() }
+
+// Trust exempts one source address and port from the flood limit: the
+// WebRTC gateway's SIP socket, which carries every browser's signalling.
+func (s *Server) Trust(src netip.AddrPort) { s.flood.trust(src) }
 
 var setSipgoLogger sync.Once
 
@@ -108,9 +136,18 @@ func New(cfg Config, reg Registrar, auth Authenticator, rec CallRecorder, log *s
 	if log == nil {
 		log = slog.Default()
 	}
+	// Whatever the network sends can make the edge warn: at most 20 such
+	// lines a second reach the log, the rest are counted ("suppressed").
+	log = slog.New(ratelog.New(log.Handler(), 20, 100, slog.LevelWarn))
 	s := &Server{cfg: cfg, log: log.With("component", "sip"), reg: reg, auth: auth, localIPs: map[netip.Addr]bool{}}
 	s.calls = newCallTracker(rec)
-	if _, err := rand.Read(s.secret[:]); err != nil {
+	s.stopCalls = make(chan struct{})
+	s.flood = newFloodGuard(cfg.Flood, s.log)
+	s.conns = newConnTracker(cfg.Connections, reg, s.log)
+	s.strangers = newStrangers(cfg.ExternalCallRate, cfg.ExternalCallsPerSource)
+	if cfg.Secret != "" {
+		s.secret = sha256.Sum256([]byte(cfg.Secret))
+	} else if _, err := rand.Read(s.secret[:]); err != nil {
 		return nil, fmt.Errorf("sip: secret: %w", err)
 	}
 
@@ -159,8 +196,19 @@ func New(cfg Config, reg Registrar, auth Authenticator, rec CallRecorder, log *s
 	return s, nil
 }
 
-// readFilter drops datagrams that cannot be SIP before sipgo parses them.
+// errFlood closes a stream connection whose source is flooding.
+var errFlood = errors.New("source is flooding")
+
+// readFilter drops what a flooding source sends (FloodConfig), and
+// datagrams that cannot be SIP, before sipgo parses them or creates any
+// state for them.
 func (s *Server) readFilter(p gosip.TransportReadProps, data []byte) ([]byte, error) {
+	if !s.flood.allow(addrPortOfNet(p.RemoteAddr)) {
+		if p.Transport != "UDP" {
+			return nil, errFlood
+		}
+		return nil, nil
+	}
 	if p.Transport != "UDP" {
 		return data, nil
 	}
@@ -194,6 +242,7 @@ func looksLikeSIP(b []byte) bool {
 // Listen binds every configured listener. Addrs then reports them.
 func (s *Server) Listen(ctx context.Context) error {
 	s.startHousekeeping()
+	s.startConnSweeper()
 	lc := net.ListenConfig{Control: bigBuffers}
 	for _, l := range s.cfg.Listen {
 		switch l.Transport {
@@ -211,8 +260,8 @@ func (s *Server) Listen(ctx context.Context) error {
 				return fmt.Errorf("listen %s://%s: %w", l.Transport, l.Addr, err)
 			}
 			s.addIface(l.Transport, ln.Addr())
-			s.closers = append(s.closers, ln.Close)
-			fl := &flowListener{Listener: ln, transport: strings.ToUpper(l.Transport), onClose: s.reg.DropFlow}
+			fl := newFlowListener(ln, strings.ToUpper(l.Transport), s.conns, s.log)
+			s.closers = append(s.closers, fl.Close)
 			if l.Transport == "tcp" {
 				s.serve(func() error { return s.srv.ServeTCP(fl) })
 			} else {
@@ -232,8 +281,9 @@ func (s *Server) WebSocketHandler(addr net.Addr) http.Handler {
 	if s.ws == nil {
 		s.ws = newHijackListener(addr)
 		s.addIfaceLocked("ws", addr)
-		fl := &flowListener{Listener: s.ws, transport: "WS", onClose: s.reg.DropFlow}
-		s.closers = append(s.closers, s.ws.Close)
+		s.startConnSweeperLocked()
+		fl := newFlowListener(s.ws, "WS", s.conns, s.log)
+		s.closers = append(s.closers, fl.Close)
 		s.serve(func() error { return s.srv.ServeWS(fl) })
 	}
 	return s.ws
@@ -319,16 +369,22 @@ func (s *Server) startHousekeeping() {
 				return nil
 			case <-t.C:
 				s.calls.sweep()
+				s.flood.sweep()
+				s.strangers.sweep()
 			}
 		}
 	})
 }
 
-// Shutdown stops accepting new calls and waits, at most until ctx ends, for
-// requests in progress; then it closes the listeners and the transaction and
-// transport layers.
+// Shutdown drains the switch: it stops taking new calls (503 with
+// Retry-After), waits up to Config.ShutdownGrace (or until ctx
+// ends) for calls to end by themselves, then hangs up what is left — a BYE
+// to both parties of each answered call, a CANCEL for each call still
+// ringing — records those calls as ended by the switch with reason
+// "shutdown", and closes the listeners and the transaction and transport
+// layers once the requests in progress are done or ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.draining.Store(true)
+	s.Drain(ctx)
 	done := make(chan struct{})
 	go func() { s.inflight.Wait(); close(done) }()
 	select {
@@ -337,6 +393,50 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.log.Warn("shutdown: requests still in progress are abandoned")
 	}
 	return s.Close()
+}
+
+// Drain is the first half of Shutdown: it stops taking new calls, waits up
+// to Config.ShutdownGrace (or until ctx ends) for calls to end, and hangs up
+// the rest, but leaves the listeners open, so that components speaking SIP
+// through the switch (the WebRTC gateway) can still sign off. Registrations
+// are still taken while draining. Calling it again is harmless.
+func (s *Server) Drain(ctx context.Context) {
+	s.draining.Store(true)
+	grace, cancel := context.WithTimeout(ctx, s.cfg.ShutdownGrace)
+	s.calls.waitIdle(grace)
+	cancel()
+	if n := s.hangUpAll(ctx, "shutdown"); n > 0 {
+		s.log.Info("shutdown: calls hung up", "calls", n)
+	}
+}
+
+// hangUpAll ends every call: ringing ones are cancelled by their proxy
+// loops (stopCalls), answered ones get a BYE to each party, sent in
+// parallel and awaited until ctx ends. It returns the number of calls.
+func (s *Server) hangUpAll(ctx context.Context, reason string) int {
+	s.stopOnce.Do(func() { close(s.stopCalls) })
+	calls := s.calls.all()
+	var wg sync.WaitGroup
+	for _, c := range calls {
+		d := s.calls.endBySwitch(c, 503, reason)
+		if d == nil {
+			continue
+		}
+		for _, bye := range d.byes() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.sendBye(bye, reason)
+			}()
+		}
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	return len(calls)
 }
 
 // Close stops everything at once.

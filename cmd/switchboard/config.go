@@ -27,9 +27,10 @@ import (
 // fileConfig is the schema of configs/switchboard.yaml. This is the only
 // place that knows it; each package gets its own Config from it.
 type fileConfig struct {
-	Domain   string `yaml:"domain"`
-	Database string `yaml:"database"`
-	Log      struct {
+	Domain        string        `yaml:"domain"`
+	Database      string        `yaml:"database"`
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	Log           struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
 	} `yaml:"log"`
@@ -40,11 +41,19 @@ type fileConfig struct {
 			Cert string `yaml:"cert"`
 			Key  string `yaml:"key"`
 		} `yaml:"tls"`
-		MaxMessageSize int           `yaml:"max_message_size"`
-		TimerC         time.Duration `yaml:"timer_c"`
+		MaxMessageSize  int           `yaml:"max_message_size"`
+		TimerC          time.Duration `yaml:"timer_c"`
+		MaxTransactions int           `yaml:"max_transactions"`
+		Connections     struct {
+			IdleTimeout  time.Duration `yaml:"idle_timeout"`
+			MaxPerSource int           `yaml:"max_per_source"`
+			Max          int           `yaml:"max"`
+		} `yaml:"connections"`
 	} `yaml:"sip"`
 	HTTP struct {
-		Listen string `yaml:"listen"`
+		Listen         string   `yaml:"listen"`
+		AllowedOrigins []string `yaml:"allowed_origins"`
+		Metrics        string   `yaml:"metrics"`
 	} `yaml:"http"`
 	Media struct {
 		PublicIP string        `yaml:"public_ip"`
@@ -84,6 +93,18 @@ type fileConfig struct {
 		NonceTTL     time.Duration `yaml:"nonce_ttl"`
 		Algorithms   []string      `yaml:"digest_algorithms"`
 		MD5Only      []string      `yaml:"md5_only_user_agents"`
+
+		AuthFailuresPerUser int `yaml:"auth_failures_per_user"` // per-user budget of the shared guard
+		// Strangers: parties that are not local users.
+		ExternalCallers        bool    `yaml:"external_callers"`
+		ExternalCallsPerSource int     `yaml:"external_calls_per_source"`
+		ExternalCallRate       float64 `yaml:"external_call_rate"`
+		Flood                  struct {
+			Requests int           `yaml:"requests"`
+			Window   time.Duration `yaml:"window"`
+			Ban      time.Duration `yaml:"ban"`
+			Exempt   []string      `yaml:"exempt"`
+		} `yaml:"flood"`
 	} `yaml:"security"`
 }
 
@@ -208,6 +229,26 @@ func (c *fileConfig) check() error {
 	if c.SIP.TimerC < time.Second {
 		return fmt.Errorf("sip.timer_c: %s is too short", c.SIP.TimerC)
 	}
+	if c.ShutdownGrace < 0 {
+		return errors.New("shutdown_grace: must not be negative")
+	}
+	if c.SIP.MaxTransactions < 1 {
+		return errors.New("sip.max_transactions: must be at least 1")
+	}
+	if sc := c.SIP.Connections; sc.IdleTimeout <= 0 || sc.MaxPerSource < 1 || sc.Max < 0 {
+		return errors.New("sip.connections: idle_timeout must be positive, max_per_source at least 1 and max not negative (0: from the file descriptor limit)")
+	}
+	if c.Security.ExternalCallsPerSource < 1 || c.Security.ExternalCallRate <= 0 {
+		return errors.New("security: external_calls_per_source must be at least 1 and external_call_rate positive")
+	}
+	if c.Security.Flood.Requests == 0 || c.Security.Flood.Window <= 0 || c.Security.Flood.Ban <= 0 {
+		return errors.New("security.flood: requests must not be 0 (negative: no limit), window and ban must be positive")
+	}
+	for i, p := range c.Security.Flood.Exempt {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			return fmt.Errorf("security.flood.exempt[%d]: %q is not a CIDR prefix", i, p)
+		}
+	}
 	switch c.Media.Relay {
 	case sip.RelayAlways, sip.RelayNAT, sip.RelayNever:
 	default:
@@ -263,6 +304,9 @@ func (c *fileConfig) check() error {
 	if c.Security.AuthWindow <= 0 || c.Security.Ban <= 0 || c.Security.NonceTTL <= 0 {
 		return errors.New("security: auth_window, ban and nonce_ttl must be positive durations")
 	}
+	if err := c.checkHTTP(); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -312,6 +356,10 @@ func (c *fileConfig) registrarConfig() registrar.Config {
 	if failures == 0 {
 		failures = -1 // 0 in the file means "never ban"
 	}
+	perUser := c.Security.AuthFailuresPerUser
+	if perUser == 0 {
+		perUser = -1 // 0 in the file means "never ban a user"
+	}
 	return registrar.Config{
 		Realm:             c.Domain,
 		DefaultExpires:    time.Duration(c.Registrar.DefaultExpires) * time.Second,
@@ -324,6 +372,8 @@ func (c *fileConfig) registrarConfig() registrar.Config {
 		Ban:               c.Security.Ban,
 		Algorithms:        c.Security.Algorithms,
 		MD5OnlyUserAgents: c.Security.MD5Only,
+
+		AuthFailuresPerUser: perUser,
 	}
 }
 
@@ -334,6 +384,29 @@ func (c *fileConfig) sipConfig() (sip.Config, error) {
 		MaxMessageSize: c.SIP.MaxMessageSize,
 		TimerC:         c.SIP.TimerC,
 		MediaMode:      c.Media.Relay,
+		ShutdownGrace:  c.ShutdownGrace,
+
+		MaxTransactions:        c.SIP.MaxTransactions,
+		ExternalCallers:        c.Security.ExternalCallers,
+		ExternalCallsPerSource: c.Security.ExternalCallsPerSource,
+		ExternalCallRate:       c.Security.ExternalCallRate,
+		Flood: sip.FloodConfig{
+			Requests: c.Security.Flood.Requests,
+			Window:   c.Security.Flood.Window,
+			Ban:      c.Security.Flood.Ban,
+		},
+		Connections: sip.ConnLimits{
+			IdleTimeout:  c.SIP.Connections.IdleTimeout,
+			MaxPerSource: c.SIP.Connections.MaxPerSource,
+			Max:          c.SIP.Connections.Max,
+		},
+	}
+	if sc.ShutdownGrace == 0 {
+		sc.ShutdownGrace = time.Nanosecond // 0 means: hang up at once
+	}
+	for _, p := range c.Security.Flood.Exempt {
+		pfx, _ := netip.ParsePrefix(p)
+		sc.Flood.Exempt = append(sc.Flood.Exempt, pfx.Masked())
 	}
 	for _, l := range c.SIP.Listen {
 		pl, _ := sip.ParseListen(l)
@@ -388,9 +461,33 @@ func (c *fileConfig) gatewayConfig(proxy, listenIP string, ice func(user string)
 		ICEServers:    ice,
 		RingTimeout:   c.WebRTC.RingTimeout,
 		AnswerTimeout: c.WebRTC.AnswerTimeout,
+		// /ws and /sip admit the same web origins (see checkOrigin).
+		OriginPatterns: c.HTTP.AllowedOrigins,
 	}
 	if c.WebRTC.UDPPorts != "" {
 		gc.UDPPortMin, gc.UDPPortMax, _ = parseRange(c.WebRTC.UDPPorts)
 	}
 	return gc
+}
+
+// Values of http.metrics.
+const (
+	metricsLoopback = "loopback"
+	metricsOpen     = "open"
+	metricsOff      = "off"
+)
+
+// checkHTTP validates the http section beyond its listener.
+func (c *fileConfig) checkHTTP() error {
+	switch c.HTTP.Metrics {
+	case metricsLoopback, metricsOpen, metricsOff:
+	default:
+		return fmt.Errorf("http.metrics: %q is not loopback, open or off", c.HTTP.Metrics)
+	}
+	for i, o := range c.HTTP.AllowedOrigins {
+		if err := checkOriginPattern(o); err != nil {
+			return fmt.Errorf("http.allowed_origins[%d]: %w", i, err)
+		}
+	}
+	return nil
 }

@@ -36,6 +36,9 @@ func TestDefaultConfig(t *testing.T) {
 	if c.SIP.TimerC != 180*time.Second || c.SIP.MaxMessageSize != 65535 {
 		t.Errorf("sip: timer_c %s max_message_size %d", c.SIP.TimerC, c.SIP.MaxMessageSize)
 	}
+	if cc := c.SIP.Connections; cc.IdleTimeout != 60*time.Second || cc.MaxPerSource != 100 || cc.Max != 0 {
+		t.Errorf("sip.connections %+v", cc)
+	}
 	if c.Registrar.MinExpires != 60 || c.Registrar.DefaultExpires != 3600 || c.Registrar.MaxExpires != 86400 || c.Registrar.MaxContacts != 10 {
 		t.Errorf("registrar %+v", c.Registrar)
 	}
@@ -99,6 +102,8 @@ func TestConfigErrors(t *testing.T) {
 		{"websocket listener", "sip:\n  listen: [\"ws://127.0.0.1:80\"]\n", []string{"sip.listen[0]"}},
 		{"tls without certificate", "sip:\n  listen: [\"tls://127.0.0.1:5061\"]\n", []string{"sip.tls.cert"}},
 		{"timer C too short", "sip:\n  timer_c: 100ms\n", []string{"sip.timer_c"}},
+		{"no idle timeout", "sip:\n  connections: {idle_timeout: 0s}\n", []string{"sip.connections"}},
+		{"negative connection cap", "sip:\n  connections: {max: -1}\n", []string{"sip.connections"}},
 		{"min above max", "registrar: {min_expires: 600, max_expires: 60}\n", []string{"min_expires"}},
 		{"default outside range", "registrar: {default_expires: 10}\n", []string{"default_expires"}},
 		{"no contacts", "registrar: {max_contacts: 0}\n", []string{"max_contacts"}},

@@ -43,6 +43,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 	}
 	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
 	slog.SetDefault(log)
+	raiseFDLimit(log) // before any listener: sip.connections.max derives from it
 
 	// SIGTERM drains; SIGINT (or a second signal) stops at once.
 	term := make(chan os.Signal, 2)
@@ -55,8 +56,9 @@ func cmdServe(args []string, stderr io.Writer) error {
 	}
 	sig := <-term
 	if sig == syscall.SIGTERM {
-		log.Info("SIGTERM: draining (no new calls, finishing transactions)")
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		log.Info("SIGTERM: draining (no new calls; calls in progress get shutdown_grace to end)", "shutdown_grace", cfg.ShutdownGrace)
+		// The grace, then time for the BYEs and the last writes.
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace+15*time.Second)
 		go func() {
 			select {
 			case <-term:
@@ -133,6 +135,11 @@ func start(ctx context.Context, cfg *fileConfig, log *slog.Logger) (*switchboard
 	if err != nil {
 		return fail(err)
 	}
+	// Kept in the database so that the signatures in Record-Route (and so
+	// the dialogs set up before a restart) stay valid across restarts.
+	if sipCfg.Secret, err = sqldb.Setting(ctx, db, "sip_secret", randomSecret); err != nil {
+		return fail(err)
+	}
 	if cfg.Media.Relay != sip.RelayNever {
 		relay, err := media.New(cfg.mediaConfig(), log, metrics)
 		if err != nil {
@@ -151,7 +158,9 @@ func start(ctx context.Context, cfg *fileConfig, log *slog.Logger) (*switchboard
 				return fail(err)
 			}
 		}
-		turnSrv, err = turn.New(cfg.turnConfig(secret, sipCfg.TLS), reg.Users(), log, metrics)
+		tc := cfg.turnConfig(secret, sipCfg.TLS)
+		tc.Guard = reg.Guard() // TURN passwords are SIP passwords: one budget
+		turnSrv, err = turn.New(tc, reg.Users(), log, metrics)
 		if err != nil {
 			return fail(fmt.Errorf("turn: %w", err))
 		}
@@ -175,7 +184,9 @@ func start(ctx context.Context, cfg *fileConfig, log *slog.Logger) (*switchboard
 		if err != nil {
 			log.Warn("WebRTC gateway not started", "component", "gateway", "error", err)
 		} else {
-			gw, err := gateway.New(cfg.gatewayConfig(proxy, local, iceServersFor(turnSrv)), log)
+			gc := cfg.gatewayConfig(proxy, local, iceServersFor(turnSrv))
+			gc.Guard = reg.Guard() // counted per browser address and user
+			gw, err := gateway.New(gc, log)
 			if err != nil {
 				return fail(err)
 			}
@@ -184,9 +195,11 @@ func start(ctx context.Context, cfg *fileConfig, log *slog.Logger) (*switchboard
 				return fail(err)
 			}
 			// Every browser signs in from the gateway's SIP socket; the
-			// gateway limits failures per browser, so the registrar must
-			// not ban that socket (other sources on its IP still are).
+			// gateway reports each browser's failures to the shared guard
+			// under the browser's address, so the registrar must neither
+			// count nor ban that socket (other sources on its IP still are).
 			reg.Authenticator().Trust(gw.SIPAddr())
+			srv.Trust(gw.SIPAddr())
 		}
 	}
 
@@ -196,15 +209,18 @@ func start(ctx context.Context, cfg *fileConfig, log *slog.Logger) (*switchboard
 		if err != nil {
 			return fail(fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err))
 		}
-		mux.Handle("/sip", srv.WebSocketHandler(ln.Addr()))
+		// Pages of other sites must not drive SIP through their visitors'
+		// browsers (the gateway applies the same rule to /ws).
+		mux.Handle("/sip", checkOrigin(cfg.HTTP.AllowedOrigins, srv.WebSocketHandler(ln.Addr())))
 		if turnSrv != nil {
-			mux.Handle("/api/turn", turnSrv.ICEServersHandler(basicAuth(reg.Users())))
+			mux.Handle("/api/turn", refuseBanned(reg.Guard(), turnSrv.ICEServersHandler(basicAuth(reg.Users(), reg.Guard()))))
 		}
-		mux.Handle("/metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
+		mux.Handle("/metrics", metricsAccess(cfg.HTTP.Metrics, promhttp.HandlerFor(metrics, promhttp.HandlerOpts{})))
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 		if sw.gw != nil {
 			// The web phone at / and its signalling at /ws.
 			mux.Handle("/", sw.gw.Handler())
+			mux.Handle("/ws", checkOrigin(cfg.HTTP.AllowedOrigins, sw.gw.Handler()))
 		} else {
 			mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 				if r.URL.Path != "/" {
@@ -246,9 +262,10 @@ func (sw *switchboard) shutdown(ctx context.Context) error {
 		}
 		cancel()
 	}
+	// Calls get shutdown_grace to end, then the switch hangs them up;
+	// then browsers' registrations are removed while the proxy still runs.
+	sw.sip.Drain(ctx)
 	if sw.gw != nil {
-		// Browsers' calls end (BYE) and their registrations are removed
-		// while the proxy still runs.
 		errs = append(errs, sw.gw.Close())
 	}
 	errs = append(errs, sw.sip.Shutdown(ctx))
@@ -259,17 +276,6 @@ func (sw *switchboard) shutdown(ctx context.Context) error {
 	sw.bg.Wait()
 	errs = append(errs, sw.closeDB())
 	return errors.Join(errs...)
-}
-
-// basicAuth checks HTTP Basic credentials against the SIP user store.
-func basicAuth(users *registrar.Users) func(r *http.Request) (string, bool) {
-	return func(r *http.Request) (string, bool) {
-		name, pw, ok := r.BasicAuth()
-		if !ok || !users.CheckPassword(r.Context(), name, pw) {
-			return "", false
-		}
-		return name, true
-	}
 }
 
 func randomSecret() (string, error) {
@@ -288,6 +294,16 @@ func registerMetrics(r *prometheus.Registry, srv *sip.Server, reg *registrar.Reg
 			func() float64 { return float64(srv.Stats.Refused.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_sip_malformed_total", Help: "Datagrams dropped as unparsable or oversized."},
 			func() float64 { return float64(srv.Stats.Malformed.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_sip_strangers_refused_total", Help: "Requests from parties that are not local users refused or limited (security.external_callers)."},
+			func() float64 { return float64(srv.Stats.Strangers.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_sip_overload_refused_total", Help: "Requests answered 503 at the transaction cap (sip.max_transactions)."},
+			func() float64 { return float64(srv.Stats.Overload.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_sip_flood_bans_total", Help: "Sources banned by the flood limit (security.flood)."},
+			func() float64 { b, _ := srv.FloodBans(); return float64(b) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_sip_flood_dropped_total", Help: "Messages dropped from banned flooding sources."},
+			func() float64 { _, d := srv.FloodBans(); return float64(d) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_sip_transactions", Help: "Server transactions alive."},
+			func() float64 { return float64(srv.LiveTransactions()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_registrar_bindings", Help: "Current registrations (bindings)."},
 			func() float64 { return float64(reg.Location().Count()) }),
 		prometheus.NewGoCollector(),

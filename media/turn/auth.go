@@ -6,6 +6,7 @@ import (
 	"crypto/sha1" //nolint:gosec // the TURN REST password is HMAC-SHA1 by definition.
 	"encoding/base64"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,23 @@ import (
 // what comes from disk).
 type Credentials interface {
 	LongTermKey(username string) (key []byte, ok bool)
+}
+
+// Guard counts failed password checks and refuses sources (or users) that
+// fail too often; the caller shares one with its other password checks, so
+// that guesses over TURN and over SIP spend one budget. user is the SIP user
+// name: for TURN REST usernames, the part after "expiry:". It must be safe
+// for concurrent use and fast: it is called from the server's read loops.
+//
+// A request from a source Banned for its user is refused with 401
+// (Unauthenticated) on UDP without its key being looked up. Fail is called
+// for an unknown user and for a MESSAGE-INTEGRITY that does not verify (a
+// wrong password or a forged REST password); Succeed for every request whose
+// integrity verifies.
+type Guard interface {
+	Banned(source netip.AddrPort, user string) bool
+	Fail(source netip.AddrPort, user string)
+	Succeed(source netip.AddrPort, user string)
 }
 
 // RESTCredentials mints TURN REST API credentials (draft-uberti-behave-turn-rest-00,
@@ -91,15 +109,69 @@ func (s *Server) lookupKey(username, realm string) (key []byte, ok bool) {
 
 // authKey is the pion/turn AuthHandler: it returns the long-term key for
 // username, or ok=false to refuse (pion then answers 400 and the request is
-// not served). The realm the client echoes must be ours (RFC 8489 §9.2.4).
+// not served; fixAuthFailure makes that 401 on UDP). The realm the client
+// echoes must be ours (RFC 8489 §9.2.4). A source the Guard refuses for the
+// user gets no key; an unknown user counts as a failure. pion checks
+// MESSAGE-INTEGRITY after this returns and reports the verdict to OnAuth
+// (see eventHandler), where wrong passwords are counted.
 func (s *Server) authKey(username, realm string, src net.Addr) (key []byte, ok bool) {
+	if s.banned(src, username) {
+		s.metrics.authFailures.Inc()
+		s.log.Debug("authentication refused", "user", username, "src", src.String(), "reason", "banned")
+
+		return nil, false
+	}
 	key, ok, reason := s.resolveKey(username, realm)
 	if !ok {
 		s.metrics.authFailures.Inc()
 		s.log.Debug("authentication refused", "user", username, "src", src.String(), "reason", reason)
+		if reason == reasonUnknownUser {
+			s.guardFail(src, username)
+		}
 	}
 
 	return key, ok
+}
+
+// reasonUnknownUser is resolveKey's reason for a user name it has no key
+// for: the one refusal counted as a guess (a wrong realm, an expired REST
+// credential or REST when disabled tell nothing about a password).
+const reasonUnknownUser = "unknown user"
+
+// banned asks the Guard whether src is refused for the user of username.
+func (s *Server) banned(src net.Addr, username string) bool {
+	if s.cfg.Guard == nil {
+		return false
+	}
+
+	return s.cfg.Guard.Banned(addrPortOf(src), quotaUser(username))
+}
+
+// guardFail reports a failed password check to the Guard.
+func (s *Server) guardFail(src net.Addr, username string) {
+	if s.cfg.Guard != nil {
+		s.cfg.Guard.Fail(addrPortOf(src), quotaUser(username))
+	}
+}
+
+// guardSucceed reports a verified password check to the Guard.
+func (s *Server) guardSucceed(src net.Addr, username string) {
+	if s.cfg.Guard != nil {
+		s.cfg.Guard.Succeed(addrPortOf(src), quotaUser(username))
+	}
+}
+
+// addrPortOf returns the IP and port of a UDP or TCP address (the zero
+// AddrPort for anything else).
+func addrPortOf(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return a.AddrPort()
+	case *net.TCPAddr:
+		return a.AddrPort()
+	}
+
+	return netip.AddrPort{}
 }
 
 // resolveKey finds the long-term key of username; when there is none it says
@@ -121,11 +193,11 @@ func (s *Server) resolveKey(username, realm string) (key []byte, ok bool, reason
 		return longTermKey(username, realm, restPassword(s.cfg.Secret, username)), true, ""
 	}
 	if s.creds == nil {
-		return nil, false, "unknown user"
+		return nil, false, reasonUnknownUser
 	}
 	key, ok = s.creds.LongTermKey(username)
 	if !ok || len(key) != md5.Size {
-		return nil, false, "unknown user"
+		return nil, false, reasonUnknownUser
 	}
 
 	return key, true, ""

@@ -123,6 +123,10 @@ type Config struct {
 	// SO_REUSEPORT is unavailable one socket is used.
 	ReadLoops int
 
+	// Guard is the switch's ban on password guessing, shared with SIP and
+	// HTTP (see the Guard type). Nil: TURN failures are not limited.
+	Guard Guard
+
 	// SocketBuffer is the SO_RCVBUF and SO_SNDBUF size in bytes requested for
 	// UDP listening sockets; relay sockets get a quarter of it. Zero means
 	// DefaultSocketBuffer; negative leaves the kernel default. The kernel caps

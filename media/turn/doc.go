@@ -24,6 +24,7 @@
 //
 // Dependencies go one way: this package knows ports and packets only. It must
 // not import sip, registrar, gateway or cmd; a caller supplies user lookups
-// through the small Credentials interface and HTTP authentication through a
-// function passed to ICEServersHandler.
+// through the small Credentials interface, the password-guessing ban shared
+// with its other services through the Guard interface (Config.Guard), and
+// HTTP authentication through a function passed to ICEServersHandler.
 package turn

@@ -3,6 +3,7 @@ package turn
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -87,7 +88,7 @@ func (c *tcpConn) Read(p []byte) (int, error) {
 // Write implements net.Conn; pion/turn writes one whole message per call.
 func (c *tcpConn) Write(b []byte) (int, error) {
 	if isErrorResponse(b) {
-		b = c.s.fixResponse(b, nil)
+		b = c.s.fixResponse(b, nil, netip.AddrPort{})
 	}
 
 	return c.Conn.Write(b) //nolint:wrapcheck // pion checks for net errors
@@ -128,7 +129,7 @@ type fixingConn struct {
 // Write implements net.Conn; pion/turn writes one whole message per call.
 func (c fixingConn) Write(b []byte) (int, error) {
 	if isErrorResponse(b) {
-		b = c.s.fixResponse(b, nil)
+		b = c.s.fixResponse(b, nil, netip.AddrPort{})
 	}
 
 	return c.Conn.Write(b) //nolint:wrapcheck // pion checks for net errors

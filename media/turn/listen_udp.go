@@ -92,7 +92,7 @@ func (c *udpListener) ReadFrom(p []byte) (int, net.Addr, error) {
 // WriteTo implements net.PacketConn for pion's responses and relayed data.
 func (c *udpListener) WriteTo(b []byte, addr net.Addr) (int, error) {
 	if isErrorResponse(b) {
-		b = c.s.fixResponse(b, c.req)
+		b = c.s.fixResponse(b, c.req, addrPortOf(addr))
 	}
 
 	return c.UDPConn.WriteTo(b, addr) //nolint:wrapcheck // pion checks for net errors

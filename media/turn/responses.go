@@ -2,6 +2,7 @@ package turn
 
 import (
 	"encoding/binary"
+	"net/netip"
 
 	"github.com/pion/stun/v3"
 )
@@ -143,9 +144,10 @@ func (s *Server) fixCreatePermissionRefusal(resp, req []byte) []byte {
 }
 
 // fixResponse returns the error response to send instead of pion/turn's
-// resp, which answers req (nil when unknown, as on TCP/TLS), or resp itself.
-// See fixChannelBindRefusal, fixCreatePermissionRefusal and fixAuthFailure.
-func (s *Server) fixResponse(resp, req []byte) []byte {
+// resp, which answers req from src (nil and the zero AddrPort when unknown,
+// as on TCP/TLS), or resp itself. See fixChannelBindRefusal,
+// fixCreatePermissionRefusal and fixAuthFailure.
+func (s *Server) fixResponse(resp, req []byte, src netip.AddrPort) []byte {
 	if isChannelBindError(resp) {
 		b := append([]byte(nil), resp...)
 		if fixChannelBindRefusal(b) {
@@ -160,7 +162,7 @@ func (s *Server) fixResponse(resp, req []byte) []byte {
 			return fixed
 		}
 	}
-	if fixed := s.fixAuthFailure(resp, req); fixed != nil {
+	if fixed := s.fixAuthFailure(resp, req, src); fixed != nil {
 		return fixed
 	}
 
@@ -177,11 +179,13 @@ func isErrorResponse(b []byte) bool {
 // are wrong: pion sends 400 (Bad Request) without REALM or NONCE. RFC 8489
 // §9.2.4 asks for 401 (Unauthenticated) with REALM and NONCE when the user
 // is unknown or MESSAGE-INTEGRITY does not match. Given pion's response and
-// the request it answers, it returns that 401 (with the request's nonce,
-// which pion had just accepted), or nil to keep pion's response: for another
-// transaction, another error, or a request whose credentials are in fact
-// valid (pion's 400 then has another cause).
-func (s *Server) fixAuthFailure(resp, req []byte) []byte {
+// the request it answers from src, it returns that 401 (with the request's
+// nonce, which pion had just accepted), or nil to keep pion's response: for
+// another transaction, another error, or a request whose credentials are in
+// fact valid (pion's 400 then has another cause) unless the Guard refuses
+// src for the user (authKey gave pion no key: the credentials are not
+// accepted, right or wrong).
+func (s *Server) fixAuthFailure(resp, req []byte, src netip.AddrPort) []byte {
 	if len(req) < 20 || len(resp) < 20 || binary.BigEndian.Uint16(req[0:2])|0x0110 != binary.BigEndian.Uint16(resp[0:2]) {
 		return nil
 	}
@@ -198,7 +202,8 @@ func (s *Server) fixAuthFailure(resp, req []byte) []byte {
 	if username.GetFrom(qm) != nil || realm.GetFrom(qm) != nil || nonce.GetFrom(qm) != nil {
 		return nil // pion's 400 is right: a required attribute is missing
 	}
-	if key, ok := s.lookupKey(username.String(), realm.String()); ok && stun.MessageIntegrity(key).Check(qm) == nil {
+	if key, ok := s.lookupKey(username.String(), realm.String()); ok && stun.MessageIntegrity(key).Check(qm) == nil &&
+		(s.cfg.Guard == nil || !s.cfg.Guard.Banned(src, quotaUser(username.String()))) {
 		return nil
 	}
 	fixed, err := stun.Build(

@@ -406,11 +406,18 @@ func (s *Server) transportOf(dst net.Addr) Transport {
 // the quota, the metrics and the log.
 func (s *Server) eventHandler() turn.EventHandler {
 	return turn.EventHandler{
+		// pion calls OnAuth right after its MESSAGE-INTEGRITY check of a
+		// request whose user authKey knew: this is where a wrong password
+		// (or a forged REST password) is seen.
 		OnAuth: func(src, _ net.Addr, _, username, _ string, method string, verdict bool) {
 			if !verdict {
 				s.metrics.authFailures.Inc()
 				s.log.Debug("authentication failed", "user", username, "src", src.String(), "method", method)
+				s.guardFail(src, username)
+
+				return
 			}
+			s.guardSucceed(src, username)
 		},
 		OnAllocationCreated: func(src, dst net.Addr, _, username, _ string, relay net.Addr, _ int) {
 			s.quota.created(quotaUser(username))

@@ -265,7 +265,7 @@ func FuzzFixResponse(f *testing.F) {
 	f.Add(bad.Raw, req.Raw)
 	f.Add([]byte{0x01, 0x19}, []byte{})
 	f.Fuzz(func(t *testing.T, resp, req []byte) {
-		out := s.fixResponse(resp, req)
+		out := s.fixResponse(resp, req, netip.AddrPort{})
 		if len(out) == 0 && len(resp) != 0 {
 			t.Fatal("response dropped")
 		}

@@ -36,6 +36,15 @@ type ServerConfig struct {
 	// Extra is YAML appended to the generated config file at top level, for
 	// sections the fields above do not cover.
 	Extra string
+	// SIP is YAML added inside the generated sip: section (which Extra
+	// cannot repeat), one key a line, unindented: for example
+	// "connections: {idle_timeout: 2s}".
+	SIP string
+	// Prefix is a command the server is started under, given the server's
+	// command line as its arguments: for example
+	// []string{"prlimit", "--nofile=256:256", "--"}. It must exec the server
+	// in its own process, so that PID and signals reach the server.
+	Prefix []string
 }
 
 // Server is a running switchboard process.
@@ -50,7 +59,12 @@ type Server struct {
 	// HTTP listener.
 	Addrs map[string]string
 
-	proc *Process
+	proc      *Process
+	prefix    []string        // ServerConfig.Prefix
+	yaml      string          // the config written, for failure messages
+	want      map[string]bool // the listeners to wait for at start
+	starts    int             // processes started on this Dir so far
+	signalled bool            // the test signalled the process itself
 }
 
 // StartServer writes a config into a temp dir, starts `switchboard serve`
@@ -116,6 +130,10 @@ turn: {%s}
 registrar: {default_expires: 3600, min_expires: 60, max_expires: 86400}
 security: {%s}
 `, cfg.Domain, filepath.Join(dir, "switchboard.db"), cfg.LogLevel, strings.Join(quoted, ", "), media, turn, security)
+	if cfg.SIP != "" {
+		lines := strings.Split(strings.TrimRight(cfg.SIP, "\n"), "\n")
+		yaml = strings.Replace(yaml, "\nsip:\n", "\nsip:\n  "+strings.Join(lines, "\n  ")+"\n", 1)
+	}
 	if cfg.Extra != "" {
 		yaml += strings.TrimRight(cfg.Extra, "\n") + "\n"
 	}
@@ -123,30 +141,90 @@ security: {%s}
 		t.Fatal(err)
 	}
 
-	cmd := exec.Command(bin, "serve", "--config", s.Config)
-	cmd.Dir = dir
+	s.yaml, s.want, s.prefix = yaml, want, cfg.Prefix
+	if !s.launch(t) {
+		t.Fatalf("switchboard did not log all listeners %v (got %v, exited=%v); config:\n%s\nlog:\n%s",
+			keys(want), s.Addrs, s.proc.Exited(), yaml, tail(s.proc.Out.String(), 80))
+	}
+	return s
+}
+
+// launch starts `switchboard serve` on s.Config and waits until it has
+// logged every listener in s.want. The first launch registers the stop at
+// the end of the test; later ones (Restart) log to server.N.log.
+func (s *Server) launch(t testing.TB) bool {
+	t.Helper()
+	args := append(append([]string{}, s.prefix...), s.Bin, "serve", "--config", s.Config)
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Dir = s.Dir
 	cmd.Env = serverEnv()
-	proc, err := StartProcess("switchboard", cmd, filepath.Join(dir, "server.log"))
+	s.starts++
+	logName := "server.log"
+	if s.starts > 1 {
+		logName = fmt.Sprintf("server.%d.log", s.starts)
+	}
+	proc, err := StartProcess("switchboard", cmd, filepath.Join(s.Dir, logName))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.proc = proc
-	t.Cleanup(func() { s.stop(t) })
-
+	s.signalled = false
+	if s.starts == 1 {
+		t.Cleanup(func() { s.stop(t) })
+	}
 	ok := Poll(30*time.Second, 20*time.Millisecond, func() bool {
+		if proc.Exited() {
+			return true
+		}
 		s.parseListening()
-		for k := range want {
+		for k := range s.want {
 			if s.Addrs[k] == "" {
 				return false
 			}
 		}
 		return true
 	}) // the config's listeners, or the process died
-	if !ok || proc.Exited() {
-		t.Fatalf("switchboard did not log all listeners %v (got %v, exited=%v); config:\n%s\nlog:\n%s",
-			keys(want), s.Addrs, proc.Exited(), yaml, tail(proc.Out.String(), 80))
+	return ok && !proc.Exited()
+}
+
+// Signal sends sig to the server process (SIGTERM to drain, SIGKILL to
+// crash it). The end-of-test stop then does not fail the test for the exit
+// status: the test checks it itself with WaitExit.
+func (s *Server) Signal(sig syscall.Signal) error {
+	s.signalled = true
+	return s.proc.Cmd.Process.Signal(sig)
+}
+
+// Done is closed when the current server process has ended.
+func (s *Server) Done() <-chan struct{} { return s.proc.Done() }
+
+// WaitExit waits at most timeout for the server process to end and returns
+// its exit status (-1 when a signal ended it). It returns an error if the
+// process is still running after timeout.
+func (s *Server) WaitExit(timeout time.Duration) (int, error) {
+	select {
+	case <-s.proc.Done():
+		return s.proc.ExitCode(), nil
+	case <-time.After(timeout):
+		return -1, fmt.Errorf("switchboard (pid %d) still running after %s", s.PID(), timeout)
 	}
-	return s
+}
+
+// Restart starts the server again on the same config and database once the
+// previous process has ended (after Signal and WaitExit), and waits for its
+// listeners; ports given as 0 are new. It fails the test if the previous
+// process still runs or the new one does not come up.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	if !s.proc.Exited() {
+		t.Fatalf("Restart: switchboard (pid %d) is still running", s.PID())
+	}
+	prev := s.proc.Out.String()
+	s.Addrs = map[string]string{}
+	if !s.launch(t) {
+		t.Fatalf("restarted switchboard did not log all listeners %v (got %v, exited=%v); previous run's log:\n%s\nlog:\n%s",
+			keys(s.want), s.Addrs, s.proc.Exited(), tail(prev, 40), tail(s.proc.Out.String(), 80))
+	}
 }
 
 func keys(m map[string]bool) []string {
@@ -208,6 +286,8 @@ func (s *Server) stop(t testing.TB) {
 	switch {
 	case !ended:
 		t.Errorf("switchboard (pid %d) did not exit within 15s of SIGTERM; killed", s.PID())
+	case s.signalled:
+		// The test ended the process itself and checked how.
 	case s.proc.ExitCode() != 0:
 		t.Errorf("switchboard exited with status %d after SIGTERM", s.proc.ExitCode())
 	}
