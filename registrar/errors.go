@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/switchboard/switchboard/internal/sipstatus"
 )
 
 // Sentinel errors callers branch on.
@@ -29,32 +31,12 @@ var (
 	ErrIdentityMismatch = errors.New("authenticated user does not match the request")
 )
 
-// StatusError is an error with the SIP response it should be answered with.
-// The proxy's single error-to-response function reads SIPStatus and
-// SIPHeaders; everything else is an internal error (500).
-type StatusError struct {
-	Code    int
-	Reason  string
-	Headers []sip.Header
-	Err     error
-}
-
-func (e *StatusError) Error() string {
-	if e.Err != nil {
-		return e.Reason + ": " + e.Err.Error()
-	}
-	return e.Reason
-}
-
-// Unwrap returns the cause.
-func (e *StatusError) Unwrap() error { return e.Err }
-
-// SIPStatus returns the response code and reason phrase.
-func (e *StatusError) SIPStatus() (int, string) { return e.Code, e.Reason }
-
-// SIPHeaders returns headers the response must carry (challenges, Min-Expires).
-func (e *StatusError) SIPHeaders() []sip.Header { return e.Headers }
+// StatusError is an error with the SIP response it should be answered with:
+// the one status-error type of the switch (internal/sipstatus), which the
+// proxy's single error-to-response function reads; everything else is an
+// internal error (500).
+type StatusError = sipstatus.Error
 
 func statusErr(code int, reason string, err error, hdrs ...sip.Header) *StatusError {
-	return &StatusError{Code: code, Reason: reason, Err: err, Headers: hdrs}
+	return sipstatus.New(code, reason, err, hdrs...)
 }

@@ -113,6 +113,16 @@ func (t *callTracker) ringing(c *call) {
 	t.mu.Unlock()
 }
 
+// finish records how a call's INVITE ended: answered by out.answer, or
+// failed with out's status.
+func (t *callTracker) finish(c *call, out outcome) {
+	if out.answer != nil {
+		t.answered(c, out.answer)
+		return
+	}
+	t.failed(c, out.code, out.reason, out.by)
+}
+
 // answered records the first 2xx.
 func (t *callTracker) answered(c *call, res *gosip.Response) {
 	t.mu.Lock()

@@ -20,7 +20,7 @@ import (
 // closed listener, with net/http's backoff; it admits connections through
 // the server's connTracker (per-source and global caps, idle timeout); and
 // the connections it returns report their Close, so that bindings made over
-// them are dropped (RFC 5626 §5.3).
+// them are dropped.
 type flowListener struct {
 	net.Listener
 	transport string // upper case, as sipgo and the registrar name it

@@ -261,29 +261,30 @@ func (t *connTracker) sweep(now time.Time) {
 		}
 	}
 	t.mu.RUnlock()
-	// The registrar's lock is not taken under ours.
+	// The registrar's lock is not taken under ours. A request may have
+	// come in since the look above: the binding it made is checked after
+	// the marks it set.
 	var closing []*flowConn
 	for _, fc := range silent {
-		if !t.hasFlow(fc.key.transport, fc.key.remote) {
+		if !fc.messaged.Load() && !t.hasFlow(fc.key.transport, fc.key.remote) {
 			closing = append(closing, fc)
 			t.closedSilent++
 		}
 	}
 	for _, fc := range quiet {
-		if !t.hasFlow(fc.key.transport, fc.key.remote) {
+		if time.Since(time.Unix(0, fc.active.Load())) >= idle && !t.hasFlow(fc.key.transport, fc.key.remote) {
 			closing = append(closing, fc)
 			t.closedIdle++
 		}
 	}
+	if len(closing) > 0 {
+		if _, ok := t.closes.allow(now); ok {
+			t.log.Info("idle connections closed", "no_request", t.closedSilent, "idle", t.closedIdle,
+				"idle_timeout", idle, "remaining", t.open()-len(closing))
+			t.closedSilent, t.closedIdle = 0, 0
+		}
+	}
 	closeIdle(closing)
-	if t.closedSilent+t.closedIdle == 0 {
-		return
-	}
-	if _, ok := t.closes.allow(now); ok {
-		t.log.Info("idle connections closed", "no_request", t.closedSilent, "idle", t.closedIdle,
-			"idle_timeout", idle, "connections", t.open())
-		t.closedSilent, t.closedIdle = 0, 0
-	}
 }
 
 // closeIdle closes connections found idle. A TLS connection is closed as

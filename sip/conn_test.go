@@ -633,3 +633,30 @@ func TestIdleConnServerTLS(t *testing.T) {
 	silent := dial()
 	wantClosed(t, silent, 5*time.Second, "TLS connection that sent no request")
 }
+
+// TestConnDualStackListener checks flows on a listener bound to 0.0.0.0,
+// which Go opens dual-stack: IPv4 peers come as IPv4-mapped IPv6 addresses
+// there, and must still match the bindings made from their requests. A
+// registered phone keeps its connection through idle sweeps, and its
+// binding goes when the connection closes.
+func TestConnDualStackListener(t *testing.T) {
+	const idle = 200 * time.Millisecond
+	sw := startSwitch(t, func(c *Config) {
+		c.Connections.IdleTimeout = idle
+		c.Listen = []Listen{{Transport: "udp", Addr: "127.0.0.1:0"}, {Transport: "tcp", Addr: "0.0.0.0:0"}}
+	})
+	_, port, _ := net.SplitHostPort(sw.srv.Addrs()["tcp"])
+	bob := siptest.NewPhone(t, siptest.Config{Transport: "tcp", Server: "127.0.0.1:" + port, User: "bob", Password: passwords["bob"], Trace: sw.tr})
+	bob.MustRegister()
+	silent, err := net.Dial("tcp", "127.0.0.1:"+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	wantClosed(t, silent, 5*time.Second, "connection that sent no request")
+	m := bob.Request("OPTIONS", "sip:"+testDomain)
+	bob.Send(m)
+	wantStatus(t, bob.WaitFinal(m), 200)
+	bob.Close()
+	eventually(t, 5*time.Second, "binding of the closed connection removed", func() bool { return len(sw.reg.Location().Lookup("bob")) == 0 })
+}

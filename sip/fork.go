@@ -7,6 +7,8 @@ import (
 	"time"
 
 	gosip "github.com/emiago/sipgo/sip"
+
+	"github.com/switchboard/switchboard/internal/sipstatus"
 )
 
 // branch is one forwarded copy of a request (RFC 3261 §16.6) and its client
@@ -38,32 +40,67 @@ func recordRouted(m gosip.RequestMethod) bool {
 	return false
 }
 
+// outcome is how a proxied request ended, as its call record wants it: the
+// 2xx that answered it, or the final status, its reason and who ended it
+// ("caller", "callee", "switch").
+type outcome struct {
+	answer *gosip.Response
+	code   int
+	reason string
+	by     string
+}
+
+// failure is the outcome of a request that could not be forwarded.
+func failure(err error) outcome {
+	code, reason := sipstatus.Of(err)
+	return outcome{code: code, reason: reason, by: "switch"}
+}
+
 // proxy forwards req to every target in parallel and answers stx with the
 // best response (RFC 3261 §16.7): each provisional and 2xx as it comes, a
 // 6xx at once, otherwise the best final response once all branches are done.
 // For an INVITE it runs Timer C (§16.8) and fans the caller's CANCEL out
-// (§16.10). It returns nil once the final response has been sent (or sipgo
-// answered a CANCEL), or an error when nothing could be forwarded.
+// (§16.10). It returns how the request ended once the final response has
+// been sent (or sipgo answered a CANCEL), or an error when nothing could be
+// forwarded, for the caller to answer with.
 //
-// c is the call being set up (initial INVITE), or nil.
-func (s *Server) proxy(ctx context.Context, req *gosip.Request, stx gosip.ServerTransaction, targets []target, initial bool, c *call) error {
-	isInvite := req.IsInvite()
+// c is the call being set up (initial INVITE), or nil; proxy marks it
+// ringing, and leaves recording its outcome to the caller.
+func (s *Server) proxy(ctx context.Context, req *gosip.Request, stx gosip.ServerTransaction, targets []target, initial bool, c *call) (outcome, error) {
 	if c != nil {
 		// §16.2: an INVITE gets 100 Trying at once, so the caller stops
 		// retransmitting while the branches are set up.
 		stx.Respond(gosip.NewResponseFromRequest(req, 100, "Trying", nil))
 	}
-	// Unbuffered: a branch's response is either taken by this loop or,
-	// once the loop has returned, handled by the branch goroutine itself
+	// Unbuffered: a branch's response is either taken by the fork loop or,
+	// once it has returned, handled by the branch goroutine itself
 	// (runBranch) — never left in a buffer nobody reads.
-	events := make(chan branchEvent)
-	done := make(chan struct{})
-	defer close(done)
+	f := &fork{s: s, req: req, stx: stx, c: c, events: make(chan branchEvent), done: make(chan struct{})}
+	defer close(f.done)
+	if err := f.start(ctx, targets, initial && recordRouted(req.Method)); err != nil {
+		return failure(err), err
+	}
+	return f.run(ctx), nil
+}
 
-	var branches []*branch
+// fork is one request being proxied to its branches (§16.6–16.10).
+type fork struct {
+	s        *Server
+	req      *gosip.Request
+	stx      gosip.ServerTransaction
+	c        *call
+	events   chan branchEvent
+	done     chan struct{} // closed when the fork has returned
+	branches []*branch
+}
+
+// start sends a copy of the request to each target (§16.6), each in a
+// client transaction of its own. It fails only when no copy could be sent.
+func (f *fork) start(ctx context.Context, targets []target, recordRoute bool) error {
+	s, req := f.s, f.req
 	var setupErr error
 	for _, t := range targets {
-		fwd, err := s.prepare(req, t, initial && recordRouted(req.Method), "")
+		fwd, err := s.prepare(req, t, recordRoute, "")
 		if err != nil {
 			setupErr = err
 			continue
@@ -77,144 +114,143 @@ func (s *Server) proxy(ctx context.Context, req *gosip.Request, stx gosip.Server
 			continue
 		}
 		b := &branch{req: fwd, tx: tx, armed: make(chan struct{})}
-		if isInvite {
+		if req.IsInvite() {
 			// 2xx retransmissions from downstream go up statelessly
 			// (§16.7 step 5 with RFC 6026's Accepted state).
-			tx.OnRetransmission(func(res *gosip.Response) { s.relay(req, stx, res) })
+			tx.OnRetransmission(func(res *gosip.Response) { s.relay(req, f.stx, res) })
 		}
-		branches = append(branches, b)
-		go s.runBranch(b, events, done, req, stx)
+		f.branches = append(f.branches, b)
+		go s.runBranch(b, f.events, f.done, req, f.stx)
 	}
-	if len(branches) == 0 {
-		if setupErr == nil {
-			setupErr = status(480, "Temporarily Unavailable", errNoTarget)
-		}
-		if c != nil {
-			code, reason := responseCode(setupErr)
-			s.calls.failed(c, code, reason, "switch")
-		}
-		return setupErr
+	if len(f.branches) > 0 {
+		return nil
 	}
+	if setupErr == nil {
+		setupErr = status(480, "Temporarily Unavailable", errNoTarget)
+	}
+	return setupErr
+}
 
+// run collects the branches' responses until the request is answered
+// (§16.7), Timer C fires (§16.8), the caller cancels (§16.10), the switch
+// shuts down or the transaction ends, and returns the outcome.
+func (f *fork) run(ctx context.Context) outcome {
+	s, req := f.s, f.req
 	var timerC <-chan time.Time
 	var tc *time.Timer
-	if isInvite {
+	cancelled := make(chan struct{})
+	if req.IsInvite() {
 		tc = time.NewTimer(s.cfg.TimerC)
 		defer tc.Stop()
 		timerC = tc.C
-	}
-	cancelled := make(chan struct{})
-	if isInvite {
 		var once sync.Once
-		if st, ok := stx.(*gosip.ServerTx); ok {
+		if st, ok := f.stx.(*gosip.ServerTx); ok {
 			st.OnCancel(func(*gosip.Request) { once.Do(func() { close(cancelled) }) })
 		}
 	}
-
 	stopCalls := s.stopCalls
-	pending := len(branches)
-	for pending > 0 {
+	var stopped *outcome
+	for pending := len(f.branches); pending > 0; {
 		select {
+		case ev := <-f.events:
+			if out, final := f.event(ev, tc, &pending); final {
+				return out
+			}
 		case <-stopCalls:
 			// The switch is shutting down: the call ends unanswered; the
 			// branches' 487s then make the caller's final response.
 			stopCalls = nil
-			s.cancelPending(branches)
-			if c != nil {
-				s.calls.failed(c, 503, "shutdown", "switch")
-			}
-		case ev := <-events:
-			b := ev.b
-			if ev.err != nil {
-				pending--
-				b.final = synthetic(b.req, ev.err)
-				if b.timedOut {
-					b.final = gosip.NewResponseFromRequest(b.req, 408, "Request Timeout", nil)
-				}
-				continue
-			}
-			res := ev.res
-			if res.StatusCode < 200 {
-				b.provisional = true
-				if b.cancel && !b.cancelSent {
-					s.sendCancel(b)
-				}
-				if res.StatusCode > 100 {
-					if tc != nil {
-						tc.Reset(s.cfg.TimerC) // §16.7 step 2
-					}
-					s.relay(req, stx, res)
-					if c != nil {
-						s.calls.ringing(c)
-					}
-				}
-				continue
-			}
-			pending--
-			b.final = res
-			if b.timedOut {
-				b.final = gosip.NewResponseFromRequest(b.req, 408, "Request Timeout", nil)
-			}
-			switch {
-			case res.StatusCode < 300:
-				// §16.7 step 5: a 2xx goes up at once; §16.7 step 10:
-				// the other branches are cancelled.
-				s.relay(req, stx, res)
-				if c != nil {
-					s.calls.answered(c, res)
-				}
-				s.cancelPending(branches)
-				return nil
-			case res.StatusCode >= 600:
-				// §16.7 step 9: a 6xx ends the search.
-				s.cancelPending(branches)
-				s.relay(req, stx, res)
-				if c != nil {
-					s.calls.failed(c, res.StatusCode, res.Reason, "callee")
-				}
-				return nil
-			}
+			s.cancelPending(f.branches)
+			stopped = &outcome{code: 503, reason: "shutdown", by: "switch"}
 		case <-timerC:
-			// §16.8: branches without a final answer are cancelled (those
-			// with a provisional) or abandoned, and count as 408.
 			timerC = nil
-			for _, b := range branches {
-				if b.final == nil {
-					b.timedOut = true
-					if b.provisional {
-						b.cancel = true
-						s.sendCancel(b)
-					} else {
-						b.tx.Terminate()
-					}
-				}
-			}
+			f.timerC()
 		case <-cancelled:
 			// §16.10: sipgo has answered the CANCEL (200) and the INVITE
 			// (487); cancel every branch still open.
-			s.cancelPending(branches)
-			if c != nil {
-				s.calls.failed(c, 487, "Request Terminated", "caller")
-			}
-			return nil
+			s.cancelPending(f.branches)
+			return outcome{code: 487, reason: "Request Terminated", by: "caller"}
 		case <-ctx.Done():
-			s.cancelPending(branches)
-			if c != nil {
-				s.calls.failed(c, 500, "transaction ended", "switch")
+			s.cancelPending(f.branches)
+			return outcome{code: 500, reason: "transaction ended", by: "switch"}
+		}
+	}
+	best := bestResponse(f.branches)
+	s.relay(req, f.stx, best)
+	if stopped != nil {
+		return *stopped
+	}
+	by := "callee"
+	if best.StatusCode == 408 || best.StatusCode >= 500 && best.StatusCode < 600 {
+		by = "switch"
+	}
+	return outcome{code: best.StatusCode, reason: best.Reason, by: by}
+}
+
+// event handles one branch response or error; final reports whether it
+// decided the request (a 2xx or a 6xx, relayed at once).
+func (f *fork) event(ev branchEvent, tc *time.Timer, pending *int) (outcome, bool) {
+	s, req, b := f.s, f.req, ev.b
+	if ev.err != nil {
+		*pending--
+		b.final = synthetic(b.req, ev.err)
+		if b.timedOut {
+			b.final = gosip.NewResponseFromRequest(b.req, 408, "Request Timeout", nil)
+		}
+		return outcome{}, false
+	}
+	res := ev.res
+	if res.StatusCode < 200 {
+		b.provisional = true
+		if b.cancel && !b.cancelSent {
+			s.sendCancel(b)
+		}
+		if res.StatusCode > 100 {
+			if tc != nil {
+				tc.Reset(s.cfg.TimerC) // §16.7 step 2
 			}
-			return nil
+			s.relay(req, f.stx, res)
+			if f.c != nil {
+				s.calls.ringing(f.c)
+			}
+		}
+		return outcome{}, false
+	}
+	*pending--
+	b.final = res
+	if b.timedOut {
+		b.final = gosip.NewResponseFromRequest(b.req, 408, "Request Timeout", nil)
+	}
+	switch {
+	case res.StatusCode < 300:
+		// §16.7 step 5: a 2xx goes up at once; §16.7 step 10: the other
+		// branches are cancelled.
+		s.relay(req, f.stx, res)
+		s.cancelPending(f.branches)
+		return outcome{answer: res}, true
+	case res.StatusCode >= 600:
+		// §16.7 step 9: a 6xx ends the search.
+		s.cancelPending(f.branches)
+		s.relay(req, f.stx, res)
+		return outcome{code: res.StatusCode, reason: res.Reason, by: "callee"}, true
+	}
+	return outcome{}, false
+}
+
+// timerC applies §16.8: branches without a final answer are cancelled
+// (those with a provisional) or abandoned, and count as 408.
+func (f *fork) timerC() {
+	for _, b := range f.branches {
+		if b.final == nil {
+			b.timedOut = true
+			if b.provisional {
+				b.cancel = true
+				f.s.sendCancel(b)
+			} else {
+				b.tx.Terminate()
+			}
 		}
 	}
-	best := bestResponse(branches)
-	s.relay(req, stx, best)
-	if c != nil {
-		by := "callee"
-		if best.StatusCode == 408 || best.StatusCode >= 500 && best.StatusCode < 600 {
-			by = "switch"
-		}
-		s.calls.failed(c, best.StatusCode, best.Reason, by)
-	}
-	return nil
 }
 
 // runBranch passes the branch's responses to the fork until the final one,
@@ -449,13 +485,4 @@ func bestResponse(branches []*branch) *gosip.Response {
 		out.StatusCode, out.Reason = 500, "Server Internal Error"
 	}
 	return out
-}
-
-// responseCode returns the status an error maps to.
-func responseCode(err error) (int, string) {
-	var st sipStatuser
-	if errors.As(err, &st) {
-		return st.SIPStatus()
-	}
-	return 500, "Server Internal Error"
 }

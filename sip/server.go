@@ -86,7 +86,7 @@ type Server struct {
 	stopHK   chan struct{}
 	secret   [32]byte // keys the MACs in our branch parameters
 	draining atomic.Bool
-	inflight sync.WaitGroup
+	inflight atomic.Int64 // requests being handled
 
 	stopCalls chan struct{} // closed when the switch hangs every call up
 	stopOnce  sync.Once
@@ -136,9 +136,9 @@ func New(cfg Config, reg Registrar, auth Authenticator, rec CallRecorder, log *s
 	if log == nil {
 		log = slog.Default()
 	}
-	// Whatever the network sends can make the edge warn: at most 20 such
-	// lines a second reach the log, the rest are counted ("suppressed").
-	log = slog.New(ratelog.New(log.Handler(), 20, 100, slog.LevelWarn))
+	// Whatever the network sends can make the edge warn: at most 10 such
+	// lines a second (bursts of 20) reach the log, the rest are counted ("suppressed").
+	log = slog.New(ratelog.New(log.Handler(), 10, 20, slog.LevelWarn))
 	s := &Server{cfg: cfg, log: log.With("component", "sip"), reg: reg, auth: auth, localIPs: map[netip.Addr]bool{}}
 	s.calls = newCallTracker(rec)
 	s.stopCalls = make(chan struct{})
@@ -385,12 +385,18 @@ func (s *Server) startHousekeeping() {
 // layers once the requests in progress are done or ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.Drain(ctx)
-	done := make(chan struct{})
-	go func() { s.inflight.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		s.log.Warn("shutdown: requests still in progress are abandoned")
+	// A counter polled, not a WaitGroup: requests keep arriving (and
+	// adding to it from zero) while we wait, which a WaitGroup forbids.
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for s.inflight.Load() > 0 {
+		select {
+		case <-tick.C:
+			continue
+		case <-ctx.Done():
+			s.log.Warn("shutdown: requests still in progress are abandoned", "requests", s.inflight.Load())
+		}
+		break
 	}
 	return s.Close()
 }
@@ -485,15 +491,35 @@ func (h *sipgoLogHandler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h *sipgoLogHandler) Handle(ctx context.Context, r slog.Record) error {
-	if strings.HasPrefix(r.Message, "failed to parse") {
+	switch {
+	case strings.HasPrefix(r.Message, "failed to parse"), malformedRequest(r):
 		h.stats.Malformed.Add(1)
 		return nil
+	case strings.HasPrefix(r.Message, "SIP request handler not found"):
+		return nil // an unknown method, answered 405: the network's noise
 	}
 	if !h.next.Enabled(ctx, r.Level) {
 		return nil
 	}
 	r.AddAttrs(slog.String("component", "sipgo"))
 	return h.next.Handle(ctx, r)
+}
+
+// malformedRequest reports whether r is sipgo's note of a request too
+// malformed for a transaction key (which it answers with a stateless 400).
+func malformedRequest(r slog.Record) bool {
+	if !strings.HasPrefix(r.Message, "Server tx failed to handle request") {
+		return false
+	}
+	found := false
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "error" && strings.Contains(a.Value.String(), "make key failed") {
+			found = true
+			return false
+		}
+		return true
+	})
+	return found
 }
 
 func (h *sipgoLogHandler) WithAttrs(as []slog.Attr) slog.Handler {

@@ -1,0 +1,208 @@
+package sip
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	gosip "github.com/emiago/sipgo/sip"
+)
+
+// prepare builds the copy of req to send to t (RFC 3261 §16.6): new
+// Request-URI, Max-Forwards, Record-Route, our Via, and an alias on the
+// sender's Contact when it is behind NAT.
+func (s *Server) prepare(req *gosip.Request, t target, recordRoute bool, branchSuffix string) (*gosip.Request, error) {
+	out, ok := s.ifaceFor(t.transport)
+	if !ok {
+		return nil, status(503, "Service Unavailable", fmt.Errorf("%w: no %s listener to reach %s", errNoTarget, t.transport, t.dest))
+	}
+	in, _ := s.ifaceFor(req.Transport())
+	receivedURI := req.Recipient.String()
+
+	fwd := req.Clone()
+	fwd.Recipient = t.uri
+	s.consumeCredentials(fwd)
+	// Step 3: Max-Forwards.
+	if mf := fwd.MaxForwards(); mf != nil {
+		mf.Dec()
+	} else {
+		m := gosip.MaxForwardsHeader(70)
+		fwd.AppendHeader(&m)
+	}
+	// Step 4: Record-Route; two entries when the call changes transport so
+	// each side routes back over its own (RFC 5658).
+	if recordRoute {
+		if in.transport != "" && in.transport != out.transport {
+			rin := &gosip.RecordRouteHeader{Address: in.uri()}
+			rin.Address.UriParams.Add("r2", "on")
+			s.signRecordRoute(&rin.Address, req)
+			fwd.PrependHeader(rin)
+			rout := &gosip.RecordRouteHeader{Address: out.uri()}
+			rout.Address.UriParams.Add("r2", "on")
+			s.signRecordRoute(&rout.Address, req)
+			fwd.PrependHeader(rout)
+		} else {
+			rr := &gosip.RecordRouteHeader{Address: out.uri()}
+			s.signRecordRoute(&rr.Address, req)
+			fwd.PrependHeader(rr)
+		}
+	}
+	if !req.IsAck() && !req.IsCancel() && (req.Method == gosip.INVITE || req.Method == gosip.SUBSCRIBE ||
+		req.Method == gosip.REFER || req.Method == gosip.UPDATE || req.Method == gosip.NOTIFY) {
+		addAlias(fwd, req.Source(), req.Transport())
+	}
+	// RFC 3261 §18.2.1 / RFC 3581 §4: note where the request came from in
+	// its top Via, so responses find their way back through NAT.
+	if v := fwd.Via(); v != nil {
+		if h, p, err := splitHostPort(req.Source()); err == nil {
+			if v.Host != h {
+				v.Params.Add("received", h)
+			}
+			if v.Params.Has("rport") {
+				v.Params.Add("rport", p)
+			}
+		}
+	}
+	// Step 8: our Via, with a branch that carries the loop-detection hash.
+	prev := ""
+	if v := fwd.Via(); v != nil {
+		prev = v.Value()
+	}
+	branch := branchPrefix + loopHash(req, receivedURI, prev) + "." + s.signedToken() + branchSuffix
+	if req.IsAck() {
+		// §16.11: a stateless forward must give a retransmitted ACK the
+		// same branch, so it is derived from the ACK's own top Via.
+		sum := sha256.Sum256([]byte(prev + "|" + req.CallID().Value()))
+		branch = gosip.RFC3261BranchMagicCookie + "ack" + hex.EncodeToString(sum[:10])
+	}
+	fwd.PrependHeader(out.via(branch))
+
+	fwd.SetTransport(strings.ToUpper(out.transport))
+	if fwd.Transport() == "WS" && t.transport == "WSS" {
+		fwd.SetTransport("WSS")
+	}
+	fwd.SetDestination(t.dest)
+	if out.transport == "udp" {
+		// Send from the listening socket so NATs see the address the UA
+		// registered with.
+		fwd.Laddr = out.laddr
+	}
+	fwd.SetSource("")
+	return fwd, nil
+}
+
+// consumeCredentials removes the Proxy-Authorization values for our realm:
+// they were for us, and the next hop has no use for them (RFC 3261 §22.3).
+func (s *Server) consumeCredentials(req *gosip.Request) {
+	hs := req.GetHeaders("Proxy-Authorization")
+	if len(hs) == 0 {
+		return
+	}
+	keep := make([]gosip.Header, 0, len(hs))
+	for _, h := range hs {
+		if !strings.Contains(h.Value(), `realm="`+s.cfg.Domain+`"`) {
+			keep = append(keep, gosip.HeaderClone(h))
+		}
+	}
+	for req.RemoveHeader("Proxy-Authorization") {
+	}
+	for _, h := range keep {
+		req.AppendHeader(h)
+	}
+}
+
+func splitHostPort(a string) (string, string, error) {
+	ap, err := netip.ParseAddrPort(a)
+	if err != nil {
+		return "", "", err
+	}
+	return ap.Addr().Unmap().String(), strconv.Itoa(int(ap.Port())), nil
+}
+
+func (i iface) uri() gosip.Uri {
+	u := gosip.Uri{Scheme: "sip", Host: i.adv, Port: i.port}
+	u.UriParams = gosip.NewParams()
+	u.UriParams.Add("transport", i.transport)
+	u.UriParams.Add("lr", "")
+	return u
+}
+
+// via returns our Via for a request sent over i (RFC 3261 §16.6 step 8),
+// asking for rport (RFC 3581) so responses come back through NAT.
+func (i iface) via(branch string) *gosip.ViaHeader {
+	v := &gosip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: strings.ToUpper(i.transport),
+		Host: i.adv, Port: i.port, Params: gosip.NewParams()}
+	v.Params.Add("branch", branch)
+	v.Params.Add("rport", "")
+	return v
+}
+
+// addAlias appends ;alias=ip~port~transport to a Contact URI when the
+// sender cannot be reached at the Contact itself.
+func addAlias(msg interface{ Contact() *gosip.ContactHeader }, source, transport string) {
+	c := msg.Contact()
+	if c == nil || c.Address.Wildcard {
+		return
+	}
+	src, err := netip.ParseAddrPort(source)
+	if err != nil {
+		return
+	}
+	if !reachedElsewhere(c.Address, src, transport) {
+		return
+	}
+	if c.Address.UriParams == nil {
+		c.Address.UriParams = gosip.NewParams()
+	}
+	c.Address.UriParams.Add(aliasParam, src.Addr().Unmap().String()+"~"+strconv.Itoa(int(src.Port()))+"~"+strings.ToLower(transport))
+}
+
+// reachedElsewhere reports whether a UA whose message came from src over
+// transport must be reached there rather than at its Contact.
+func reachedElsewhere(u gosip.Uri, src netip.AddrPort, transport string) bool {
+	switch strings.ToUpper(transport) {
+	case "TCP", "TLS", "WS", "WSS":
+		return true // only the connection it came on reaches it
+	}
+	ip, err := netip.ParseAddr(strings.Trim(u.Host, "[]"))
+	if err != nil {
+		return true
+	}
+	port := u.Port
+	if port == 0 {
+		port = 5060
+	}
+	return ip.Unmap() != src.Addr().Unmap() || uint16(port) != src.Port()
+}
+
+// signedToken returns a random token followed by a MAC of it under the
+// server's secret: the unique part of our branch parameters, which lets
+// forwardStrayResponse tell responses to our own requests from forgeries.
+func (s *Server) signedToken() string {
+	r := gosip.GenerateTagN(10)
+	return r + s.tokenMAC(r)
+}
+
+func (s *Server) tokenMAC(r string) string {
+	m := hmac.New(sha256.New, s.secret[:])
+	m.Write([]byte(r))
+	return hex.EncodeToString(m.Sum(nil)[:4])
+}
+
+// ourBranch reports whether a branch parameter was made by this server.
+func (s *Server) ourBranch(br string) bool {
+	rest, ok := strings.CutPrefix(br, branchPrefix)
+	if !ok {
+		return false
+	}
+	_, tok, ok := strings.Cut(rest, ".")
+	if !ok || len(tok) < 18 {
+		return false
+	}
+	r, mac := tok[:10], tok[10:18]
+	return hmac.Equal([]byte(mac), []byte(s.tokenMAC(r)))
+}

@@ -1,0 +1,102 @@
+package sip
+
+import (
+	"net/netip"
+	"strings"
+
+	gosip "github.com/emiago/sipgo/sip"
+)
+
+// isLocalHost reports whether host names this switch: the domain or one of
+// the addresses it listens on.
+func (s *Server) isLocalHost(host string) bool {
+	if strings.EqualFold(host, s.cfg.Domain) {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	if err != nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.localIPs[ip.Unmap()]
+}
+
+// isLocalURI reports whether u is addressed to this switch (host and, when
+// given, port).
+func (s *Server) isLocalURI(u gosip.Uri) bool {
+	if !s.isLocalHost(u.Host) {
+		return false
+	}
+	if u.Port == 0 || strings.EqualFold(u.Host, s.cfg.Domain) {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, i := range s.ifaces {
+		if i.port == u.Port {
+			return true
+		}
+	}
+	return false
+}
+
+// popOwnRoutes removes the Route entries that name this switch from the top
+// of the request (RFC 3261 §16.4; two when we double record-routed). It
+// reports whether there were any, and whether one of them carries a valid
+// signature of the request's dialog (see dialogParam).
+func (s *Server) popOwnRoutes(req *gosip.Request) (popped, signed bool) {
+	for i := 0; i < 2; i++ {
+		r := req.Route()
+		if r == nil || !s.isLocalURI(r.Address) {
+			break
+		}
+		if tok, ok := r.Address.UriParams.Get(dialogParam); ok && req.CallID() != nil && s.dialogSigned(req, tok) {
+			signed = true
+		}
+		removeTopHeader(req, "Route")
+		popped = true
+	}
+	return popped, signed
+}
+
+// removeTopHeader removes the first value of a header that may carry
+// several (sipgo's RemoveHeader removes only the first).
+func removeTopHeader(msg interface{ RemoveHeader(string) bool }, name string) {
+	msg.RemoveHeader(name)
+}
+
+// isOwnAddress reports whether host:port is one of the switch's listeners.
+func (s *Server) isOwnAddress(dest string) bool {
+	ap, err := netip.ParseAddrPort(dest)
+	if err != nil {
+		return false
+	}
+	if !s.isLocalHost(ap.Addr().Unmap().String()) {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, i := range s.ifaces {
+		if uint16(i.port) == ap.Port() {
+			return true
+		}
+	}
+	return false
+}
+
+// ifaceFor returns the interface to send over transport.
+func (s *Server) ifaceFor(transport string) (iface, bool) {
+	t := strings.ToLower(transport)
+	if t == "wss" {
+		t = "ws"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, i := range s.ifaces {
+		if i.transport == t {
+			return i, true
+		}
+	}
+	return iface{}, false
+}

@@ -1,0 +1,109 @@
+package sip
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	gosip "github.com/emiago/sipgo/sip"
+)
+
+// validate applies RFC 3261 §16.3.
+func (s *Server) validate(req *gosip.Request) error {
+	if req.From() == nil || req.To() == nil || req.CallID() == nil || req.CSeq() == nil || req.Via() == nil {
+		return status(400, "Bad Request", errors.New("missing mandatory header"))
+	}
+	if c := req.CSeq(); c.MethodName != req.Method && !(req.IsAck() || req.IsCancel()) {
+		return status(400, "Bad Request", fmt.Errorf("CSeq method %s does not match %s", c.MethodName, req.Method))
+	}
+	if req.Recipient.Scheme != "sip" && req.Recipient.Scheme != "sips" && req.Recipient.Scheme != "tel" {
+		return status(416, "Unsupported URI Scheme", fmt.Errorf("scheme %q", req.Recipient.Scheme))
+	}
+	// Step 3: Max-Forwards.
+	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
+		if req.Method == gosip.OPTIONS && s.isLocalURI(req.Recipient) && req.Recipient.User == "" {
+			return nil
+		}
+		return status(483, "Too Many Hops", nil)
+	}
+	// Step 4: loops.
+	if !req.IsAck() && !req.IsCancel() && s.isLoop(req) {
+		return status(482, "Loop Detected", nil)
+	}
+	// Step 5: Proxy-Require.
+	if pr := req.GetHeaders("Proxy-Require"); len(pr) > 0 && !req.IsAck() && !req.IsCancel() {
+		var opts []string
+		for _, h := range pr {
+			for _, o := range strings.Split(h.Value(), ",") {
+				if o = strings.TrimSpace(o); o != "" {
+					opts = append(opts, o)
+				}
+			}
+		}
+		if len(opts) > 0 {
+			return status(420, "Bad Extension", nil, gosip.NewHeader("Unsupported", strings.Join(opts, ", ")))
+		}
+	}
+	return nil
+}
+
+// branchPrefix marks the branch parameters of our Vias: the RFC 3261 magic
+// cookie, then "sb" and the loop-detection hash (RFC 3261 §16.6 step 8).
+const branchPrefix = gosip.RFC3261BranchMagicCookie + "sb"
+
+// loopHash is the loop-detection part of our branch parameter: a hash of
+// what a request looked like when it reached us (RFC 3261 §16.6 step 8).
+// prevVia is the Via below ours (the top Via as we received it).
+func loopHash(req *gosip.Request, ruri string, prevVia string) string {
+	h := sha256.New()
+	w := func(s string) { h.Write([]byte(s)); h.Write([]byte{0}) }
+	w(ruri)
+	if f := req.From(); f != nil {
+		t, _ := f.Params.Get("tag")
+		w(t)
+	}
+	if t := req.To(); t != nil {
+		tag, _ := t.Params.Get("tag")
+		w(tag)
+	}
+	if c := req.CallID(); c != nil {
+		w(c.Value())
+	}
+	if c := req.CSeq(); c != nil {
+		w(strconv.FormatUint(uint64(c.SeqNo), 10))
+	}
+	w(prevVia)
+	for _, r := range req.GetHeaders("Proxy-Require") {
+		w(r.Value())
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// isLoop reports whether the request already passed through us looking the
+// same (RFC 3261 §16.3 step 4): a Via of ours whose loop hash matches the
+// request as it is now. A request that comes back changed is a spiral.
+func (s *Server) isLoop(req *gosip.Request) bool {
+	vias := req.GetHeaders("Via")
+	for i, h := range vias {
+		v, ok := h.(*gosip.ViaHeader)
+		if !ok {
+			continue
+		}
+		br, _ := v.Params.Get("branch")
+		if !strings.HasPrefix(br, branchPrefix) || !s.isLocalHost(v.Host) {
+			continue
+		}
+		hash, _, _ := strings.Cut(strings.TrimPrefix(br, branchPrefix), ".")
+		prev := ""
+		if i+1 < len(vias) {
+			prev = vias[i+1].Value()
+		}
+		if hash == loopHash(req, req.Recipient.String(), prev) {
+			return true
+		}
+	}
+	return false
+}
