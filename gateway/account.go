@@ -157,3 +157,88 @@ func (a *account) refresh(ctx context.Context, granted time.Duration) {
 		}
 	}
 }
+
+// --- sign-ins: the tabs of an account ---
+
+// joinAccount returns the account of user, creating it, and counts a
+// sign-in in progress on it.
+func (g *Gateway) joinAccount(user string) (*account, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return nil, ErrClosed
+	}
+	a := g.accounts[user]
+	if a == nil {
+		token := "wrtc-" + randomID(8)
+		a = &account{
+			g: g, user: user, token: token,
+			contact: g.sip.contactURI(token),
+			log:     g.log.With("user", user),
+			callID:  randomID(12),
+			fromTag: sip.GenerateTagN(16),
+			tabs:    map[*tab]bool{},
+		}
+		g.accounts[user] = a
+		g.byToken[token] = a
+	}
+	if len(a.tabs)+a.pending >= g.cfg.MaxTabsPerUser {
+		return nil, fmt.Errorf("at most %d connections per user", g.cfg.MaxTabsPerUser)
+	}
+	a.pending++
+	return a, nil
+}
+
+// attachTab completes a sign-in: the tab joins the account, whose refresh
+// loop starts with the first tab.
+func (g *Gateway) attachTab(a *account, t *tab, granted time.Duration) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	a.pending--
+	if g.closed {
+		g.dropAccountLocked(a)
+		return false
+	}
+	a.tabs[t] = true
+	t.mu.Lock()
+	t.acct = a
+	t.mu.Unlock()
+	if a.stop == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		a.stop = cancel
+		a.done = make(chan struct{})
+		g.regWG.Add(1)
+		go func() {
+			defer g.regWG.Done()
+			a.refresh(ctx, granted)
+		}()
+		a.log.Info("registered", "contact", a.contact.String(), "expires", granted)
+	}
+	return true
+}
+
+// releaseAccount ends a sign-in in progress (t nil) or a tab's sign-in;
+// an account with neither is unregistered and forgotten.
+func (g *Gateway) releaseAccount(a *account, t *tab) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if t == nil {
+		a.pending--
+	} else {
+		delete(a.tabs, t)
+	}
+	g.dropAccountLocked(a)
+}
+
+func (g *Gateway) dropAccountLocked(a *account) {
+	if len(a.tabs) > 0 || a.pending > 0 {
+		return
+	}
+	if g.accounts[a.user] == a {
+		delete(g.accounts, a.user)
+	}
+	delete(g.byToken, a.token)
+	if a.stop != nil {
+		a.stop() // the refresh loop unregisters
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -110,6 +111,44 @@ func (s *stream) start(wg *sync.WaitGroup) {
 	go func() { defer wg.Done(); s.sipRTCPLoop() }()
 }
 
+// readLoop reads packets into buf with read and hands each to handle,
+// until the source is closed (closed recognises the error that says so)
+// or maxErrors reads in a row fail (a packet of an unknown payload type is
+// one). buf is the loop's own: nothing is allocated per packet.
+func readLoop(buf []byte, read func([]byte) (int, error), closed func(error) bool, handle func(n int)) {
+	for errs := 0; errs < maxErrors; {
+		n, err := read(buf)
+		if err != nil {
+			if closed(err) {
+				return
+			}
+			errs++
+			continue
+		}
+		errs = 0
+		handle(n)
+	}
+}
+
+// readUDP reads a datagram from c, whoever sent it.
+func readUDP(c *net.UDPConn) func([]byte) (int, error) {
+	return func(b []byte) (int, error) {
+		n, _, err := c.ReadFromUDPAddrPort(b)
+		return n, err
+	}
+}
+
+// readPion reads from a pion track or RTP sender, without the attributes.
+func readPion(read func([]byte) (int, interceptor.Attributes, error)) func([]byte) (int, error) {
+	return func(b []byte) (int, error) {
+		n, _, err := read(b)
+		return n, err
+	}
+}
+
+// isNetClosed reports a read from a socket we closed.
+func isNetClosed(err error) bool { return errors.Is(err, net.ErrClosed) }
+
 // sipRTPLoop relays RTP from the SIP party to the browser, translating the
 // payload type and noting RFC 4733 telephone-events.
 func (s *stream) sipRTPLoop() {
@@ -117,35 +156,26 @@ func (s *stream) sipRTPLoop() {
 	var hdr rtp.Header
 	var lastEventTS uint32
 	haveEvent := false
-	for errs := 0; errs < maxErrors; {
-		n, _, err := s.rtpConn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			errs++
-			continue
-		}
-		errs = 0
+	readLoop(buf, readUDP(s.rtpConn), isNetClosed, func(n int) {
 		maps := s.maps.Load()
 		tr := s.track.Load()
 		if maps == nil || tr == nil || n < 12 || buf[0]>>6 != 2 || !s.toWeb.Load() {
-			continue
+			return
 		}
 		hl, err := hdr.Unmarshal(buf[:n])
 		if err != nil {
-			continue
+			return
 		}
 		pt := hdr.PayloadType & 0x7f
 		webPT := maps.sipToWeb[pt]
 		if webPT == noPT {
-			continue
+			return
 		}
 		end := n
 		if hdr.Padding {
 			pad := int(buf[n-1])
 			if pad == 0 || hl+pad > n {
-				continue
+				return
 			}
 			end = n - pad
 			hdr.Padding = false
@@ -168,7 +198,7 @@ func (s *stream) sipRTPLoop() {
 		if tr.writeRTP(&hdr, payload) {
 			s.fromSIP.Add(1)
 		}
-	}
+	})
 }
 
 // dtmfDigits are the RFC 4733 §3.2 events 0-15.
@@ -178,20 +208,11 @@ const dtmfDigits = "0123456789*#ABCD"
 // to the browser. Other RTCP describes the SIP leg only and stops here.
 func (s *stream) sipRTCPLoop() {
 	buf := make([]byte, packetSize)
-	for errs := 0; errs < maxErrors; {
-		n, _, err := s.rtcpConn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			errs++
-			continue
-		}
-		errs = 0
+	readLoop(buf, readUDP(s.rtcpConn), isNetClosed, func(n int) {
 		if wantsKeyframe(buf[:n]) {
 			s.keyframeToWeb()
 		}
-	}
+	})
 }
 
 // keyframeToWeb asks the browser for a key frame of its video.
@@ -207,30 +228,21 @@ func (s *stream) keyframeToWeb() {
 func (s *stream) webLoop(tr *webrtc.TrackRemote) {
 	s.webSSRC.Store(uint32(tr.SSRC()))
 	buf := make([]byte, packetSize)
-	for errs := 0; errs < maxErrors; {
-		n, _, err := tr.Read(buf)
-		if err != nil {
-			if isClosedErr(err) {
-				return
-			}
-			errs++
-			continue // an unknown payload type: skip the packet
-		}
-		errs = 0
+	readLoop(buf, readPion(tr.Read), isClosedErr, func(n int) {
 		maps := s.maps.Load()
 		dst := s.remoteRTP.Load()
 		if maps == nil || dst == nil || n < 12 || !s.toSIP.Load() {
-			continue
+			return
 		}
 		sipPT := maps.webToSIP[buf[1]&0x7f]
 		if sipPT == noPT {
-			continue
+			return
 		}
 		buf[1] = buf[1]&0x80 | sipPT
 		if _, err := s.rtpConn.WriteToUDPAddrPort(buf[:n], *dst); err == nil {
 			s.fromWeb.Add(1)
 		}
-	}
+	})
 }
 
 // senderRTCPLoop reads the browser's RTCP about what the gateway sends it
@@ -239,30 +251,16 @@ func (s *stream) webLoop(tr *webrtc.TrackRemote) {
 func (s *stream) senderRTCPLoop(sender *webrtc.RTPSender) {
 	buf := make([]byte, packetSize)
 	var pli [12]byte
-	for errs := 0; errs < maxErrors; {
-		n, _, err := sender.Read(buf)
-		if err != nil {
-			if isClosedErr(err) {
-				return
-			}
-			errs++
-			continue
-		}
-		errs = 0
+	readLoop(buf, readPion(sender.Read), isClosedErr, func(n int) {
 		if !wantsKeyframe(buf[:n]) {
-			continue
+			return
 		}
 		dst, ssrc := s.remoteRTCP.Load(), s.sipSSRC.Load()
 		if dst == nil || ssrc == 0 || !rateOK(&s.lastKeyToSIP) {
-			continue
+			return
 		}
-		// RFC 4585 §6.3.1: PT=PSFB (206), FMT=1, length 2.
-		pli[0], pli[1] = 0x80|1, 206
-		binary.BigEndian.PutUint16(pli[2:], 2)
-		binary.BigEndian.PutUint32(pli[4:], s.ownSSRC)
-		binary.BigEndian.PutUint32(pli[8:], ssrc)
-		_, _ = s.rtcpConn.WriteToUDPAddrPort(pli[:], *dst)
-	}
+		s.pliToSIP(&pli, *dst, ssrc)
+	})
 }
 
 // keyframeToSIP asks the SIP party for a key frame (when the browser's
@@ -273,11 +271,17 @@ func (s *stream) keyframeToSIP() {
 		return
 	}
 	var pli [12]byte
+	s.pliToSIP(&pli, *dst, ssrc)
+}
+
+// pliToSIP sends the SIP party a picture loss indication for its SSRC,
+// written into pli (RFC 4585 §6.3.1: PT=PSFB (206), FMT=1, length 2).
+func (s *stream) pliToSIP(pli *[12]byte, dst netip.AddrPort, ssrc uint32) {
 	pli[0], pli[1] = 0x80|1, 206
 	binary.BigEndian.PutUint16(pli[2:], 2)
 	binary.BigEndian.PutUint32(pli[4:], s.ownSSRC)
 	binary.BigEndian.PutUint32(pli[8:], ssrc)
-	_, _ = s.rtcpConn.WriteToUDPAddrPort(pli[:], *dst)
+	_, _ = s.rtcpConn.WriteToUDPAddrPort(pli[:], dst)
 }
 
 // wantsKeyframe reports whether a (compound) RTCP packet holds a PLI

@@ -80,7 +80,7 @@ func (c *call) startIncoming(tabs []*tab) {
 		return
 	}
 	ringing := c.inviteResponse(180, "Ringing", nil, &sip.ContactHeader{Address: *c.dlg.contact.Clone()})
-	_ = c.inviteTx.Respond(ringing)
+	_ = c.invite.tx.Respond(ringing)
 	c.ringLoop()
 }
 
@@ -100,8 +100,7 @@ func (c *call) ringLoop() {
 			switch ev.kind {
 			case evCancel:
 				// sipgo answered the CANCEL and the INVITE (487) already.
-				c.finalDone = true
-				close(c.finalSent)
+				c.invite.answeredBySIPGo()
 				c.stopRinging(stateCancelled, 487, "the caller hung up")
 				c.state = stateCancelled
 				return
@@ -208,9 +207,25 @@ func (c *call) answerFrom(t *tab, p *peer, m *clientMsg) bool {
 	if err := p.accept(m.SDP); err != nil {
 		return refuse(errBadSDP, err.Error())
 	}
+	agreed, video := c.agreeAnswer(p, ans)
+	if !agreed {
+		return refuse(errNoCodec, "the browser accepted none of the caller's codecs")
+	}
+	c.webOffer = ans
+	c.video = video
+	c.peer, c.tab = p, t
+	delete(c.rings, t)
+	p.use()
+	c.stopRinging(stateAnsweredElsewhere, 200, "answered in another tab")
+	return c.sendOK()
+}
+
+// agreeAnswer sets up every stream of p from the browser's answer: the
+// codecs both the SIP party's offer and the answer have, and the
+// directions of our answer to the SIP party (RFC 3264 §6.1). It reports
+// whether any line agreed, and whether a video line did.
+func (c *call) agreeAnswer(p *peer, ans *session) (agreed, video bool) {
 	offer := c.sipOffer
-	agreed := false
-	video := false
 	for k, pm := range p.media {
 		s := pm.stream
 		wm := ans.Media[k]
@@ -226,32 +241,24 @@ func (c *call) answerFrom(t *tab, p *peer, m *clientMsg) bool {
 		}
 		s.setCodecs(pairs)
 		s.setRemote(sipM)
-		offered := sipM.Dir
-		if !sdpAddrValid(sipM.Addr) {
-			offered = intersectDir(offered, dirRecvOnly)
-		}
+		offered := sdpDir(sipM)
 		ansDir := intersectDir(wm.Dir, reverseDir(offered))
 		rtpPort, rtcpPort := s.localPorts()
 		c.localMedia[s.index] = sipMedia{Kind: s.kind, Proto: sipM.Proto, Port: rtpPort, RTCPPort: rtcpPort, Codecs: sipCodecs(pairs), Dir: ansDir}
 		s.setDirection(sends(offered) && receives(ansDir), receives(offered) && sends(ansDir))
 	}
-	if !agreed {
-		return refuse(errNoCodec, "the browser accepted none of the caller's codecs")
-	}
-	c.webOffer = ans
-	c.video = video
-	c.peer, c.tab = p, t
-	delete(c.rings, t)
-	p.use()
-	c.stopRinging(stateAnsweredElsewhere, 200, "answered in another tab")
+	return agreed, video
+}
 
+// sendOK answers the INVITE with our SDP, retransmitted until the ACK
+// (RFC 3261 §13.3.1.4), and tells the tab the call is answered. It
+// reports true: ringing is over either way.
+func (c *call) sendOK() bool {
 	res := c.inviteResponse(200, "OK", c.sdpBody(),
 		sip.NewHeader("Content-Type", "application/sdp"),
 		&sip.ContactHeader{Address: *c.dlg.contact.Clone()},
 		sip.NewHeader("Allow", allowHeader))
-	c.finalDone = true
-	close(c.finalSent)
-	if err := c.inviteTx.Respond(res); err != nil {
+	if err := c.invite.final(res); err != nil {
 		if errors.Is(err, sip.ErrUDPMTUCongestion) {
 			c.fail(errSIP, "the SIP answer is too large for UDP (RFC 3261 §18.1.1)")
 			c.setState(stateFailed, 513, "message too large")
@@ -261,10 +268,10 @@ func (c *call) answerFrom(t *tab, p *peer, m *clientMsg) bool {
 		c.setState(stateCancelled, 487, "the caller hung up")
 		return true
 	}
-	c.await2xx(res, c.inviteTx, c.inviteReq.CSeq().SeqNo)
+	c.ok2xx.start(res, c.invite.tx, c.invite.req.CSeq().SeqNo)
 	c.answeredAt = time.Now()
 	c.setState(stateAnswered, 200, "OK")
-	if !p.up {
+	if !c.peer.up {
 		c.armICE()
 	}
 	return true

@@ -120,14 +120,7 @@ func (c *call) startOutgoing(target sip.Uri, offer string) {
 	c.startStreams()
 
 	a := c.acct
-	c.dlg = &dialog{
-		callID:       sip.GenerateTagN(24),
-		local:        sip.Uri{Scheme: "sip", User: a.user, Host: c.g.cfg.Domain},
-		localTag:     sip.GenerateTagN(16),
-		remote:       sip.Uri{Scheme: target.Scheme, User: target.User, Host: target.Host, Port: target.Port},
-		contact:      a.contact,
-		remoteTarget: target,
-	}
+	c.dlg = newUACDialog(sip.Uri{Scheme: "sip", User: a.user, Host: c.g.cfg.Domain}, target, a.contact)
 	c.g.addDialog(c.dlg.key(), c)
 	c.registered = true
 	body := c.sdpBody()
@@ -148,154 +141,205 @@ func (c *call) newInvite(body []byte) *sip.Request {
 	return inv
 }
 
+// uacInvite is our INVITE in progress (RFC 3261 §13.2.2): the request and
+// its transaction (a new one after a digest challenge), and the CANCEL the
+// browser or a timer asked for (§9.1).
+type uacInvite struct {
+	inv          *sip.Request
+	tx           sip.ClientTransaction
+	keep         bool // a 2xx'd transaction lives on to absorb retransmissions (RFC 6026)
+	provisional  bool // a provisional response came: a CANCEL may be sent
+	authTries    int
+	cancelWanted bool
+	cancelled    bool   // our CANCEL is sent
+	cancelState  string // the call's final state once the INVITE ends cancelled
+	cancelReason string
+	// With no final response 64*T1 after our CANCEL, the INVITE is
+	// considered cancelled (§9.1).
+	giveUp <-chan time.Time
+}
+
 // inviteLoop follows our INVITE transaction: provisional responses, digest
 // challenges, the final answer, and the browser's cancel.
 func (c *call) inviteLoop(inv *sip.Request, tx sip.ClientTransaction) {
 	answerTimer := time.NewTimer(c.g.cfg.AnswerTimeout)
 	defer answerTimer.Stop()
-	keep := false // a 2xx'd transaction lives on to absorb retransmissions (RFC 6026)
+	u := &uacInvite{inv: inv, tx: tx, cancelState: stateCancelled}
 	defer func() {
-		if !keep {
-			tx.Terminate()
+		if !u.keep {
+			u.tx.Terminate()
 		}
 	}()
-	provisional, cancelWanted, cancelled := false, false, false
-	cancelReason, cancelState := "", stateCancelled
-	authTries := 0
-	// RFC 3261 §9.1: with no final response 64*T1 after our CANCEL, the
-	// INVITE is considered cancelled.
-	var giveUp <-chan time.Time
-	// cancel ends the attempt with a CANCEL (RFC 3261 §9.1); the call ends
-	// in state with reason when the INVITE's final response comes.
-	cancel := func(state, reason string) {
-		if !cancelWanted {
-			cancelState, cancelReason = state, reason
-		}
-		cancelWanted = true
-		if provisional && !cancelled {
-			cancelled = true
-			c.sendCancel(inv)
-			giveUp = time.After(64 * sip.T1)
-		}
-	}
 	for {
 		select {
-		case res := <-tx.Responses():
-			switch {
-			case res.StatusCode == 100:
-				// Trying: only stops INVITE retransmissions.
-			case res.IsProvisional():
-				provisional = true
-				if cancelWanted && !cancelled {
-					cancelled = true
-					c.sendCancel(inv)
-					giveUp = time.After(64 * sip.T1)
-					continue
-				}
-				if len(res.Body()) > 0 && c.peer == nil {
-					if code, msg := c.setupOutgoingMedia(string(res.Body())); code != "" {
-						c.fail(code, msg)
-						cancel(stateFailed, msg)
-						continue
-					}
-					c.notify(serverMsg{Type: msgCallState, State: stateRinging, Status: res.StatusCode, Reason: res.Reason, EarlyMedia: true})
-					c.state = stateRinging
-				} else if c.state != stateRinging {
-					c.setState(stateRinging, res.StatusCode, res.Reason)
-				}
-			case res.IsSuccess():
-				keep = true
-				c.answered(inv, tx, res, cancelWanted, cancelState, cancelReason)
-				return
-			case (res.StatusCode == 401 || res.StatusCode == 407) && authTries < 2 && !cancelWanted:
-				// RFC 3261 §22.2: the proxy challenges our users' calls.
-				authTries++
-				next := c.newInvite(inv.Body())
-				if err := authorize(next, res, c.acct.creds()); err != nil {
-					c.setState(stateFailed, res.StatusCode, res.Reason)
-					return
-				}
-				ntx, err := c.g.sip.transaction(c.ctx, next)
-				if err != nil {
-					c.sendFailed(err)
-					return
-				}
-				tx.Terminate()
-				inv, tx = next, ntx
-				provisional = false
-			default:
-				state, status := stateForStatus(res.StatusCode), res.StatusCode
-				if cancelWanted && res.StatusCode == 487 {
-					state, status = cancelState, cancelStatus(cancelState)
-				}
-				if res.StatusCode == 488 || res.StatusCode == 606 {
-					c.fail(errNoCodec, "the called party accepts none of the browser's codecs")
-				}
-				reason := res.Reason
-				if cancelWanted && cancelReason != "" {
-					reason = cancelReason
-				}
-				c.setState(state, status, reason)
+		case res := <-u.tx.Responses():
+			if c.inviteAnswered(u, res) {
 				return
 			}
-		case <-tx.Done():
-			if cancelWanted {
-				c.setState(cancelState, cancelStatus(cancelState), cancelReason)
+		case <-u.tx.Done():
+			if u.cancelWanted {
+				c.setState(u.cancelState, cancelStatus(u.cancelState), u.cancelReason)
 			} else {
 				c.setState(stateUnavailable, 408, "no answer from the switch")
 			}
 			return
-		case <-giveUp:
-			c.setState(cancelState, cancelStatus(cancelState), cancelReason)
+		case <-u.giveUp:
+			c.setState(u.cancelState, cancelStatus(u.cancelState), u.cancelReason)
 			return
 		case <-answerTimer.C:
-			cancel(stateUnavailable, "no answer")
-			if !provisional {
+			c.cancelInvite(u, stateUnavailable, "no answer")
+			if !u.provisional {
 				// Nothing to CANCEL yet (RFC 3261 §9.1): give up on the
 				// transaction; a late 2xx is then never acknowledged.
 				c.setState(stateUnavailable, 408, "no answer")
 				return
 			}
-		case <-c.iceC:
+		case <-c.ice.C:
 			_, msg := c.iceExpired()
 			c.fail(errICEFailed, msg)
-			c.disarmICE()
-			cancel(stateFailed, msg)
+			c.ice.disarm()
+			c.cancelInvite(u, stateFailed, msg)
 		case ev := <-c.events:
-			switch ev.kind {
-			case evBrowser:
-				switch ev.msg.Type {
-				case msgHangup:
-					cancel(stateCancelled, "cancelled")
-					if !provisional {
-						// The CANCEL goes out with the first provisional
-						// response; until then the call is "trying".
-						continue
-					}
-				case msgICE:
-					c.browserICE(ev.msg)
-				default:
-					ev.tab.send(serverMsg{Type: msgError, Code: errWrongState, Call: c.id, ID: ev.msg.ID, Message: ev.msg.Type + " is not possible before the call is answered"})
-				}
-			case evTabGone, evShutdown:
-				c.tab = nil
-				cancel(stateCancelled, "browser gone")
-			case evPeerState:
-				if code, msg := c.peerState(ev.peer, ev.pcState); code != "" {
-					c.fail(code, msg)
-					cancel(stateFailed, msg)
-				}
-			case evDTMF:
-				c.notify(serverMsg{Type: msgDTMF, Digit: ev.digit})
-			case evRequest:
-				if ev.req.Method == sip.BYE {
-					_ = respond(ev.tx, ev.req, 200, "OK", nil)
-				} else if !ev.req.IsAck() {
-					_ = respond(ev.tx, ev.req, 481, "Call/Transaction Does Not Exist", nil)
-				}
-				close(ev.done)
-			}
+			c.eventWhileInviting(u, ev)
 		}
+	}
+}
+
+// inviteAnswered handles a response to our INVITE (RFC 3261 §13.2.2); it
+// reports true when the INVITE is over.
+func (c *call) inviteAnswered(u *uacInvite, res *sip.Response) bool {
+	switch {
+	case res.StatusCode == 100:
+		// Trying: only stops INVITE retransmissions.
+	case res.IsProvisional():
+		c.provisionalIn(u, res)
+	case res.IsSuccess():
+		u.keep = true
+		c.answered(u, res)
+		return true
+	case (res.StatusCode == 401 || res.StatusCode == 407) && u.authTries < 2 && !u.cancelWanted:
+		return c.reauthorize(u, res)
+	default:
+		c.inviteFailed(u, res)
+		return true
+	}
+	return false
+}
+
+// provisionalIn handles a 1xx other than 100 (RFC 3261 §13.2.2.1): the
+// CANCEL that was waiting for it goes out, or the tab hears the call
+// rings, with early media when it carries SDP.
+func (c *call) provisionalIn(u *uacInvite, res *sip.Response) {
+	u.provisional = true
+	if u.cancelWanted && !u.cancelled {
+		c.cancelNow(u)
+		return
+	}
+	if len(res.Body()) > 0 && c.peer == nil {
+		if code, msg := c.setupOutgoingMedia(string(res.Body())); code != "" {
+			c.fail(code, msg)
+			c.cancelInvite(u, stateFailed, msg)
+			return
+		}
+		c.notify(serverMsg{Type: msgCallState, State: stateRinging, Status: res.StatusCode, Reason: res.Reason, EarlyMedia: true})
+		c.state = stateRinging
+	} else if c.state != stateRinging {
+		c.setState(stateRinging, res.StatusCode, res.Reason)
+	}
+}
+
+// reauthorize answers the proxy's digest challenge to our INVITE with a new
+// INVITE carrying the user's credentials (RFC 3261 §22.2). It reports true
+// when the call ended instead.
+func (c *call) reauthorize(u *uacInvite, res *sip.Response) bool {
+	u.authTries++
+	next := c.newInvite(u.inv.Body())
+	if err := authorize(next, res, c.acct.creds()); err != nil {
+		c.setState(stateFailed, res.StatusCode, res.Reason)
+		return true
+	}
+	ntx, err := c.g.sip.transaction(c.ctx, next)
+	if err != nil {
+		c.sendFailed(err)
+		return true
+	}
+	u.tx.Terminate()
+	u.inv, u.tx = next, ntx
+	u.provisional = false
+	return false
+}
+
+// inviteFailed ends the call on a final non-2xx response: the state the
+// status means, or the one our CANCEL asked for (a 487 answers it).
+func (c *call) inviteFailed(u *uacInvite, res *sip.Response) {
+	state, status := stateForStatus(res.StatusCode), res.StatusCode
+	if u.cancelWanted && res.StatusCode == 487 {
+		state, status = u.cancelState, cancelStatus(u.cancelState)
+	}
+	if res.StatusCode == 488 || res.StatusCode == 606 {
+		c.fail(errNoCodec, "the called party accepts none of the browser's codecs")
+	}
+	reason := res.Reason
+	if u.cancelWanted && u.cancelReason != "" {
+		reason = u.cancelReason
+	}
+	c.setState(state, status, reason)
+}
+
+// cancelInvite ends the attempt with a CANCEL (RFC 3261 §9.1), sent at
+// once when a provisional response came, else with the first one; the
+// call ends in state with reason when the INVITE's final response comes.
+// The first wish decides state and reason.
+func (c *call) cancelInvite(u *uacInvite, state, reason string) {
+	if !u.cancelWanted {
+		u.cancelState, u.cancelReason = state, reason
+	}
+	u.cancelWanted = true
+	if u.provisional && !u.cancelled {
+		c.cancelNow(u)
+	}
+}
+
+// cancelNow sends our CANCEL and starts the 64*T1 wait for the INVITE's
+// final response (RFC 3261 §9.1).
+func (c *call) cancelNow(u *uacInvite) {
+	u.cancelled = true
+	c.sendCancel(u.inv)
+	u.giveUp = time.After(64 * sip.T1)
+}
+
+// eventWhileInviting handles an event of the call while our INVITE has no
+// final response.
+func (c *call) eventWhileInviting(u *uacInvite, ev event) {
+	switch ev.kind {
+	case evBrowser:
+		switch ev.msg.Type {
+		case msgHangup:
+			// The CANCEL goes out with the first provisional response;
+			// until then the call is "trying".
+			c.cancelInvite(u, stateCancelled, "cancelled")
+		case msgICE:
+			c.browserICE(ev.msg)
+		default:
+			ev.tab.send(serverMsg{Type: msgError, Code: errWrongState, Call: c.id, ID: ev.msg.ID, Message: ev.msg.Type + " is not possible before the call is answered"})
+		}
+	case evTabGone, evShutdown:
+		c.tab = nil
+		c.cancelInvite(u, stateCancelled, "browser gone")
+	case evPeerState:
+		if code, msg := c.peerState(ev.peer, ev.pcState); code != "" {
+			c.fail(code, msg)
+			c.cancelInvite(u, stateFailed, msg)
+		}
+	case evDTMF:
+		c.notify(serverMsg{Type: msgDTMF, Digit: ev.digit})
+	case evRequest:
+		if ev.req.Method == sip.BYE {
+			_ = respond(ev.tx, ev.req, 200, "OK", nil)
+		} else if !ev.req.IsAck() {
+			_ = respond(ev.tx, ev.req, 481, "Call/Transaction Does Not Exist", nil)
+		}
+		close(ev.done)
 	}
 }
 
@@ -351,7 +395,7 @@ func (c *call) sendCancel(inv *sip.Request) {
 	cancel.SetTransport("UDP")
 	cancel.SetDestination(c.g.sip.proxy)
 	cancel.Laddr = c.g.sip.laddr
-	c.goMedia(func() {
+	c.media.spawn(func() {
 		ctx, stop := context.WithTimeout(context.Background(), sipTimeout)
 		defer stop()
 		tx, err := c.g.sip.client.TransactionRequest(ctx, cancel, noBuild)
@@ -369,25 +413,13 @@ func (c *call) sendCancel(inv *sip.Request) {
 
 // answered handles the 2xx to our INVITE: ACK it (RFC 3261 §13.2.2.4), and
 // set up the browser's media unless early media did already.
-func (c *call) answered(inv *sip.Request, tx sip.ClientTransaction, res *sip.Response, cancelWanted bool, cancelState, cancelReason string) {
+func (c *call) answered(u *uacInvite, res *sip.Response) {
 	c.dlg.confirmUAC(res)
-	cseq := inv.CSeq().SeqNo
-	ack := ackFor(c.dlg, cseq)
-	ackTemplate := ack // prepared by write below; cloned for retransmissions
-	_ = c.g.sip.write(ack)
-	tag := c.dlg.remoteTag
-	tx.OnRetransmission(func(r *sip.Response) {
-		// A retransmitted 2xx means our ACK was lost: send it again. A 2xx
-		// with another tag comes from another fork: the call is already
-		// answered, so that one is acknowledged and hung up.
-		if t, _ := r.To().Params.Get("tag"); t == tag {
-			_ = c.g.sip.client.WriteRequest(ackTemplate.Clone(), noBuild)
-		}
-	})
-	if cancelWanted {
+	c.dlg.ack2xx(c.g.sip, u.inv.CSeq().SeqNo, u.tx)
+	if u.cancelWanted {
 		// The 2xx crossed our CANCEL (RFC 3261 §9.1): end the call.
-		c.bye(cancelReason)
-		c.setState(cancelState, cancelStatus(cancelState), cancelReason)
+		c.bye(u.cancelReason)
+		c.setState(u.cancelState, cancelStatus(u.cancelState), u.cancelReason)
 		return
 	}
 	if to := res.To(); to != nil && to.DisplayName != "" {
@@ -403,16 +435,13 @@ func (c *call) answered(inv *sip.Request, tx sip.ClientTransaction, res *sip.Res
 		if code, msg := c.setupOutgoingMedia(string(res.Body())); code != "" {
 			c.fail(code, msg)
 			c.bye(msg)
-			st := stateFailed
-			c.setState(st, 488, msg)
+			c.setState(stateFailed, 488, msg)
 			return
 		}
-	} else if len(res.Body()) > 0 {
+	} else {
 		// The final answer may differ from the early one (RFC 3261
 		// §13.2.1 leaves it to the UAS): take its addresses.
-		if s, err := parseSDP(string(res.Body())); err == nil {
-			c.applyRemote(s)
-		}
+		c.applyRemoteBody(res.Body())
 	}
 	c.answeredAt = time.Now()
 	c.setState(stateAnswered, res.StatusCode, res.Reason)
@@ -443,10 +472,7 @@ func (c *call) setupOutgoingMedia(answer string) (string, string) {
 		}
 		s.setCodecs(pairs)
 		s.setRemote(m)
-		remoteDir := m.Dir
-		if !sdpAddrValid(m.Addr) {
-			remoteDir = intersectDir(remoteDir, dirRecvOnly)
-		}
+		remoteDir := sdpDir(m)
 		s.setDirection(sends(remoteDir), receives(remoteDir))
 		// The SDP we sent stays what it was, with the codecs now agreed, so
 		// that a later re-INVITE offers only those (RFC 3264 §8.3.2).

@@ -191,9 +191,9 @@ func TestOutgoingCallFailures(t *testing.T) {
 		bob.respond(inv, tc.code, tc.reason, "")
 		bob.Wait(siptest.IsRequest("ACK"), 5*time.Second, "ACK")
 		if tc.code == 488 {
-			alice.wait("error", "no_common_codec")
+			alice.waitCall(id, "error", "no_common_codec")
 		}
-		m := alice.wait("call_state", tc.state)
+		m := alice.waitCall(id, "call_state", tc.state)
 		if m.Status != tc.code || m.Call != id {
 			t.Errorf("%d: %+v", tc.code, m)
 		}
@@ -201,11 +201,11 @@ func TestOutgoingCallFailures(t *testing.T) {
 	}
 	// Users that do not exist or are not registered.
 	alice.call("nf", "nobody", false)
-	if m := alice.wait("call_state", "not_found"); m.Status != 404 {
+	if m := alice.waitCall("nf", "call_state", "not_found"); m.Status != 404 {
 		t.Errorf("unknown user: %+v", m)
 	}
 	alice.call("un", "carol", false)
-	if m := alice.wait("call_state", "unavailable"); m.Status != 480 {
+	if m := alice.waitCall("un", "call_state", "unavailable"); m.Status != 480 {
 		t.Errorf("unregistered user: %+v", m)
 	}
 }
@@ -356,19 +356,25 @@ func TestIncomingDeclineAndBusy(t *testing.T) {
 	alice := e.browser("alice")
 	alice.mustLogin("alice")
 
+	// Every wait names its call: the gateway tells the tab "declined" after
+	// it answered the caller, so that message of one call may come after
+	// the next call's "incoming".
 	inv := bob.callUser(t, "alice")
 	in := alice.wait("incoming", "")
 	alice.send(map[string]string{"type": "decline", "call": in.Call})
 	if r := bob.WaitFinal(inv); r.StatusCode != 603 {
 		t.Fatalf("decline: %d", r.StatusCode)
 	}
-	alice.wait("call_state", "declined")
+	alice.waitCall(in.Call, "call_state", "declined")
 
 	inv = bob.callUser(t, "alice")
 	in = alice.wait("incoming", "")
 	alice.send(map[string]string{"type": "decline", "call": in.Call, "reason": "busy"})
 	if r := bob.WaitFinal(inv); r.StatusCode != 486 {
 		t.Fatalf("decline busy: %d", r.StatusCode)
+	}
+	if m := alice.waitCall(in.Call, "call_state", "declined"); m.Status != 486 {
+		t.Fatalf("decline busy, tab told %+v", m)
 	}
 
 	// The caller gives up: the tab is told.
@@ -379,7 +385,7 @@ func TestIncomingDeclineAndBusy(t *testing.T) {
 	if r := bob.WaitFinal(inv); r.StatusCode != 487 {
 		t.Fatalf("cancel: %d", r.StatusCode)
 	}
-	if m := alice.wait("call_state", "cancelled"); m.Call != in.Call {
+	if m := alice.waitCall(in.Call, "call_state", "cancelled"); m.Call != in.Call {
 		t.Fatalf("%+v", m)
 	}
 	// SRTP/DTLS offers cannot be relayed to plain RTP: 488.

@@ -16,12 +16,17 @@
 // It also serves the web phone, a page embedded in the binary, at /.
 //
 // Files: config.go (Config and its defaults), gateway.go (lifetime, HTTP
-// handler), ws.go and protocol.go (the WebSocket signalling), account.go
-// (sign-in and SIP registration), sip_ua.go and dialog.go (the SIP user
-// agent), call.go, call_out.go, call_in.go (the call state machine),
-// sdp.go and codecs.go (SDP and codec negotiation), peer.go (pion), bridge.go
-// and track.go (packet relay), ports.go (UDP ports), web.go and web/ (the
-// web phone), log.go (pion's and sipgo's logs into slog), errors.go.
+// handler, SIP requests from the switch), ws.go (the WebSocket transport),
+// ws_commands.go and protocol.go (the signalling commands and messages),
+// account.go (SIP registration and the tabs signed in to it), sip_ua.go
+// (the SIP user agent: socket, transactions, digest), dialog.go (SIP
+// dialogs, the 2xx and its ACK), call.go (a call's event loop once
+// answered), call_out.go and call_in.go (setting up outgoing and incoming
+// calls), call_hold.go (hold and re-INVITEs), call_media.go (a call's
+// streams, SDP and browser connection), sdp.go and codecs.go (SDP and codec
+// negotiation), peer.go (pion), bridge.go and track.go (packet relay),
+// ports.go (UDP ports), web.go and web/ (the web phone), log.go (pion's and
+// sipgo's logs into slog), errors.go.
 //
 // gateway must not import the proxy, the registrar, the media relay or the
 // command: it speaks SIP to the switch over the network, so that it could run

@@ -331,7 +331,7 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c := newCall(g, "in-"+randomID(6), false, a)
 	c.sipOffer = offer
-	c.inviteReq, c.inviteTx = req, tx
+	c.invite.req, c.invite.tx = req, tx
 	c.dlg = newUASDialog(req, a.contact)
 	c.remoteURI = req.From().Address.String()
 	c.remoteName = req.From().DisplayName
@@ -347,7 +347,7 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	select {
-	case <-c.finalSent:
+	case <-c.invite.sent:
 	case <-c.quit:
 	}
 }

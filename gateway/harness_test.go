@@ -272,24 +272,41 @@ func (b *browser) next() msg {
 }
 
 // wait returns the first message of type typ (and state, for call_state),
-// skipping others; errors other than the one waited for fail the test.
+// skipping others; errors other than the one waited for fail the test, as
+// does another final call state. It does not look at call ids: use waitCall
+// where an earlier call's messages may still be on their way.
 func (b *browser) wait(typ, state string) msg {
 	b.t.Helper()
+	return b.waitCall("", typ, state)
+}
+
+// waitCall is wait for the messages of call id only: a message about
+// another call (one with another non-empty call id) is skipped, whatever it
+// says. id "" matches every message.
+func (b *browser) waitCall(id, typ, state string) msg {
+	b.t.Helper()
+	what := strings.TrimSpace(typ + " " + state)
+	if id != "" {
+		what += " of call " + id
+	}
 	deadline := time.After(15 * time.Second)
 	for {
 		select {
 		case m := <-b.in:
-			if m.Type == typ && (state == "" || m.State == state || m.Code == state) {
+			if id != "" && m.Call != "" && m.Call != id {
+				continue
+			}
+			if m.Type == typ && (state == "" || m.State == state || m.Code == state) && (id == "" || m.Call == id) {
 				return m
 			}
 			if m.Type == "error" && typ != "error" {
-				b.t.Fatalf("%s: error while waiting for %s %s: %+v", b.name, typ, state, m)
+				b.t.Fatalf("%s: error while waiting for %s: %+v", b.name, what, m)
 			}
 			if m.Type == "call_state" && typ == "call_state" && isFinalState(m.State) && m.State != state {
-				b.t.Fatalf("%s: call ended %s (%d %s) while waiting for %s", b.name, m.State, m.Status, m.Reason, state)
+				b.t.Fatalf("%s: call %s ended %s (%d %s) while waiting for %s", b.name, m.Call, m.State, m.Status, m.Reason, what)
 			}
 		case <-deadline:
-			b.t.Fatalf("%s: no %s %s within 15s", b.name, typ, state)
+			b.t.Fatalf("%s: no %s within 15s", b.name, what)
 		}
 	}
 }

@@ -21,18 +21,18 @@ func TestNoGoroutineLeaks(t *testing.T) {
 
 		alice.call("a", "bob", false)
 		bob.answerCall(t)
-		alice.applyAnswer(alice.wait("answer", "").SDP)
-		alice.wait("call_state", "answered")
+		alice.applyAnswer(alice.waitCall("a", "answer", "").SDP)
+		alice.waitCall("a", "call_state", "answered")
 		alice.startSending()
 		eventually(t, 10*time.Second, "audio", func() bool { return alice.rxAudio.Load() > 5 && bob.rx.Load() > 5 })
 		alice.send(map[string]string{"type": "hangup", "call": "a"})
 		bob.respond(bob.WaitRequest("BYE"), 200, "OK", "")
-		alice.wait("call_state", "ended")
+		alice.waitCall("a", "call_state", "ended")
 		alice.stopMedia()
 
 		alice.call("b", "bob", false)
 		bob.respond(bob.WaitRequest("INVITE"), 486, "Busy Here", "")
-		alice.wait("call_state", "busy")
+		alice.waitCall("b", "call_state", "busy")
 		alice.stopMedia()
 
 		inv := bob.callUser(t, "alice")

@@ -130,7 +130,7 @@ func (g *Gateway) newPeer(c *call, t *tab, media []peerMedia) (*peer, error) {
 		for _, m := range p.media {
 			if m.stream.kind == tr.Kind().String() {
 				st := m.stream
-				c.goMedia(func() { st.webLoop(tr) })
+				c.media.spawn(func() { st.webLoop(tr) })
 				return
 			}
 		}
@@ -161,7 +161,7 @@ func (p *peer) addTracks(c *call, offer bool) error {
 		p.tracks = append(p.tracks, tr)
 		st := m.stream
 		if sender != nil {
-			c.goMedia(func() { st.senderRTCPLoop(sender) })
+			c.media.spawn(func() { st.senderRTCPLoop(sender) })
 		}
 	}
 	return nil

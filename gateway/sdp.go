@@ -33,6 +33,33 @@ func reverseDir(d string) string {
 func sends(d string) bool    { return d == dirSendRecv || d == dirSendOnly }
 func receives(d string) bool { return d == dirSendRecv || d == dirRecvOnly }
 
+// intersectDir keeps what both directions allow.
+func intersectDir(a, b string) string {
+	s, r := sends(a) && sends(b), receives(a) && receives(b)
+	switch {
+	case s && r:
+		return dirSendRecv
+	case s:
+		return dirSendOnly
+	case r:
+		return dirRecvOnly
+	}
+	return dirInactive
+}
+
+// sdpDir is the direction an m-line of a party means: one without a usable
+// address (c=0.0.0.0) is old-style hold, so the party does not receive
+// (RFC 3264 §8.4).
+func sdpDir(m mediaDesc) string {
+	if !sdpAddrValid(m.Addr) {
+		return intersectDir(m.Dir, dirRecvOnly)
+	}
+	return m.Dir
+}
+
+// sdpAddrValid reports whether an SDP address can receive media.
+func sdpAddrValid(a netip.Addr) bool { return a.IsValid() && !a.IsUnspecified() }
+
 // mediaDesc is what one m-line says.
 type mediaDesc struct {
 	Kind    string // audio, video, application, ...
@@ -86,103 +113,127 @@ func parseSDP(body string) (*session, error) {
 	}
 	s := &session{raw: body}
 	for _, md := range sd.MediaDescriptions {
-		m := mediaDesc{
-			Kind:    md.MediaName.Media,
-			Port:    md.MediaName.Port.Value,
-			Proto:   strings.Join(md.MediaName.Protos, "/"),
-			Formats: md.MediaName.Formats,
-			Dir:     sessDir,
-		}
-		if a, ok := connAddr(md.ConnectionInformation); ok {
-			m.Addr = a
-		} else {
-			m.Addr = sessAddr
-		}
-		if m.Port < 0 || m.Port > 65535 {
-			return nil, fmt.Errorf("%w: port %d", ErrBadSDP, m.Port)
-		}
-		byPT := map[uint8]*codec{}
-		var order []uint8
-		for _, f := range md.MediaName.Formats {
-			pt, err := strconv.ParseUint(f, 10, 7)
-			if err != nil {
-				continue // not RTP (m=application ... webrtc-datachannel)
-			}
-			c := staticPT[uint8(pt)]
-			c.PT = uint8(pt)
-			byPT[uint8(pt)] = &c
-			order = append(order, uint8(pt))
-		}
-		var wildcardFB []string
-		for _, a := range md.Attributes {
-			switch {
-			case isDir(a.Key):
-				m.Dir = a.Key
-			case a.Key == "mid":
-				m.Mid = a.Value
-			case a.Key == "rtcp-mux":
-				m.Mux = true
-			case a.Key == "rtcp":
-				f := strings.Fields(a.Value)
-				if len(f) == 0 {
-					continue
-				}
-				p, err := strconv.ParseUint(f[0], 10, 16)
-				if err != nil {
-					continue
-				}
-				ip := m.Addr
-				if len(f) == 4 {
-					if x, err := netip.ParseAddr(f[3]); err == nil {
-						ip = x.Unmap()
-					}
-				}
-				m.RTCP = netip.AddrPortFrom(ip, uint16(p))
-			case a.Key == "rtpmap":
-				pt, rest, ok := strings.Cut(a.Value, " ")
-				c := lookupPT(byPT, pt)
-				if !ok || c == nil {
-					continue
-				}
-				parts := strings.Split(strings.TrimSpace(rest), "/")
-				c.Name = parts[0]
-				c.Clock, c.Channels = 0, 0
-				if len(parts) > 1 {
-					r, _ := strconv.ParseUint(parts[1], 10, 32)
-					c.Clock = uint32(r)
-				}
-				if len(parts) > 2 {
-					ch, _ := strconv.ParseUint(parts[2], 10, 16)
-					c.Channels = uint16(ch)
-				}
-			case a.Key == "fmtp":
-				pt, rest, ok := strings.Cut(a.Value, " ")
-				if c := lookupPT(byPT, pt); ok && c != nil {
-					c.Fmtp = strings.TrimSpace(rest)
-				}
-			case a.Key == "rtcp-fb":
-				pt, rest, ok := strings.Cut(a.Value, " ")
-				if !ok {
-					continue
-				}
-				if pt == "*" {
-					wildcardFB = append(wildcardFB, strings.TrimSpace(rest))
-				} else if c := lookupPT(byPT, pt); c != nil {
-					c.Feedback = append(c.Feedback, strings.TrimSpace(rest))
-				}
-			}
-		}
-		for _, pt := range order {
-			c := byPT[pt]
-			if c.Name == "" {
-				continue // dynamic type without rtpmap: unusable
-			}
-			c.Feedback = append(c.Feedback, wildcardFB...)
-			m.Codecs = append(m.Codecs, *c)
+		m, err := parseMedia(md, sessAddr, sessDir)
+		if err != nil {
+			return nil, err
 		}
 		s.Media = append(s.Media, m)
 	}
 	return s, nil
+}
+
+// parseMedia reads one m-line and its attributes; the session's address
+// and direction apply where the line has none (RFC 4566 §5.7, RFC 3264
+// §5.1).
+func parseMedia(md *sdp.MediaDescription, sessAddr netip.Addr, sessDir string) (mediaDesc, error) {
+	m := mediaDesc{
+		Kind:    md.MediaName.Media,
+		Port:    md.MediaName.Port.Value,
+		Proto:   strings.Join(md.MediaName.Protos, "/"),
+		Formats: md.MediaName.Formats,
+		Dir:     sessDir,
+	}
+	if a, ok := connAddr(md.ConnectionInformation); ok {
+		m.Addr = a
+	} else {
+		m.Addr = sessAddr
+	}
+	if m.Port < 0 || m.Port > 65535 {
+		return m, fmt.Errorf("%w: port %d", ErrBadSDP, m.Port)
+	}
+	byPT := map[uint8]*codec{}
+	var order []uint8
+	for _, f := range md.MediaName.Formats {
+		pt, err := strconv.ParseUint(f, 10, 7)
+		if err != nil {
+			continue // not RTP (m=application ... webrtc-datachannel)
+		}
+		c := staticPT[uint8(pt)]
+		c.PT = uint8(pt)
+		byPT[uint8(pt)] = &c
+		order = append(order, uint8(pt))
+	}
+	var wildcardFB []string
+	for _, a := range md.Attributes {
+		switch {
+		case isDir(a.Key):
+			m.Dir = a.Key
+		case a.Key == "mid":
+			m.Mid = a.Value
+		case a.Key == "rtcp-mux":
+			m.Mux = true
+		case a.Key == "rtcp":
+			if ap, ok := parseRTCPAttr(a.Value, m.Addr); ok {
+				m.RTCP = ap
+			}
+		case a.Key == "rtpmap":
+			parseRTPMap(a.Value, byPT)
+		case a.Key == "fmtp":
+			pt, rest, ok := strings.Cut(a.Value, " ")
+			if c := lookupPT(byPT, pt); ok && c != nil {
+				c.Fmtp = strings.TrimSpace(rest)
+			}
+		case a.Key == "rtcp-fb":
+			pt, rest, ok := strings.Cut(a.Value, " ")
+			if !ok {
+				continue
+			}
+			if pt == "*" {
+				wildcardFB = append(wildcardFB, strings.TrimSpace(rest))
+			} else if c := lookupPT(byPT, pt); c != nil {
+				c.Feedback = append(c.Feedback, strings.TrimSpace(rest))
+			}
+		}
+	}
+	for _, pt := range order {
+		c := byPT[pt]
+		if c.Name == "" {
+			continue // dynamic type without rtpmap: unusable
+		}
+		c.Feedback = append(c.Feedback, wildcardFB...)
+		m.Codecs = append(m.Codecs, *c)
+	}
+	return m, nil
+}
+
+// parseRTCPAttr reads a=rtcp (RFC 3605): a port, and maybe an address
+// (else addr, the m-line's).
+func parseRTCPAttr(v string, addr netip.Addr) (netip.AddrPort, bool) {
+	f := strings.Fields(v)
+	if len(f) == 0 {
+		return netip.AddrPort{}, false
+	}
+	p, err := strconv.ParseUint(f[0], 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	if len(f) == 4 {
+		if x, err := netip.ParseAddr(f[3]); err == nil {
+			addr = x.Unmap()
+		}
+	}
+	return netip.AddrPortFrom(addr, uint16(p)), true
+}
+
+// parseRTPMap reads a=rtpmap (RFC 4566 §6: "pt name/clock[/channels]")
+// into the codec of its payload type, when the m-line lists it.
+func parseRTPMap(v string, byPT map[uint8]*codec) {
+	pt, rest, ok := strings.Cut(v, " ")
+	c := lookupPT(byPT, pt)
+	if !ok || c == nil {
+		return
+	}
+	parts := strings.Split(strings.TrimSpace(rest), "/")
+	c.Name = parts[0]
+	c.Clock, c.Channels = 0, 0
+	if len(parts) > 1 {
+		r, _ := strconv.ParseUint(parts[1], 10, 32)
+		c.Clock = uint32(r)
+	}
+	if len(parts) > 2 {
+		ch, _ := strconv.ParseUint(parts[2], 10, 16)
+		c.Channels = uint16(ch)
+	}
 }
 
 func lookupPT(m map[uint8]*codec, s string) *codec {

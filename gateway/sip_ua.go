@@ -239,14 +239,6 @@ func respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string
 	return tx.Respond(res)
 }
 
-// ackFor builds the ACK for a 2xx to an INVITE sent in dialog d (RFC 3261
-// §13.2.2.4): in the dialog, with the INVITE's CSeq number.
-func ackFor(d *dialog, cseq uint32) *sip.Request {
-	ack := d.newRequest(sip.ACK)
-	ack.CSeq().SeqNo = cseq
-	return ack
-}
-
 // sipTimeout bounds a transaction the gateway waits for while tearing
 // down (BYE, CANCEL, un-REGISTER).
 const sipTimeout = 4 * time.Second

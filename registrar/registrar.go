@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -117,8 +118,38 @@ func (r *Registrar) HasFlow(transport string, source netip.AddrPort) bool {
 // status to answer with (a *StatusError: 400, 401 with a challenge, 403, 423,
 // 500); the caller sends exactly one final response.
 func (r *Registrar) Register(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+	reg, err := r.parseRegister(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if reg.wildcard || len(reg.contacts) > 0 {
+		if err := r.loc.update(reg.aor, reg.apply); err != nil {
+			return nil, err
+		}
+	}
+	return r.registered(req, reg.aor, reg.now), nil
+}
+
+// register is one REGISTER as the registrar understood it.
+type register struct {
+	r         *Registrar
+	aor       string
+	callID    string
+	cseq      uint32
+	src       netip.AddrPort
+	transport string
+	ua        string
+	now       time.Time
+	contacts  []contactReq
+	wildcard  bool
+}
+
+// parseRegister applies steps 2–7 of RFC 3261 §10.3 that need no bindings:
+// authentication, the AOR, Call-ID and CSeq, and the contacts with their
+// expiry.
+func (r *Registrar) parseRegister(ctx context.Context, req *sip.Request) (*register, error) {
 	src, _ := netip.ParseAddrPort(req.Source())
-	// Step 3: authenticate (RFC 3261 §10.3 steps 2-3, §22).
+	// Steps 2-3: authenticate (§22).
 	user, err := r.auth.Authorize(ctx, req, false, src)
 	if err != nil {
 		return nil, err
@@ -132,144 +163,150 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request) (*sip.Respon
 	if aor != user {
 		return nil, statusErr(403, "Forbidden", fmt.Errorf("%w: %s registering %s", ErrIdentityMismatch, user, aor))
 	}
-	callID := ""
+	reg := &register{r: r, aor: aor, src: src, now: r.now(), transport: strings.ToUpper(req.Transport())}
 	if h := req.CallID(); h != nil {
-		callID = h.Value()
+		reg.callID = h.Value()
 	}
 	cseq := req.CSeq()
-	if callID == "" || cseq == nil {
+	if reg.callID == "" || cseq == nil {
 		return nil, statusErr(400, "Bad Request", errors.New("missing Call-ID or CSeq"))
 	}
+	reg.cseq = cseq.SeqNo
+	if h := req.GetHeader("User-Agent"); h != nil {
+		reg.ua = h.Value()
+		if len(reg.ua) > 128 {
+			reg.ua = reg.ua[:128]
+		}
+	}
+	if err := r.parseContacts(req, reg); err != nil {
+		return nil, err
+	}
+	return reg, nil
+}
 
+// parseContacts reads the Contact headers (§10.3 steps 6 and 7): each
+// contact's expiry (its parameter, else Expires, else the default), bounded
+// by Min-Expires (423) and the maximum, its q, and the "*" wildcard.
+func (r *Registrar) parseContacts(req *sip.Request, reg *register) error {
 	defExp := r.cfg.DefaultExpires
 	if h := req.GetHeader("Expires"); h != nil {
 		n, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
 		if err != nil {
-			return nil, statusErr(400, "Bad Request", fmt.Errorf("bad Expires %q", h.Value()))
+			return statusErr(400, "Bad Request", fmt.Errorf("bad Expires %q", h.Value()))
 		}
 		defExp = time.Duration(n) * time.Second
 	}
-
 	contacts := req.GetHeaders("Contact")
-	now := r.now()
-	var reqs []contactReq
-	wildcard := false
 	for _, h := range contacts {
 		ch, ok := h.(*sip.ContactHeader)
 		if !ok {
-			return nil, statusErr(400, "Bad Request", errors.New("unparsable Contact"))
+			return statusErr(400, "Bad Request", errors.New("unparsable Contact"))
 		}
 		if ch.Address.Wildcard {
-			wildcard = true
+			reg.wildcard = true
 			continue
 		}
-		exp := defExp
-		if v, ok := ch.Params.Get("expires"); ok {
-			n, err := strconv.ParseUint(v, 10, 32)
-			if err != nil {
-				return nil, statusErr(400, "Bad Request", fmt.Errorf("bad expires parameter %q", v))
-			}
-			exp = time.Duration(n) * time.Second
+		c, err := r.contact(ch, defExp)
+		if err != nil {
+			return err
 		}
-		// Step 7: too brief is refused; too long is shortened.
-		if exp > 0 && exp < r.cfg.MinExpires {
-			return nil, statusErr(423, "Interval Too Brief", nil,
-				sip.NewHeader("Min-Expires", strconv.Itoa(int(r.cfg.MinExpires/time.Second))))
-		}
-		if exp > r.cfg.MaxExpires {
-			exp = r.cfg.MaxExpires
-		}
-		q := 1.0
-		if v, ok := ch.Params.Get("q"); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil || f < 0 || f > 1 {
-				return nil, statusErr(400, "Bad Request", fmt.Errorf("bad q %q", v))
-			}
-			q = f
-		}
-		reqs = append(reqs, contactReq{uri: ch.Address, exp: exp, q: q})
+		reg.contacts = append(reg.contacts, c)
 	}
 	// Step 6: "*" is only allowed alone and with Expires: 0.
-	if wildcard {
-		if len(contacts) != 1 || defExp != 0 {
-			return nil, statusErr(400, "Bad Request", errors.New("Contact: * needs Expires: 0 and no other contact"))
-		}
+	if reg.wildcard && (len(contacts) != 1 || defExp != 0) {
+		return statusErr(400, "Bad Request", errors.New("Contact: * needs Expires: 0 and no other contact"))
 	}
+	return nil
+}
 
-	transport := strings.ToUpper(req.Transport())
-	ua := ""
-	if h := req.GetHeader("User-Agent"); h != nil {
-		ua = h.Value()
-		if len(ua) > 128 {
-			ua = ua[:128]
-		}
-	}
-
-	if wildcard || len(reqs) > 0 {
-		err := r.loc.update(aor, func(cur []*Binding) ([]*Binding, []*Binding, []*Binding, error) {
-			var changed, removed []*Binding
-			next := append([]*Binding(nil), cur...)
-			if wildcard {
-				// Step 6: remove all, unless a binding is newer (same
-				// Call-ID with a higher CSeq).
-				for _, b := range cur {
-					if b.CallID == callID && b.CSeq >= cseq.SeqNo {
-						return nil, nil, nil, statusErr(500, "Server Internal Error", errors.New("out-of-order REGISTER"))
-					}
-				}
-				return nil, nil, cur, nil
-			}
-			for _, c := range reqs {
-				key := contactKey(c.uri)
-				idx := -1
-				for i, b := range next {
-					if b.Contact == key {
-						idx = i
-						break
-					}
-				}
-				if idx >= 0 {
-					b := next[idx]
-					// Step 7: same Call-ID needs a higher CSeq.
-					if b.CallID == callID && cseq.SeqNo <= b.CSeq {
-						return nil, nil, nil, statusErr(500, "Server Internal Error", errors.New("out-of-order REGISTER"))
-					}
-					if c.exp == 0 {
-						removed = append(removed, b)
-						next = append(next[:idx], next[idx+1:]...)
-						continue
-					}
-					nb := r.binding(aor, key, c, now, callID, cseq.SeqNo, src, transport, ua)
-					removed = append(removed, b) // re-indexed below
-					next[idx] = nb
-					changed = append(changed, nb)
-					continue
-				}
-				if c.exp == 0 {
-					continue
-				}
-				nb := r.binding(aor, key, c, now, callID, cseq.SeqNo, src, transport, ua)
-				if len(next) >= r.cfg.MaxContacts {
-					oldest := 0
-					for i, b := range next {
-						if b.Updated.Before(next[oldest].Updated) {
-							oldest = i
-						}
-					}
-					removed = append(removed, next[oldest])
-					next = append(next[:oldest], next[oldest+1:]...)
-				}
-				next = append(next, nb)
-				changed = append(changed, nb)
-			}
-			return next, changed, removed, nil
-		})
+// contact reads one Contact's expiry and q.
+func (r *Registrar) contact(ch *sip.ContactHeader, defExp time.Duration) (contactReq, error) {
+	exp := defExp
+	if v, ok := ch.Params.Get("expires"); ok {
+		n, err := strconv.ParseUint(v, 10, 32)
 		if err != nil {
-			return nil, err
+			return contactReq{}, statusErr(400, "Bad Request", fmt.Errorf("bad expires parameter %q", v))
 		}
+		exp = time.Duration(n) * time.Second
 	}
+	// Step 7: too brief is refused; too long is shortened.
+	if exp > 0 && exp < r.cfg.MinExpires {
+		return contactReq{}, statusErr(423, "Interval Too Brief", nil,
+			sip.NewHeader("Min-Expires", strconv.Itoa(int(r.cfg.MinExpires/time.Second))))
+	}
+	if exp > r.cfg.MaxExpires {
+		exp = r.cfg.MaxExpires
+	}
+	q := 1.0
+	if v, ok := ch.Params.Get("q"); ok {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 || f > 1 {
+			return contactReq{}, statusErr(400, "Bad Request", fmt.Errorf("bad q %q", v))
+		}
+		q = f
+	}
+	return contactReq{uri: ch.Address, exp: exp, q: q}, nil
+}
 
-	// Step 8: 200 OK listing every current binding.
+// errOutOfOrder refuses a REGISTER older than a binding it would change
+// (§10.3 steps 6 and 7: same Call-ID needs a higher CSeq).
+var errOutOfOrder = statusErr(500, "Server Internal Error", errors.New("out-of-order REGISTER"))
+
+// apply computes the AOR's new bindings from its current ones (§10.3 steps
+// 6-7) and returns them with those changed and those removed.
+func (reg *register) apply(cur []*Binding) (next, changed, removed []*Binding, err error) {
+	if reg.wildcard {
+		// Step 6: remove all, unless a binding is newer.
+		for _, b := range cur {
+			if b.CallID == reg.callID && b.CSeq >= reg.cseq {
+				return nil, nil, nil, errOutOfOrder
+			}
+		}
+		return nil, nil, cur, nil
+	}
+	next = append([]*Binding(nil), cur...)
+	for _, c := range reg.contacts {
+		key := contactKey(c.uri)
+		idx := slices.IndexFunc(next, func(b *Binding) bool { return b.Contact == key })
+		if idx >= 0 {
+			b := next[idx]
+			// Step 7: same Call-ID needs a higher CSeq.
+			if b.CallID == reg.callID && reg.cseq <= b.CSeq {
+				return nil, nil, nil, errOutOfOrder
+			}
+			removed = append(removed, b) // re-indexed below when replaced
+			if c.exp == 0 {
+				next = append(next[:idx], next[idx+1:]...)
+				continue
+			}
+			nb := reg.binding(key, c)
+			next[idx] = nb
+			changed = append(changed, nb)
+			continue
+		}
+		if c.exp == 0 {
+			continue
+		}
+		if len(next) >= reg.r.cfg.MaxContacts {
+			// The oldest binding makes room for the new one.
+			oldest := 0
+			for i, b := range next {
+				if b.Updated.Before(next[oldest].Updated) {
+					oldest = i
+				}
+			}
+			removed = append(removed, next[oldest])
+			next = append(next[:oldest], next[oldest+1:]...)
+		}
+		nb := reg.binding(key, c)
+		next = append(next, nb)
+		changed = append(changed, nb)
+	}
+	return next, changed, removed, nil
+}
+
+// registered is step 8: 200 OK listing every current binding of aor.
+func (r *Registrar) registered(req *sip.Request, aor string, now time.Time) *sip.Response {
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	for _, b := range r.loc.Lookup(aor) {
 		secs := int(b.Expires.Sub(now).Round(time.Second) / time.Second)
@@ -283,7 +320,7 @@ func (r *Registrar) Register(ctx context.Context, req *sip.Request) (*sip.Respon
 		res.AppendHeader(sip.NewHeader("Contact", v))
 	}
 	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format(http.TimeFormat)))
-	return res, nil
+	return res
 }
 
 type contactReq struct {
@@ -292,10 +329,11 @@ type contactReq struct {
 	q   float64
 }
 
-func (r *Registrar) binding(aor, key string, c contactReq, now time.Time, callID string, cseq uint32, src netip.AddrPort, transport, ua string) *Binding {
+// binding is the Binding a contact of this REGISTER makes.
+func (reg *register) binding(key string, c contactReq) *Binding {
 	return &Binding{
-		AOR: aor, Contact: key, Q: c.q, Expires: now.Add(c.exp), CallID: callID, CSeq: cseq,
-		Source: src, Transport: transport, NAT: contactDiffers(c.uri, src, transport), UserAgent: ua, Updated: now,
+		AOR: reg.aor, Contact: key, Q: c.q, Expires: reg.now.Add(c.exp), CallID: reg.callID, CSeq: reg.cseq,
+		Source: reg.src, Transport: reg.transport, NAT: contactDiffers(c.uri, reg.src, reg.transport), UserAgent: reg.ua, Updated: reg.now,
 	}
 }
 

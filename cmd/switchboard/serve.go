@@ -24,6 +24,7 @@ import (
 
 	"github.com/switchboard/switchboard/cdr"
 	"github.com/switchboard/switchboard/gateway"
+	"github.com/switchboard/switchboard/internal/ratelog"
 	"github.com/switchboard/switchboard/internal/sqldb"
 	"github.com/switchboard/switchboard/media"
 	"github.com/switchboard/switchboard/media/turn"
@@ -231,7 +232,14 @@ func start(ctx context.Context, cfg *fileConfig, log *slog.Logger) (*switchboard
 				fmt.Fprintf(w, "switchboard %s\nSIP domain: %s\nSIP over WebSocket: ws://%s/sip\n", version, cfg.Domain, r.Host)
 			})
 		}
-		sw.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		// Idle keep-alive connections are closed after two minutes, so
+		// that idle HTTP clients cannot hold file descriptors forever
+		// (WebSockets are hijacked and not affected); net/http's accept
+		// loop backs off on EMFILE by itself. Its error log is
+		// rate-limited like everything the network can make loud.
+		sw.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+			MaxHeaderBytes: 64 << 10,
+			ErrorLog:       slog.NewLogLogger(ratelog.New(log.Handler(), 5, 20, slog.LevelInfo), slog.LevelWarn)}
 		log.Info("listening", "component", "http", "addr", ln.Addr().String())
 		sw.goBG(func() {
 			if err := sw.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
