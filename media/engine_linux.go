@@ -78,13 +78,6 @@ type cmd struct {
 	done chan struct{} // closed when a remove is done
 }
 
-// mmsghdr is struct mmsghdr of recvmmsg(2); Go's layout rules give it the C
-// size on every architecture.
-type mmsghdr struct {
-	hdr unix.Msghdr
-	len uint32
-}
-
 type loop struct {
 	r    *Relay
 	e    *engine
@@ -105,12 +98,14 @@ type loop struct {
 	events    [maxEvents]unix.EpollEvent
 	spare     []cmd
 
-	rxHdrs  [batchSize]mmsghdr
+	// struct mmsghdr arrays for recvmmsg(2)/sendmmsg(2); each Hdr points
+	// at its own iovec and name buffer, set once in newLoop.
+	rxHdrs  [batchSize]unix.Mmsghdr
 	rxIovs  [batchSize]unix.Iovec
 	rxNames [batchSize][nameSize]byte
 	rxBufs  []byte // batchSize * rxBufSize
 
-	txHdrs  [batchSize]mmsghdr
+	txHdrs  [batchSize]unix.Mmsghdr
 	txIovs  [batchSize]unix.Iovec
 	txNames [batchSize][nameSize]byte
 	txOut   [batchSize]*sock
@@ -170,11 +165,11 @@ func newLoop(r *Relay, e *engine) (*loop, error) {
 	for i := range l.rxHdrs {
 		l.rxIovs[i].Base = &l.rxBufs[i*rxBufSize]
 		l.rxIovs[i].SetLen(rxBufSize)
-		h := &l.rxHdrs[i].hdr
+		h := &l.rxHdrs[i].Hdr
 		h.Name = &l.rxNames[i][0]
 		h.Iov = &l.rxIovs[i]
 		h.SetIovlen(1)
-		t := &l.txHdrs[i].hdr
+		t := &l.txHdrs[i].Hdr
 		t.Name = &l.txNames[i][0]
 		t.Iov = &l.txIovs[i]
 		t.SetIovlen(1)
@@ -425,21 +420,21 @@ func (l *loop) serve(k *sock) {
 	var n int
 	want := int(k.batch)
 	if want <= 1 {
-		l.rxHdrs[0].hdr.Namelen = nameSize
-		l.rxHdrs[0].hdr.Flags = 0
+		l.rxHdrs[0].Hdr.Namelen = nameSize
+		l.rxHdrs[0].Hdr.Flags = 0
 		r, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(k.fd),
 			uintptr(unsafe.Pointer(&l.rxBufs[0])), rxBufSize, unix.MSG_DONTWAIT|unix.MSG_TRUNC,
-			uintptr(unsafe.Pointer(&l.rxNames[0][0])), uintptr(unsafe.Pointer(&l.rxHdrs[0].hdr.Namelen)))
+			uintptr(unsafe.Pointer(&l.rxNames[0][0])), uintptr(unsafe.Pointer(&l.rxHdrs[0].Hdr.Namelen)))
 		if errno != 0 {
 			return
 		}
-		l.rxHdrs[0].len = uint32(r) // the datagram's full length (MSG_TRUNC)
+		l.rxHdrs[0].Len = uint32(r) // the datagram's full length (MSG_TRUNC)
 		n = 1
 		want = 1
 	} else {
 		for i := 0; i < want; i++ {
-			l.rxHdrs[i].hdr.Namelen = nameSize
-			l.rxHdrs[i].hdr.Flags = 0
+			l.rxHdrs[i].Hdr.Namelen = nameSize
+			l.rxHdrs[i].Hdr.Flags = 0
 		}
 		r, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(k.fd),
 			uintptr(unsafe.Pointer(&l.rxHdrs[0])), uintptr(want), unix.MSG_DONTWAIT, 0, 0)
@@ -462,11 +457,11 @@ func (l *loop) serve(k *sock) {
 	s.mu.Lock()
 	for i := 0; i < n; i++ {
 		h := &l.rxHdrs[i]
-		if h.hdr.Flags&unix.MSG_TRUNC != 0 || h.len > rxBufSize {
+		if h.Hdr.Flags&unix.MSG_TRUNC != 0 || h.Len > rxBufSize {
 			s.drop(k.side, dropOversize, 1)
 			continue
 		}
-		b := l.rxBufs[i*rxBufSize : i*rxBufSize+int(h.len)]
+		b := l.rxBufs[i*rxBufSize : i*rxBufSize+int(h.Len)]
 		from := parseSockaddr(&l.rxNames[i])
 		out, dst, ok := s.accept(k.side, k.rtcp, b, from, now)
 		if !ok {
@@ -476,7 +471,7 @@ func (l *loop) serve(k *sock) {
 			s.unsent(k.side, 1, uint64(len(b)))
 			continue
 		}
-		l.txHdrs[m].hdr.Namelen = nameSizeFor(dst, l.e.v6)
+		l.txHdrs[m].Hdr.Namelen = nameSizeFor(dst, l.e.v6)
 		l.txIovs[m].Base = &b[0]
 		l.txIovs[m].SetLen(len(b))
 		l.txOut[m] = out
@@ -503,7 +498,7 @@ func (l *loop) send(from *sock, m int) {
 				h := &l.txHdrs[start]
 				_, _, errno = unix.RawSyscall6(unix.SYS_SENDTO, uintptr(out.fd),
 					uintptr(unsafe.Pointer(l.txIovs[start].Base)), uintptr(l.txLen[start]), unix.MSG_DONTWAIT,
-					uintptr(unsafe.Pointer(h.hdr.Name)), uintptr(h.hdr.Namelen))
+					uintptr(unsafe.Pointer(h.Hdr.Name)), uintptr(h.Hdr.Namelen))
 				sent = 1
 			} else {
 				sent, _, errno = unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(out.fd),

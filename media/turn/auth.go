@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pion/turn/v5"
 )
 
 // Credentials looks up the long-term keys of SIP users.
@@ -32,7 +34,7 @@ type Credentials interface {
 // for concurrent use and fast: it is called from the server's read loops.
 //
 // A request from a source Banned for its user is refused with 401
-// (Unauthenticated) on UDP without its key being looked up. Fail is called
+// (Unauthenticated) without its key being looked up. Fail is called
 // for an unknown user and for a MESSAGE-INTEGRITY that does not verify (a
 // wrong password or a forged REST password); Succeed for every request whose
 // integrity verifies.
@@ -54,7 +56,7 @@ func RESTCredentials(secret []byte, user string, ttl time.Duration, now time.Tim
 
 func restPassword(secret []byte, username string) string {
 	mac := hmac.New(sha1.New, secret)
-	mac.Write([]byte(username)) //nolint:errcheck // hash writes never fail
+	mac.Write([]byte(username))
 
 	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }
@@ -62,7 +64,7 @@ func restPassword(secret []byte, username string) string {
 // longTermKey is the RFC 8489 §9.2.2 key MD5(username ":" realm ":" password).
 func longTermKey(username, realm, password string) []byte {
 	h := md5.New()                                           //nolint:gosec // mandated by RFC 8489 §9.2.2
-	h.Write([]byte(username + ":" + realm + ":" + password)) //nolint:errcheck // hash writes never fail
+	h.Write([]byte(username + ":" + realm + ":" + password))
 
 	return h.Sum(nil)
 }
@@ -107,13 +109,22 @@ func (s *Server) lookupKey(username, realm string) (key []byte, ok bool) {
 	return key, ok
 }
 
-// authKey is the pion/turn AuthHandler: it returns the long-term key for
-// username, or ok=false to refuse (pion then answers 400 and the request is
-// not served; fixAuthFailure makes that 401 on UDP). The realm the client
-// echoes must be ours (RFC 8489 §9.2.4). A source the Guard refuses for the
-// user gets no key; an unknown user counts as a failure. pion checks
-// MESSAGE-INTEGRITY after this returns and reports the verdict to OnAuth
-// (see eventHandler), where wrong passwords are counted.
+// pionAuth is the pion/turn AuthHandler (see authKey). The user ID pion
+// ties an allocation to is the whole TURN username, so that the quota, the
+// events and the logs see the username the client authenticated with.
+func (s *Server) pionAuth(ra *turn.RequestAttributes) (userID string, key []byte, ok bool) {
+	key, ok = s.authKey(ra.Username, ra.Realm, ra.SrcAddr)
+
+	return ra.Username, key, ok
+}
+
+// authKey returns the long-term key for username, or ok=false to refuse
+// (pion then answers 401 with a fresh NONCE and REALM, RFC 8489 §9.2.4, and
+// the request is not served). The realm the client echoes must be ours
+// (RFC 8489 §9.2.4). A source the Guard refuses for the user gets no key;
+// an unknown user counts as a failure. pion checks MESSAGE-INTEGRITY after
+// this returns and reports the verdict to OnAuth (see eventHandler), where
+// wrong passwords are counted.
 func (s *Server) authKey(username, realm string, src net.Addr) (key []byte, ok bool) {
 	if s.banned(src, username) {
 		s.metrics.authFailures.Inc()

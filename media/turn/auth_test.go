@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/turn/v4"
+	"github.com/pion/turn/v5"
 )
 
 func TestRESTCredentials(t *testing.T) {
@@ -26,7 +26,8 @@ func TestRESTCredentials(t *testing.T) {
 	}
 	// pion/turn's own REST verifier agrees (it is what coturn implements too).
 	user, pass = RESTCredentials([]byte("s3cret"), "alice", time.Hour, time.Now())
-	key, ok := turn.LongTermTURNRESTAuthHandler("s3cret", nil)(user, testRealm, &net.UDPAddr{})
+	_, key, ok := turn.LongTermTURNRESTAuthHandler("s3cret", nil)(
+		&turn.RequestAttributes{Username: user, Realm: testRealm, SrcAddr: &net.UDPAddr{}})
 	if !ok || string(key) != string(longTermKey(user, testRealm, pass)) {
 		t.Fatalf("pion's REST handler disagrees: ok=%v", ok)
 	}

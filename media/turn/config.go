@@ -3,12 +3,15 @@ package turn
 import (
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"net/url"
 	"runtime"
 	"strconv"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults applied by New to zero-valued Config fields.
@@ -53,6 +56,15 @@ const (
 // documented; only Realm is required. Config has no on/off switch: a caller
 // that does not want TURN does not call New.
 type Config struct {
+	// Credentials resolves SIP users' long-term keys; nil when only REST
+	// credentials are used.
+	Credentials Credentials
+	// Logger receives the server's logs (component=turn) and pion/turn's;
+	// nil discards them.
+	Logger *slog.Logger
+	// Metrics receives the switchboard_turn_* metrics; nil keeps them
+	// unregistered.
+	Metrics prometheus.Registerer
 	// Realm is the long-term credential realm (RFC 8489 §9.2), which must be
 	// the SIP domain so that a SIP user's digest HA1 is the TURN key.
 	// Required.
@@ -119,8 +131,8 @@ type Config struct {
 
 	// ReadLoops is the number of sockets (each with its own read goroutine)
 	// bound with SO_REUSEPORT on every UDP listen address; the kernel spreads
-	// clients over them by 5-tuple. Zero means runtime.NumCPU(). Where
-	// SO_REUSEPORT is unavailable one socket is used.
+	// clients over them by source IP address (see steerBySource). Zero means
+	// runtime.NumCPU(). Where SO_REUSEPORT is unavailable one socket is used.
 	ReadLoops int
 
 	// Guard is the switch's ban on password guessing, shared with SIP and

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/stun/v3"
+	"github.com/pion/stun/v4"
 )
 
 // fakeGuard bans a source IP after limit failures and records what it is
@@ -137,9 +137,10 @@ func TestTURNGuardOverUDP(t *testing.T) {
 	}
 }
 
-// TestFixAuthFailureBanned checks the 400 pion sends when authKey refuses a
-// banned source with valid credentials is turned into 401.
-func TestFixAuthFailureBanned(t *testing.T) {
+// TestBannedSourceGets401 checks that a banned source with valid
+// credentials and a good nonce is answered 401 (RFC 8489 §9.2.4), unsigned:
+// authKey gives pion/turn no key for it.
+func TestBannedSourceGets401(t *testing.T) {
 	g := newFakeGuard(1)
 	s := startServer(t, func(c *Config) { c.Guard = g })
 	c := newRawClient(t, s.addr(t, TransportUDP), "bob", "bobpw")
@@ -148,8 +149,7 @@ func TestFixAuthFailureBanned(t *testing.T) {
 		t.Fatalf("allocate before the ban: error %d", errorCode(res))
 	}
 	g.Fail(netip.MustParseAddrPort("127.0.0.1:1"), "x")
-	// The nonce is still good: pion's 400 for the refused key must come
-	// back as 401.
+	// The nonce is still good: the refused key must come back as 401.
 	res = c.roundTrip(2*time.Second, stun.NewType(stun.MethodRefresh, stun.ClassRequest), lifetime(0),
 		c.user, c.realm, c.nonce, c.key, stun.Fingerprint)
 	if code := errorCode(res); code != 401 {

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/stun/v3"
-	"github.com/pion/turn/v4"
+	"github.com/pion/stun/v4"
+	"github.com/pion/turn/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
@@ -91,7 +91,7 @@ func startServer(t *testing.T, mod func(*Config)) *testServer {
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg := prometheus.NewRegistry()
-	s, err := New(cfg, testUsers, log, reg)
+	s, err := New(withCollab(cfg, testUsers, log, reg))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -288,6 +288,19 @@ func newRawClient(t *testing.T, server net.Addr, user, pass string) *rawClient {
 	}
 }
 
+// newRawStreamClient is a rawClient over a TCP or TLS connection to server
+// (pion's STUNConn does the framing).
+func newRawStreamClient(t *testing.T, conn net.Conn, server net.Addr, user, pass string) *rawClient {
+	t.Helper()
+	t.Cleanup(func() { _ = conn.Close() })
+
+	return &rawClient{
+		t: t, conn: turn.NewSTUNConn(conn), server: server,
+		user: stun.NewUsername(user), realm: stun.NewRealm(testRealm),
+		key: stun.NewLongTermIntegrity(user, testRealm, pass),
+	}
+}
+
 // TURN attributes pion/stun does not define (RFC 8656 §18).
 type rawAttr struct {
 	typ stun.AttrType
@@ -393,4 +406,10 @@ func errorCode(res *stun.Message) int {
 	}
 
 	return int(code.Code)
+}
+
+// withCollab returns cfg with its collaborators set.
+func withCollab(cfg Config, creds Credentials, log *slog.Logger, reg prometheus.Registerer) Config {
+	cfg.Credentials, cfg.Logger, cfg.Metrics = creds, log, reg
+	return cfg
 }

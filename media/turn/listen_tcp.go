@@ -1,9 +1,10 @@
 package turn
 
 import (
+	"bufio"
+	"encoding/binary"
 	"errors"
 	"net"
-	"net/netip"
 	"sync"
 	"time"
 )
@@ -19,7 +20,7 @@ var (
 	tcpIdleTimeout      = 10 * time.Minute
 )
 
-// tcpListener is a TCP listening socket as pion/turn sees it (directly, or
+// tcpListener is a TCP listening socket under streamListener (directly, or
 // under tls.NewListener). Accept refuses connections over the per-source
 // rate and tracks the others so that Close can end them: pion/turn closes
 // the listener but not the connections it accepted.
@@ -85,15 +86,6 @@ func (c *tcpConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Write implements net.Conn; pion/turn writes one whole message per call.
-func (c *tcpConn) Write(b []byte) (int, error) {
-	if isErrorResponse(b) {
-		b = c.s.fixResponse(b, nil, netip.AddrPort{})
-	}
-
-	return c.Conn.Write(b) //nolint:wrapcheck // pion checks for net errors
-}
-
 // Close implements net.Conn.
 func (c *tcpConn) Close() error {
 	err := c.Conn.Close()
@@ -102,34 +94,84 @@ func (c *tcpConn) Close() error {
 	return err
 }
 
-// tlsListener hands pion/turn TLS connections whose Write applies the same
-// response fix as tcpConn (which, under TLS, only sees encrypted records).
-type tlsListener struct {
+// streamListener hands pion/turn its TCP or TLS connections as stunStreams.
+type streamListener struct {
 	net.Listener
 	s *Server
 }
 
 // Accept implements net.Listener.
-func (l tlsListener) Accept() (net.Conn, error) {
+func (l streamListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err //nolint:wrapcheck // pion checks for net errors
 	}
 
-	return fixingConn{Conn: c, s: l.s}, nil
+	return &stunStream{Conn: c, s: l.s, r: bufio.NewReaderSize(c, streamBufSize)}, nil
 }
 
-// fixingConn applies the response fixes that need no request to outgoing
-// messages.
-type fixingConn struct {
+// streamBufSize is the read buffer of a stunStream; maxTrackedRequest bounds
+// the request it keeps for Write (pion/turn drops a connection that sends a
+// message over its 1600-byte MTU anyway).
+const (
+	streamBufSize     = 2048
+	maxTrackedRequest = 2048
+)
+
+// stunStream is an accepted TCP or TLS connection as pion/turn reads it.
+// Read hands out one STUN message or ChannelData frame at a time (framed by
+// their length fields, RFC 8656 §12.5), and pion handles each before it
+// reads the next, so when pion writes a response the last STUN message read
+// is the request it answers: Write applies fixResponse with it, as the UDP
+// listener does with its datagram.
+type stunStream struct {
 	net.Conn
 	s *Server
+	r *bufio.Reader
+
+	// Only pion's read loop goroutine touches these: Read sets them, and
+	// Write reads req only for a ChannelBind error response, which only the
+	// read loop writes (relay goroutines write data).
+	left int    // bytes of the current frame not yet handed out
+	req  []byte // the current frame when it is a STUN message of at most maxTrackedRequest bytes
+	keep bool   // whether the current frame is collected in req
+}
+
+// Read implements net.Conn: at most the rest of the current frame.
+func (c *stunStream) Read(p []byte) (int, error) {
+	if c.left == 0 {
+		c.req, c.keep = c.req[:0], false
+		h, err := c.r.Peek(4)
+		if err != nil {
+			// A short or broken stream: hand over what there is; pion
+			// sees an incomplete or invalid frame and reads on or gives up.
+			return c.r.Read(p) //nolint:wrapcheck // pion checks for net errors
+		}
+		size := int(binary.BigEndian.Uint16(h[2:4]))
+		switch {
+		case h[0] < 0x40: // STUN (RFC 8489 §5)
+			size += 20
+			c.keep = size <= maxTrackedRequest
+		case h[0] < 0x80: // ChannelData, padded to 4 bytes over TCP (RFC 8656 §12.5)
+			size = 4 + (size+3)&^3
+		default: // neither: pion closes the connection on it
+			return c.r.Read(p) //nolint:wrapcheck // pion checks for net errors
+		}
+		c.left = size
+	}
+	n, err := c.r.Read(p[:min(len(p), c.left)])
+	c.left -= n
+	if c.keep {
+		c.req = append(c.req, p[:n]...)
+	}
+
+	return n, err //nolint:wrapcheck // pion checks for net errors
 }
 
 // Write implements net.Conn; pion/turn writes one whole message per call.
-func (c fixingConn) Write(b []byte) (int, error) {
-	if isErrorResponse(b) {
-		b = c.s.fixResponse(b, nil, netip.AddrPort{})
+func (c *stunStream) Write(b []byte) (int, error) {
+	if isChannelBindError(b) && c.left == 0 && c.keep {
+		b = c.s.fixResponse(b, c.req)
 	}
 
 	return c.Conn.Write(b) //nolint:wrapcheck // pion checks for net errors

@@ -67,8 +67,9 @@ type udpListener struct {
 	doneOnce sync.Once
 	// req is the datagram pion/turn is handling, for WriteTo to see which
 	// request a response answers. Only the read loop goroutine touches it:
-	// it sets it in ReadFrom and reads it when writing an error response,
-	// which only the read loop writes (relay goroutines write data).
+	// it sets it in ReadFrom and reads it when writing a ChannelBind error
+	// response, which only the read loop writes (relay goroutines write
+	// data).
 	req []byte
 }
 
@@ -91,8 +92,8 @@ func (c *udpListener) ReadFrom(p []byte) (int, net.Addr, error) {
 
 // WriteTo implements net.PacketConn for pion's responses and relayed data.
 func (c *udpListener) WriteTo(b []byte, addr net.Addr) (int, error) {
-	if isErrorResponse(b) {
-		b = c.s.fixResponse(b, c.req, addrPortOf(addr))
+	if isChannelBindError(b) {
+		b = c.s.fixResponse(b, c.req)
 	}
 
 	return c.UDPConn.WriteTo(b, addr) //nolint:wrapcheck // pion checks for net errors

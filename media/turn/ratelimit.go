@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // maxLimiterEntries bounds the memory of the per-source limiter. Beyond it
@@ -11,34 +13,33 @@ import (
 // than tracked: a per-source limit cannot stop such a flood anyway.
 const maxLimiterEntries = 1 << 16
 
-// sourceLimiter is a token bucket per source IP address.
+// sourceLimiter is a token bucket (rate.Limiter) per source IP address, in
+// a table of at most maxLimiterEntries sources.
 type sourceLimiter struct {
-	rate  float64 // tokens per second; <= 0 means unlimited
-	burst float64
+	rate  rate.Limit // tokens per second; <= 0 means unlimited
+	burst int
 
 	mu        sync.Mutex
-	buckets   map[netip.Addr]*bucket
+	buckets   map[netip.Addr]*rate.Limiter
 	lastSweep time.Time
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
 }
 
 func newSourceLimiter(perSecond int) *sourceLimiter {
 	return &sourceLimiter{
-		rate:    float64(perSecond),
-		burst:   2 * float64(perSecond),
-		buckets: make(map[netip.Addr]*bucket),
+		rate:    rate.Limit(perSecond),
+		burst:   2 * perSecond,
+		buckets: make(map[netip.Addr]*rate.Limiter),
 	}
 }
 
 // allow takes one token from ip's bucket and reports whether there was one.
+// A source seen for the first time starts with a full bucket.
 func (l *sourceLimiter) allow(ip netip.Addr, now time.Time) bool {
 	if l == nil || l.rate <= 0 {
 		return true
 	}
+	// l.mu is held across AllowN so that a sweep never forgets a bucket
+	// that is being drawn from.
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.buckets[ip]
@@ -49,31 +50,22 @@ func (l *sourceLimiter) allow(ip netip.Addr, now time.Time) bool {
 		if len(l.buckets) >= maxLimiterEntries {
 			return true
 		}
-		b = &bucket{tokens: l.burst, last: now}
+		b = rate.NewLimiter(l.rate, l.burst)
 		l.buckets[ip] = b
 	}
-	if elapsed := now.Sub(b.last).Seconds(); elapsed > 0 {
-		b.tokens = min(l.burst, b.tokens+elapsed*l.rate)
-		b.last = now
-	}
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
 
-	return true
+	return b.AllowN(now, 1)
 }
 
 // sweep forgets buckets that have refilled completely (they are equivalent to
-// a fresh bucket). It runs at most once a second.
+// a fresh bucket). It runs at most once a second; l.mu must be held.
 func (l *sourceLimiter) sweep(now time.Time) {
 	if now.Sub(l.lastSweep) < time.Second {
 		return
 	}
 	l.lastSweep = now
-	full := time.Duration(l.burst / l.rate * float64(time.Second))
 	for ip, b := range l.buckets {
-		if now.Sub(b.last) >= full {
+		if b.TokensAt(now) >= float64(l.burst) {
 			delete(l.buckets, ip)
 		}
 	}

@@ -6,10 +6,14 @@ import (
 	"net"
 	"sync"
 
-	"github.com/pion/turn/v4"
+	"github.com/pion/turn/v5"
 )
 
-var errRelayPort = errors.New("turn: requested relay port outside the configured range")
+var (
+	errRelayPort   = errors.New("turn: requested relay port outside the configured range")
+	errRelayFamily = errors.New("turn: only IPv4 relay addresses are offered")
+	errTCPRelay    = errors.New("turn: TCP relaying (RFC 6062) is not offered")
+)
 
 // relayGenerator allocates relay sockets for pion/turn: a port in
 // [RelayPortMin, RelayPortMax] on BindIP, advertised as PublicIP
@@ -29,12 +33,18 @@ func (g *relayGenerator) Validate() error {
 	return nil
 }
 
-// AllocatePacketConn implements turn.RelayAddressGenerator.
-func (g *relayGenerator) AllocatePacketConn(network string, requestedPort int) (net.PacketConn, net.Addr, error) {
-	if requestedPort != 0 && (requestedPort < int(g.inner.MinPort) || requestedPort > int(g.inner.MaxPort)) {
-		return nil, nil, fmt.Errorf("%w: %d", errRelayPort, requestedPort)
+// AllocatePacketConn implements turn.RelayAddressGenerator. conf.Network is
+// "udp4", or "udp6" when the client asked for an IPv6 relay with
+// REQUESTED-ADDRESS-FAMILY (RFC 6156 §4.2); relays are IPv4 only (PublicIP
+// and BindIP are IPv4, see Config), so "udp6" is refused (pion answers 508).
+func (g *relayGenerator) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+	if conf.RequestedPort != 0 && (conf.RequestedPort < int(g.inner.MinPort) || conf.RequestedPort > int(g.inner.MaxPort)) {
+		return nil, nil, fmt.Errorf("%w: %d", errRelayPort, conf.RequestedPort)
 	}
-	conn, addr, err := g.inner.AllocatePacketConn(network, requestedPort)
+	if conf.Network != "udp4" {
+		return nil, nil, fmt.Errorf("%w: %s", errRelayFamily, conf.Network)
+	}
+	conn, addr, err := g.inner.AllocatePacketConn(conf)
 	if err != nil {
 		return nil, nil, fmt.Errorf("allocate relay socket: %w", err)
 	}
@@ -56,10 +66,16 @@ func (g *relayGenerator) AllocatePacketConn(network string, requestedPort int) (
 	return rc, addr, nil
 }
 
-// AllocateConn implements turn.RelayAddressGenerator. TCP relaying
-// (RFC 6062) is not offered.
-func (g *relayGenerator) AllocateConn(network string, requestedPort int) (net.Conn, net.Addr, error) {
-	return g.inner.AllocateConn(network, requestedPort) //nolint:wrapcheck // pion's "not implemented"
+// AllocateListener implements turn.RelayAddressGenerator. TCP allocations
+// (RFC 6062) are not offered: pion answers such an Allocate with 508.
+func (g *relayGenerator) AllocateListener(turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
+	return nil, nil, errTCPRelay
+}
+
+// AllocateConn implements turn.RelayAddressGenerator. It refuses: with no
+// TCP allocations, no Connect request (RFC 6062 §5.2) may dial a peer.
+func (g *relayGenerator) AllocateConn(turn.AllocateConnConfig) (net.Conn, error) {
+	return nil, errTCPRelay
 }
 
 // relayConn is one relay socket. It counts what it relays.

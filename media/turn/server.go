@@ -12,8 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/turn/v4"
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/pion/turn/v5"
 )
 
 // closeTimeout bounds each wait of Close for pion/turn's goroutines.
@@ -30,6 +29,7 @@ type Endpoint struct {
 // Server is a running STUN/TURN server. Create it with New and stop it with
 // Close; its methods are safe for concurrent use.
 type Server struct {
+	closed  chan struct{} // closed by Close
 	cfg     Config
 	creds   Credentials
 	log     *slog.Logger
@@ -66,25 +66,23 @@ type loopCounter struct{ n atomic.Int64 }
 func (c *loopCounter) Add(n int64) { c.n.Add(n) }
 func (c *loopCounter) Done()       { c.n.Add(-1) }
 
-// New binds every listener of cfg and starts serving STUN and TURN on them.
-//
-// creds resolves SIP users' long-term keys; it may be nil when only REST
-// credentials are used. log receives the server's logs (component=turn) and
-// pion/turn's; nil discards them. reg receives the switchboard_turn_*
-// metrics; nil keeps them unregistered. The caller owns the Server and must
-// call Close, which releases every socket and goroutine New started.
-func New(cfg Config, creds Credentials, log *slog.Logger, reg prometheus.Registerer) (*Server, error) {
+// New binds every listener of cfg and starts serving STUN and TURN on them
+// (pion/turn reads its sockets from its NewServer on). The caller owns the
+// Server and must call Shutdown or Close, which release every socket and
+// goroutine New started.
+func New(cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	creds, log := cfg.Credentials, cfg.Logger
 	cfg.Secret = append([]byte(nil), cfg.Secret...)
 	cfg.AllowPeers = append([]netip.Prefix(nil), cfg.AllowPeers...)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "turn")
-	m, err := newMetrics(reg)
+	m, err := newMetrics(cfg.Metrics)
 	if err != nil {
 		return nil, err
 	}
@@ -100,72 +98,28 @@ func New(cfg Config, creds Credentials, log *slog.Logger, reg prometheus.Registe
 		selfAddrs: localAddrs(cfg.PublicIP),
 		conns:     make(map[*tcpConn]struct{}),
 		relays:    make(map[*relayConn]struct{}),
+		closed:    make(chan struct{}),
 	}
-	gen := &relayGenerator{s: s, inner: &turn.RelayAddressGeneratorPortRange{
-		RelayAddress: net.IP(cfg.PublicIP.AsSlice()),
-		Address:      cfg.BindIP.String(),
-		MinPort:      cfg.RelayPortMin,
-		MaxPort:      cfg.RelayPortMax,
-	}}
-
 	sc := turn.ServerConfig{
-		Realm:         cfg.Realm,
-		AuthHandler:   s.authKey,
-		QuotaHandler:  s.admitAllocation,
-		EventHandler:  s.eventHandler(),
-		LoggerFactory: slogFactory{log: log},
+		Realm:       cfg.Realm,
+		AuthHandler: s.pionAuth,
+		// RFC 6156 §4.2: an Allocate without REQUESTED-ADDRESS-FAMILY asks
+		// for IPv4, whatever the listener's family (relays are IPv4 only).
+		StrictAddressFamily: true,
+		QuotaHandler:        s.admitAllocation,
+		EventHandler:        s.eventHandler(),
+		LoggerFactory:       slogFactory{log: log},
 	}
-	var closers []func() error
+	closers, err := s.listen(&sc)
 	fail := func(err error) (*Server, error) {
 		for _, c := range closers {
 			_ = c()
 		}
 		m.unregister()
-
 		return nil, err
 	}
-	for _, spec := range cfg.Listen {
-		la, err := parseListen(spec)
-		if err != nil {
-			return fail(err)
-		}
-		switch la.transport {
-		case TransportUDP:
-			conns, err := listenUDP(context.Background(), la.hostPort(), cfg.ReadLoops, cfg.SocketBuffer)
-			if err != nil {
-				return fail(err)
-			}
-			for _, c := range conns {
-				closers = append(closers, c.Close)
-				sc.PacketConnConfigs = append(sc.PacketConnConfigs, turn.PacketConnConfig{
-					PacketConn:            &udpListener{UDPConn: c, s: s},
-					RelayAddressGenerator: gen,
-					PermissionHandler:     s.permitPeer,
-				})
-			}
-			s.endpoints = append(s.endpoints, Endpoint{Transport: TransportUDP, Addr: conns[0].LocalAddr()})
-		case TransportTCP, TransportTLS:
-			var lc net.ListenConfig
-			l, err := lc.Listen(context.Background(), "tcp", la.hostPort())
-			if err != nil {
-				return fail(fmt.Errorf("listen %s %s: %w", la.transport, la.hostPort(), err))
-			}
-			closers = append(closers, l.Close)
-			var pl net.Listener = &tcpListener{Listener: l, s: s}
-			if la.transport == TransportTLS {
-				pl = tlsListener{Listener: tls.NewListener(pl, cfg.TLSConfig), s: s}
-				s.tlsPorts[l.Addr().(*net.TCPAddr).Port] = true
-				if s.tlsHost == "" && net.ParseIP(la.host) == nil && la.host != "" {
-					s.tlsHost = la.host
-				}
-			}
-			sc.ListenerConfigs = append(sc.ListenerConfigs, turn.ListenerConfig{
-				Listener:              pl,
-				RelayAddressGenerator: gen,
-				PermissionHandler:     s.permitPeer,
-			})
-			s.endpoints = append(s.endpoints, Endpoint{Transport: la.transport, Addr: l.Addr()})
-		}
+	if err != nil {
+		return fail(err)
 	}
 	if cfg.TLSHost != "" {
 		s.tlsHost = cfg.TLSHost
@@ -187,6 +141,82 @@ func New(cfg Config, creds Credentials, log *slog.Logger, reg prometheus.Registe
 		"read_loops_per_udp_listener", len(sc.PacketConnConfigs)/max(1, countTransport(s.endpoints, TransportUDP)))
 
 	return s, nil
+}
+
+// Serve waits until ctx ends or the server is closed: pion/turn reads its
+// sockets from New on (its NewServer starts the loops), so Serve has
+// nothing more to start.
+func (s *Server) Serve(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+	case <-s.closed:
+	}
+	return nil
+}
+
+// Shutdown is Close: allocations end with the process (ctx is not needed).
+func (s *Server) Shutdown(ctx context.Context) error { return s.Close() }
+
+// listen binds every configured listener into sc and returns the closers
+// of what it bound (all of them, also when it fails).
+func (s *Server) listen(sc *turn.ServerConfig) ([]func() error, error) {
+	cfg, log := s.cfg, s.log
+	gen := &relayGenerator{s: s, inner: &turn.RelayAddressGeneratorPortRange{
+		RelayAddress: net.IP(cfg.PublicIP.AsSlice()),
+		Address:      cfg.BindIP.String(),
+		MinPort:      cfg.RelayPortMin,
+		MaxPort:      cfg.RelayPortMax,
+	}}
+	var closers []func() error
+	for _, spec := range cfg.Listen {
+		la, err := parseListen(spec)
+		if err != nil {
+			return closers, err
+		}
+		switch la.transport {
+		case TransportUDP:
+			conns, err := listenUDP(context.Background(), la.hostPort(), cfg.ReadLoops, cfg.SocketBuffer)
+			if err != nil {
+				return closers, err
+			}
+			if err := steerBySource(conns); err != nil {
+				// The kernel's 4-tuple hash then spreads a client's sockets
+				// over the read loops: a RESERVATION-TOKEN may miss.
+				log.Warn("udp listener: cannot steer datagrams by source address", "addr", la.hostPort(), "err", err.Error())
+			}
+			for _, c := range conns {
+				closers = append(closers, c.Close)
+				sc.PacketConnConfigs = append(sc.PacketConnConfigs, turn.PacketConnConfig{
+					PacketConn:            &udpListener{UDPConn: c, s: s},
+					RelayAddressGenerator: gen,
+					PermissionHandler:     s.permitPeer,
+				})
+			}
+			s.endpoints = append(s.endpoints, Endpoint{Transport: TransportUDP, Addr: conns[0].LocalAddr()})
+		case TransportTCP, TransportTLS:
+			var lc net.ListenConfig
+			l, err := lc.Listen(context.Background(), "tcp", la.hostPort())
+			if err != nil {
+				return closers, fmt.Errorf("listen %s %s: %w", la.transport, la.hostPort(), err)
+			}
+			closers = append(closers, l.Close)
+			var pl net.Listener = &tcpListener{Listener: l, s: s}
+			if la.transport == TransportTLS {
+				pl = tls.NewListener(pl, cfg.TLSConfig)
+				s.tlsPorts[l.Addr().(*net.TCPAddr).Port] = true
+				if s.tlsHost == "" && net.ParseIP(la.host) == nil && la.host != "" {
+					s.tlsHost = la.host
+				}
+			}
+			sc.ListenerConfigs = append(sc.ListenerConfigs, turn.ListenerConfig{
+				Listener:              streamListener{Listener: pl, s: s},
+				RelayAddressGenerator: gen,
+				PermissionHandler:     s.permitPeer,
+			})
+			s.endpoints = append(s.endpoints, Endpoint{Transport: la.transport, Addr: l.Addr()})
+		}
+	}
+	return closers, nil
 }
 
 func countTransport(es []Endpoint, t Transport) int {
@@ -216,6 +246,7 @@ func (s *Server) Allocations() int {
 // the first result.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		close(s.closed)
 		s.mu.Lock()
 		s.closing = true
 		conns := make([]*tcpConn, 0, len(s.conns))

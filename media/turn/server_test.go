@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"net/netip"
@@ -16,8 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/stun/v3"
-	"github.com/pion/turn/v4"
+	"github.com/pion/stun/v4"
+	"github.com/pion/turn/v5"
 	"go.uber.org/goleak"
 )
 
@@ -73,7 +74,7 @@ func TestStaticCredentials(t *testing.T) {
 	t.Run("wrong password", func(t *testing.T) {
 		c := newUDPClient(t, srv, "alice", "wrong")
 		_, err := c.Allocate()
-		// RFC 8489 §9.2.4: 401. pion/turn says 400; the UDP listener fixes it.
+		// RFC 8489 §9.2.4: 401 (pion/turn v5 answers it so itself).
 		if code := turnErrorCode(err); code != 401 {
 			t.Fatalf("Allocate with wrong password: %v (code %d), want 401", err, code)
 		}
@@ -87,8 +88,7 @@ func TestStaticCredentials(t *testing.T) {
 	t.Run("wrong password over tcp", func(t *testing.T) {
 		c := newTCPClient(t, s.addr(t, TransportTCP), "alice", "wrong")
 		_, err := c.Allocate()
-		// Over TCP the request is not visible to the fix: pion's 400 stays.
-		if code := turnErrorCode(err); code != 400 && code != 401 {
+		if code := turnErrorCode(err); code != 401 {
 			t.Fatalf("Allocate with wrong password over TCP: %v (code %d)", err, code)
 		}
 	})
@@ -218,24 +218,115 @@ func TestPeerPermissions(t *testing.T) {
 		if res.Type.Class != stun.ClassErrorResponse || errorCode(res) != 403 {
 			t.Fatalf("ChannelBind to 10.0.0.1: %v code %d, want error 403", res.Type, errorCode(res))
 		}
-		// pion/turn sends no ERROR-CODE here; the UDP listener adds 403
-		// (RFC 8656 §9.2), signed like pion's response.
-		res = rc.authed(stun.NewType(stun.MethodCreatePermission, stun.ClassRequest), peerAddress("10.0.0.1", 9))
-		if res.Type.Class != stun.ClassErrorResponse || errorCode(res) != 403 {
-			t.Fatalf("CreatePermission to 10.0.0.1: %v code %d, want error 403", res.Type, errorCode(res))
-		}
+		// pion/turn says 401 here; the listener makes it 403 (RFC 8656
+		// §12.2), signed like pion's response.
 		if err := rc.key.Check(res); err != nil {
-			t.Errorf("403 response integrity: %v", err)
+			t.Errorf("ChannelBind 403 integrity: %v", err)
 		}
-		res = rc.authed(stun.NewType(stun.MethodCreatePermission, stun.ClassRequest))
-		if res.Type.Class != stun.ClassErrorResponse || errorCode(res) != 400 {
-			t.Fatalf("CreatePermission without peer: %v code %d, want error 400", res.Type, errorCode(res))
+		// CreatePermission (RFC 8656 §10.2): pion/turn v5's own answers,
+		// signed (RFC 8489 §9.2.4).
+		for _, tt := range []struct {
+			name  string
+			peers []stun.Setter
+			want  int
+		}{
+			{"refused peer", []stun.Setter{peerAddress("10.0.0.1", 9)}, 403},
+			{"refused among allowed", []stun.Setter{peerAddress("203.0.113.1", 9), peerAddress("127.0.0.1", 9)}, 403},
+			{"no peer", nil, 400},
+		} {
+			res = rc.authed(stun.NewType(stun.MethodCreatePermission, stun.ClassRequest), tt.peers...)
+			if res.Type.Class != stun.ClassErrorResponse || errorCode(res) != tt.want {
+				t.Fatalf("CreatePermission, %s: %v code %d, want error %d", tt.name, res.Type, errorCode(res), tt.want)
+			}
+			if err := rc.key.Check(res); err != nil {
+				t.Errorf("CreatePermission, %s: integrity: %v", tt.name, err)
+			}
 		}
 		res = rc.authed(stun.NewType(stun.MethodCreatePermission, stun.ClassRequest), peerAddress("203.0.113.1", 9))
 		if res.Type.Class != stun.ClassSuccessResponse {
 			t.Fatalf("CreatePermission to a public peer: %v code %d", res.Type, errorCode(res))
 		}
 	})
+	t.Run("channel bind refused with 403 over tcp and tls", func(t *testing.T) {
+		cert, pool := selfSigned(t)
+		s := startServer(t, func(c *Config) {
+			c.Listen = []string{"tcp://127.0.0.1:0", "tls://127.0.0.1:0"}
+			c.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		})
+		dial := map[Transport]func(addr string) (net.Conn, error){
+			TransportTCP: func(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, 2*time.Second) },
+			TransportTLS: func(addr string) (net.Conn, error) {
+				return tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", addr,
+					&tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12})
+			},
+		}
+		for _, tr := range []Transport{TransportTCP, TransportTLS} {
+			addr := s.addr(t, tr)
+			conn, err := dial[tr](addr.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc := newRawStreamClient(t, conn, addr, "alice", "alicepw")
+			res := rc.authed(stun.NewType(stun.MethodAllocate, stun.ClassRequest), requestedTransportUDP())
+			if res.Type.Class != stun.ClassSuccessResponse {
+				t.Fatalf("%s: Allocate: %v code %d", tr, res.Type, errorCode(res))
+			}
+			for i := 0; i < 2; i++ { // the fix holds for every request on the connection
+				res = rc.authed(stun.NewType(stun.MethodChannelBind, stun.ClassRequest),
+					channelNumber(0x4000+uint16(i)), peerAddress("10.0.0.1", 9))
+				if res.Type.Class != stun.ClassErrorResponse || errorCode(res) != 403 {
+					t.Fatalf("%s: ChannelBind to 10.0.0.1: %v code %d, want error 403", tr, res.Type, errorCode(res))
+				}
+				if err := rc.key.Check(res); err != nil {
+					t.Errorf("%s: ChannelBind 403 integrity: %v", tr, err)
+				}
+			}
+			// A permitted request on the same connection still works.
+			res = rc.authed(stun.NewType(stun.MethodChannelBind, stun.ClassRequest),
+				channelNumber(0x4002), peerAddress("203.0.113.1", 9))
+			if res.Type.Class != stun.ClassSuccessResponse {
+				t.Fatalf("%s: ChannelBind to a public peer: %v code %d", tr, res.Type, errorCode(res))
+			}
+		}
+	})
+}
+
+// TestReservationToken checks EVEN-PORT and RESERVATION-TOKEN (RFC 8656
+// §7.2) the way turnutils_uclient uses them for RTP and RTCP: the token
+// comes back from another client socket, which must reach the read loop
+// (and pion/turn allocation manager) that issued it.
+func TestReservationToken(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.ReadLoops = 4 })
+	srv := s.addr(t, TransportUDP)
+	allocate := func(c *rawClient, attr stun.Setter) *stun.Message {
+		t.Helper()
+		res := c.authed(stun.NewType(stun.MethodAllocate, stun.ClassRequest), requestedTransportUDP(), attr)
+		if res.Type.Class != stun.ClassSuccessResponse {
+			t.Fatalf("Allocate: %v code %d", res.Type, errorCode(res))
+		}
+
+		return res
+	}
+	relayPort := func(res *stun.Message) int {
+		t.Helper()
+		var a stun.XORMappedAddress
+		if err := a.GetFromAs(res, stun.AttrXORRelayedAddress); err != nil {
+			t.Fatal(err)
+		}
+
+		return a.Port
+	}
+	for i := 0; i < 4; i++ {
+		rtp := allocate(newRawClient(t, srv, "alice", "alicepw"), rawAttr{typ: stun.AttrEvenPort, val: []byte{0x80}})
+		token, err := rtp.Get(stun.AttrReservationToken)
+		if err != nil {
+			t.Fatalf("no RESERVATION-TOKEN: %v", err)
+		}
+		rtcp := allocate(newRawClient(t, srv, "alice", "alicepw"), rawAttr{typ: stun.AttrReservationToken, val: token})
+		if p, q := relayPort(rtp), relayPort(rtcp); p%2 != 0 || q != p+1 {
+			t.Fatalf("relay ports %d and %d, want an even port and the next", p, q)
+		}
+	}
 }
 
 func TestQuota(t *testing.T) {
@@ -552,7 +643,7 @@ func TestAllocateRateLimit(t *testing.T) {
 }
 
 func TestNewErrors(t *testing.T) {
-	if _, err := New(Config{}, nil, nil, nil); !errors.Is(err, ErrConfig) {
+	if _, err := New(Config{}); !errors.Is(err, ErrConfig) {
 		t.Errorf("New without realm: %v", err)
 	}
 	// A taken port fails New and leaves nothing bound.
@@ -562,13 +653,13 @@ func TestNewErrors(t *testing.T) {
 		Realm:    testRealm,
 		Listen:   []string{"udp://127.0.0.1:0", "tcp://" + busy},
 		PublicIP: netip.MustParseAddr("127.0.0.1"),
-	}, nil, nil, nil)
+	})
 	if err == nil {
 		t.Fatal("New on a busy port succeeded")
 	}
 	// Registering twice on one registry fails; after Close it works again.
 	if _, err := New(Config{Realm: testRealm, Listen: []string{"udp://127.0.0.1:0"},
-		PublicIP: netip.MustParseAddr("127.0.0.1")}, nil, nil, s.reg); err == nil {
+		PublicIP: netip.MustParseAddr("127.0.0.1"), Metrics: s.reg}); err == nil {
 		t.Fatal("second server registered the same metrics")
 	}
 }
@@ -579,7 +670,7 @@ func TestMetricsUnregisteredOnClose(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := New(cfg, nil, nil, s.reg)
+	s2, err := New(withCollab(cfg, nil, nil, s.reg))
 	if err != nil {
 		t.Fatalf("New after Close on the same registry: %v", err)
 	}
@@ -607,9 +698,11 @@ func TestMetrics(t *testing.T) {
 		{"switchboard_turn_relayed_packets_total", []string{"direction", "to_peer"}},
 		{"switchboard_turn_relayed_packets_total", []string{"direction", "from_peer"}},
 	} {
-		if got := s.metric(t, m.name, m.labels...); got < 1 {
-			t.Errorf("%s%v = %v", m.name, m.labels, got)
-		}
+		// A relay socket counts a datagram after its write returns, which
+		// can be after the echo came back: poll.
+		eventually(t, 2*time.Second, fmt.Sprintf("%s%v >= 1", m.name, m.labels), func() bool {
+			return s.metric(t, m.name, m.labels...) >= 1
+		})
 	}
 	if got := s.metric(t, "switchboard_turn_relayed_bytes_total", "direction", "to_peer"); int(got)%len(payload) != 0 {
 		t.Errorf("bytes to peer %v not a multiple of the payload", got)
@@ -635,7 +728,7 @@ func TestCloseReleasesEverything(t *testing.T) {
 		ReadLoops:  3,
 		AllowPeers: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 	}
-	s, err := New(cfg, testUsers, nil, nil)
+	s, err := New(withCollab(cfg, testUsers, nil, nil))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,10 @@
 
 package turn
 
-import "syscall"
+import (
+	"net"
+	"syscall"
+)
 
 // reusePortSupported is false off Linux: one socket per UDP address.
 const reusePortSupported = false
@@ -11,3 +14,6 @@ const reusePortSupported = false
 func socketControl(bool, int) func(network, address string, c syscall.RawConn) error {
 	return nil
 }
+
+// steerBySource has nothing to do off Linux, where there is one socket.
+func steerBySource([]*net.UDPConn) error { return nil }

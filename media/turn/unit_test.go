@@ -1,13 +1,16 @@
 package turn
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/tls"
 	"errors"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
 
-	"github.com/pion/stun/v3"
+	"github.com/pion/stun/v4"
 )
 
 func TestParseListen(t *testing.T) {
@@ -141,7 +144,7 @@ func TestSourceLimiter(t *testing.T) {
 func TestUserQuota(t *testing.T) {
 	q := newUserQuota(2)
 	now := time.Unix(1000, 0)
-	if !q.admit("alice", now) || !q.admit("alice", now) {
+	if first, second := q.admit("alice", now), q.admit("alice", now); !first || !second {
 		t.Fatal("first two refused")
 	}
 	if q.admit("alice", now) {
@@ -171,50 +174,68 @@ func TestUserQuota(t *testing.T) {
 	}
 }
 
-func TestFixChannelBindRefusal(t *testing.T) {
-	build := func(setters ...stun.Setter) []byte {
-		m, err := stun.Build(append([]stun.Setter{stun.TransactionID,
-			stun.NewType(stun.MethodChannelBind, stun.ClassErrorResponse)}, setters...)...)
-		if err != nil {
-			t.Fatal(err)
-		}
+// channelBindExchange builds a ChannelBind request from user (signed with
+// reqKey) and pion/turn's answer to it carrying setters.
+func channelBindExchange(t testing.TB, user string, reqKey []byte, setters ...stun.Setter) (req, resp []byte) {
+	t.Helper()
+	q, err := stun.Build(stun.TransactionID, stun.NewType(stun.MethodChannelBind, stun.ClassRequest),
+		channelNumber(0x4000), peerAddress("10.0.0.1", 9), stun.NewUsername(user), stun.NewRealm(testRealm),
+		stun.NewNonce("n"), stun.MessageIntegrity(reqKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := stun.Build(append([]stun.Setter{&stun.Message{TransactionID: q.TransactionID},
+		stun.NewType(stun.MethodChannelBind, stun.ClassErrorResponse)}, setters...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
 
-		return m.Raw
+	return q.Raw, r.Raw
+}
+
+func TestFixChannelBindRefusal(t *testing.T) {
+	s := &Server{cfg: Config{Realm: testRealm}, creds: testUsers, now: time.Now}
+	key := ha1("alice", "alicepw")
+	unauthorized := &stun.ErrorCodeAttribute{Code: stun.CodeUnauthorized}
+
+	// pion/turn v5's answer to a refused peer: 401, signed.
+	req, resp := channelBindExchange(t, "alice", key, unauthorized, stun.MessageIntegrity(key))
+	out := s.fixResponse(resp, req)
+	m := &stun.Message{Raw: out}
+	if err := m.Decode(); err != nil || errorCode(m) != 403 || m.Type != stun.NewType(stun.MethodChannelBind, stun.ClassErrorResponse) {
+		t.Fatalf("fixed message: %v, %v code %d", err, m.Type, errorCode(m))
 	}
-	refusal := build(&stun.ErrorCodeAttribute{Code: stun.CodeUnauthorized})
-	if !fixChannelBindRefusal(refusal) {
-		t.Fatal("pion's refusal was not fixed")
+	if err := stun.MessageIntegrity(key).Check(m); err != nil {
+		t.Fatalf("the 403 is not signed with the request's key: %v", err)
 	}
-	m := &stun.Message{Raw: refusal}
-	if err := m.Decode(); err != nil || errorCode(m) != 403 {
-		t.Fatalf("fixed message: %v, code %d", err, errorCode(m))
+	var q stun.Message
+	q.Raw = req
+	if err := q.Decode(); err != nil || m.TransactionID != q.TransactionID {
+		t.Fatalf("transaction ID changed: %v", err)
 	}
-	for name, b := range map[string][]byte{
-		"challenge with nonce": build(&stun.ErrorCodeAttribute{Code: stun.CodeUnauthorized}, stun.NewNonce("n"), stun.NewRealm("r")),
-		"bad request":          build(&stun.ErrorCodeAttribute{Code: stun.CodeBadRequest}),
-		"with integrity":       build(&stun.ErrorCodeAttribute{Code: stun.CodeUnauthorized}, stun.NewShortTermIntegrity("k")),
-		"with fingerprint":     build(&stun.ErrorCodeAttribute{Code: stun.CodeUnauthorized}, stun.Fingerprint),
-		"truncated":            build(&stun.ErrorCodeAttribute{Code: stun.CodeUnauthorized})[:22],
+
+	_, other := channelBindExchange(t, "alice", key, unauthorized, stun.MessageIntegrity(key))
+	notChannelBind, _ := stun.Build(stun.TransactionID, stun.NewType(stun.MethodCreatePermission, stun.ClassRequest),
+		stun.NewUsername("alice"), stun.NewRealm(testRealm), stun.NewNonce("n"), stun.MessageIntegrity(key))
+	for name, tt := range map[string][2][]byte{
+		"challenge with nonce": pair(channelBindExchange(t, "alice", key, unauthorized, stun.NewNonce("n"), stun.NewRealm(testRealm))),
+		"bad request":          pair(channelBindExchange(t, "alice", key, &stun.ErrorCodeAttribute{Code: stun.CodeBadRequest}, stun.MessageIntegrity(key))),
+		"signed with another key": pair(channelBindExchange(t, "alice", key, unauthorized,
+			stun.MessageIntegrity(ha1("alice", "other")))),
+		"unknown user":      pair(channelBindExchange(t, "mallory", key, unauthorized, stun.MessageIntegrity(key))),
+		"other transaction": {req, other},
+		"other request":     {notChannelBind.Raw, resp},
+		"truncated":         {req, resp[:22]},
+		"no request":        {nil, resp},
 	} {
-		orig := append([]byte(nil), b...)
-		if fixChannelBindRefusal(b) || string(b) != string(orig) {
+		orig := append([]byte(nil), tt[1]...)
+		if out := s.fixResponse(tt[1], tt[0]); string(out) != string(orig) || string(tt[1]) != string(orig) {
 			t.Errorf("%s: changed", name)
 		}
 	}
 }
 
-func FuzzFixChannelBindRefusal(f *testing.F) {
-	m, _ := stun.Build(stun.TransactionID, stun.NewType(stun.MethodChannelBind, stun.ClassErrorResponse),
-		&stun.ErrorCodeAttribute{Code: stun.CodeUnauthorized})
-	f.Add(m.Raw)
-	f.Add([]byte{0x01, 0x19})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		orig := append([]byte(nil), b...)
-		if !fixChannelBindRefusal(b) && string(b) != string(orig) {
-			t.Fatal("changed without reporting it")
-		}
-	})
-}
+func pair(req, resp []byte) [2][]byte { return [2][]byte{req, resp} }
 
 func FuzzAdmitDatagram(f *testing.F) {
 	s := &Server{metrics: mustMetrics(f), limiter: newSourceLimiter(1)}
@@ -252,86 +273,74 @@ func mustMetrics(tb testing.TB) *metrics {
 
 func FuzzFixResponse(f *testing.F) {
 	s := &Server{cfg: Config{Realm: testRealm}, creds: testUsers, now: time.Now}
-	req, _ := stun.Build(stun.TransactionID, stun.NewType(stun.MethodCreatePermission, stun.ClassRequest),
-		peerAddress("10.0.0.1", 9), stun.NewUsername("alice"), stun.NewRealm(testRealm), stun.NewNonce("n"),
-		stun.NewLongTermIntegrity("alice", testRealm, "alicepw"))
-	resp, _ := stun.Build(&stun.Message{TransactionID: req.TransactionID},
-		stun.NewType(stun.MethodCreatePermission, stun.ClassErrorResponse),
-		stun.MessageIntegrity(ha1("alice", "alicepw")))
-	bad, _ := stun.Build(&stun.Message{TransactionID: req.TransactionID},
-		stun.NewType(stun.MethodCreatePermission, stun.ClassErrorResponse),
-		&stun.ErrorCodeAttribute{Code: stun.CodeBadRequest})
-	f.Add(resp.Raw, req.Raw)
-	f.Add(bad.Raw, req.Raw)
+	key := ha1("alice", "alicepw")
+	req, resp := channelBindExchange(f, "alice", key, &stun.ErrorCodeAttribute{Code: stun.CodeUnauthorized},
+		stun.MessageIntegrity(key))
+	f.Add(resp, req)
+	_, bad := channelBindExchange(f, "alice", key, &stun.ErrorCodeAttribute{Code: stun.CodeBadRequest})
+	f.Add(bad, req)
 	f.Add([]byte{0x01, 0x19}, []byte{})
 	f.Fuzz(func(t *testing.T, resp, req []byte) {
-		out := s.fixResponse(resp, req, netip.AddrPort{})
-		if len(out) == 0 && len(resp) != 0 {
-			t.Fatal("response dropped")
+		orig := append([]byte(nil), resp...)
+		out := s.fixResponse(resp, req)
+		if string(resp) != string(orig) {
+			t.Fatal("pion's response modified in place")
+		}
+		if string(out) == string(resp) {
+			return
+		}
+		// Changed: only into a 403 signed with alice's key.
+		m := &stun.Message{Raw: out}
+		if m.Decode() != nil || errorCode(m) != 403 || stun.MessageIntegrity(key).Check(m) != nil {
+			t.Fatalf("rewritten into something else: %x", out)
 		}
 	})
 }
 
-func TestFixCreatePermissionRefusal(t *testing.T) {
-	s := &Server{cfg: Config{Realm: testRealm}, creds: testUsers, now: time.Now}
-	s.selfAddrs = localAddrs(netip.MustParseAddr("192.0.2.10"))
-	key := ha1("alice", "alicepw")
-	build := func(peers ...stun.Setter) (req, resp *stun.Message) {
-		setters := append([]stun.Setter{stun.TransactionID,
-			stun.NewType(stun.MethodCreatePermission, stun.ClassRequest)}, peers...)
-		setters = append(setters, stun.NewUsername("alice"), stun.NewRealm(testRealm), stun.NewNonce("n"),
-			stun.MessageIntegrity(key))
-		req, err := stun.Build(setters...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err = stun.Build(&stun.Message{TransactionID: req.TransactionID},
-			stun.NewType(stun.MethodCreatePermission, stun.ClassErrorResponse), stun.MessageIntegrity(key))
-		if err != nil {
-			t.Fatal(err)
-		}
+// TestStunStreamFraming checks that a stunStream hands out one frame per
+// Read, whatever the segments it arrives in, and keeps the last STUN message.
+func TestStunStreamFraming(t *testing.T) {
+	a, _ := stun.Build(stun.TransactionID, stun.BindingRequest, stun.NewSoftware("first"))
+	b, _ := stun.Build(stun.TransactionID, stun.NewType(stun.MethodChannelBind, stun.ClassRequest),
+		channelNumber(0x4000), peerAddress("203.0.113.1", 9))
+	chData := []byte{0x40, 0x00, 0x00, 0x05, 1, 2, 3, 4, 5, 0, 0, 0} // 5 bytes of data, padded to 8 (RFC 8656 §12.5)
+	stream := append(append(append([]byte(nil), a.Raw...), chData...), b.Raw...)
 
-		return req, resp
-	}
-	for _, tt := range []struct {
-		name  string
-		peers []stun.Setter
-		want  int
-	}{
-		{"refused peer", []stun.Setter{peerAddress("10.0.0.1", 9)}, 403},
-		{"refused among allowed", []stun.Setter{peerAddress("203.0.113.1", 9), peerAddress("127.0.0.1", 9)}, 403},
-		{"no peer", nil, 400},
-		{"own public address", []stun.Setter{peerAddress("192.0.2.10", 5060)}, 403},
-		{"allowed peer only", []stun.Setter{peerAddress("203.0.113.1", 9)}, 0},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			req, resp := build(tt.peers...)
-			out := s.fixCreatePermissionRefusal(resp.Raw, req.Raw)
-			if tt.want == 0 {
-				if out != nil {
-					t.Fatal("changed a response it cannot explain")
+	for _, bufSize := range []int{1600, 7} {
+		client, server := net.Pipe()
+		go func() {
+			// Two writes that split frames in the middle.
+			_, _ = client.Write(stream[:25])
+			_, _ = client.Write(stream[25:])
+			_ = client.Close()
+		}()
+		c := &stunStream{Conn: server, r: bufio.NewReaderSize(server, streamBufSize)}
+		var frames [][]byte
+		var cur []byte
+		buf := make([]byte, bufSize)
+		for {
+			n, err := c.Read(buf)
+			cur = append(cur, buf[:n]...)
+			if c.left == 0 && len(cur) > 0 {
+				frames = append(frames, cur)
+				if isSTUN := cur[0] < 0x40; isSTUN != c.keep || (isSTUN && !bytes.Equal(c.req, cur)) {
+					t.Errorf("buffer %d: tracked request %x (keep %v), want %x", bufSize, c.req, c.keep, cur)
 				}
-
-				return
+				cur = nil
 			}
-			m := &stun.Message{Raw: out}
-			if out == nil || m.Decode() != nil || errorCode(m) != tt.want {
-				t.Fatalf("got code %d, want %d", errorCode(m), tt.want)
+			if err != nil {
+				break
 			}
-			if err := stun.MessageIntegrity(key).Check(m); err != nil {
-				t.Fatalf("integrity: %v", err)
+		}
+		_ = server.Close()
+		want := [][]byte{a.Raw, chData, b.Raw}
+		if len(frames) != len(want) {
+			t.Fatalf("buffer %d: %d frames, want %d", bufSize, len(frames), len(want))
+		}
+		for i := range want {
+			if !bytes.Equal(frames[i], want[i]) {
+				t.Errorf("buffer %d: frame %d = %x, want %x", bufSize, i, frames[i], want[i])
 			}
-		})
-	}
-	// A response for another transaction, or signed with another key, is kept.
-	req, resp := build(peerAddress("10.0.0.1", 9))
-	other, _ := build(peerAddress("10.0.0.1", 9))
-	if s.fixCreatePermissionRefusal(resp.Raw, other.Raw) != nil {
-		t.Error("fixed a response to another transaction")
-	}
-	forged, _ := stun.Build(&stun.Message{TransactionID: req.TransactionID},
-		stun.NewType(stun.MethodCreatePermission, stun.ClassErrorResponse), stun.MessageIntegrity([]byte("k")))
-	if s.fixCreatePermissionRefusal(forged.Raw, req.Raw) != nil {
-		t.Error("fixed a response signed with another key")
+		}
 	}
 }

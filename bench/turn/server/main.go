@@ -111,7 +111,8 @@ func run() error {
 		creds[name] = h[:]
 	}
 
-	srv, err := turn.New(cfg, creds, log, nil)
+	cfg.Credentials, cfg.Logger = creds, log
+	srv, err := turn.New(cfg)
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
