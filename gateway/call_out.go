@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/switchboard/switchboard/internal/userpart"
 )
 
 // parseTarget turns what the browser dialled into a Request-URI: a SIP URI
@@ -61,18 +63,7 @@ func isNumber(s string) bool {
 // validUser accepts the user part of a SIP URI a person would type: a user
 // name or a number (RFC 3261 §25.1 unreserved characters and a few marks).
 func validUser(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-		case strings.ContainsRune("-_.!~*'+#", r):
-		default:
-			return false
-		}
-	}
-	return true
+	return userpart.Valid(s, "-_.!~*'+#")
 }
 
 // startOutgoing places the call the browser asked for: it parses the

@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"time"
@@ -40,6 +42,9 @@ type Guard interface {
 // Config configures the gateway. Zero values take the defaults named on each
 // field; Domain and ProxyAddr are required.
 type Config struct {
+	// Logger receives the gateway's logs (and pion's); nil is
+	// slog.Default().
+	Logger *slog.Logger
 	// Domain is the SIP domain: the host of every user's address of record
 	// and the digest realm the registrar challenges with. Required.
 	Domain string
@@ -130,45 +135,19 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.ListenIP == "" {
-		c.ListenIP = DefaultListenIP
-	}
-	if c.RegisterExpires == 0 {
-		c.RegisterExpires = DefaultRegisterExpires
-	}
-	if c.RingTimeout == 0 {
-		c.RingTimeout = DefaultRingTimeout
-	}
-	if c.AnswerTimeout == 0 {
-		c.AnswerTimeout = DefaultAnswerTimeout
-	}
-	if c.ICETimeout == 0 {
-		c.ICETimeout = DefaultICETimeout
-	}
-	if c.PingInterval == 0 {
-		c.PingInterval = DefaultPingInterval
-	}
-	if c.MaxMessageSize == 0 {
-		c.MaxMessageSize = DefaultMaxMessageSize
-	}
-	if c.MaxTabs == 0 {
-		c.MaxTabs = DefaultMaxTabs
-	}
-	if c.MaxTabsPerUser == 0 {
-		c.MaxTabsPerUser = DefaultMaxTabsPerUser
-	}
-	if c.MaxCallsPerTab == 0 {
-		c.MaxCallsPerTab = DefaultMaxCallsPerTab
-	}
-	if c.LoginFailures == 0 {
-		c.LoginFailures = DefaultLoginFailures
-	}
-	if c.LoginWindow == 0 {
-		c.LoginWindow = DefaultLoginWindow
-	}
-	if c.UserAgent == "" {
-		c.UserAgent = DefaultUserAgent
-	}
+	c.ListenIP = cmp.Or(c.ListenIP, DefaultListenIP)
+	c.RegisterExpires = cmp.Or(c.RegisterExpires, DefaultRegisterExpires)
+	c.RingTimeout = cmp.Or(c.RingTimeout, DefaultRingTimeout)
+	c.AnswerTimeout = cmp.Or(c.AnswerTimeout, DefaultAnswerTimeout)
+	c.ICETimeout = cmp.Or(c.ICETimeout, DefaultICETimeout)
+	c.PingInterval = cmp.Or(c.PingInterval, DefaultPingInterval)
+	c.MaxMessageSize = cmp.Or(c.MaxMessageSize, DefaultMaxMessageSize)
+	c.MaxTabs = cmp.Or(c.MaxTabs, DefaultMaxTabs)
+	c.MaxTabsPerUser = cmp.Or(c.MaxTabsPerUser, DefaultMaxTabsPerUser)
+	c.MaxCallsPerTab = cmp.Or(c.MaxCallsPerTab, DefaultMaxCallsPerTab)
+	c.LoginFailures = cmp.Or(c.LoginFailures, DefaultLoginFailures)
+	c.LoginWindow = cmp.Or(c.LoginWindow, DefaultLoginWindow)
+	c.UserAgent = cmp.Or(c.UserAgent, DefaultUserAgent)
 }
 
 func (c *Config) validate() error {

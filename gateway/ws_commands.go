@@ -72,8 +72,7 @@ func (t *tab) handle(m *clientMsg) {
 			reply(errBadRequest, m.Type+" needs a call id")
 			return
 		}
-		if (m.Type == msgAnswer) && (m.SDP == "" || len(m.SDP) > maxSDPLen) {
-			reply(errBadRequest, "answer needs an sdp of at most 32 KiB")
+		if m.Type == msgAnswer && !carries(m.SDP, maxSDPLen, "answer needs an sdp", reply) {
 			return
 		}
 		c := t.call(m.Call)
@@ -93,8 +92,7 @@ func (t *tab) leaveCalls() {
 // placeCall starts an outgoing call.
 func (t *tab) placeCall(a *account, m *clientMsg) {
 	reply := t.replyTo(m.ID, m.Call)
-	if m.SDP == "" || len(m.SDP) > maxSDPLen {
-		reply(errBadRequest, "call needs an sdp offer of at most 32 KiB")
+	if !carries(m.SDP, maxSDPLen, "call needs an sdp offer", reply) {
 		return
 	}
 	target, ok := t.addressed(m, "call", reply)
@@ -123,6 +121,17 @@ func (t *tab) placeCall(a *account, m *clientMsg) {
 	}
 }
 
+// carries reports whether body, what a command must carry (an SDP, a
+// text), is there and at most max bytes; when not, the browser hears what
+// the command needs ("call needs an sdp offer") and the limit.
+func carries(body string, max int, needs string, reply func(code, msg string)) bool {
+	if body != "" && len(body) <= max {
+		return true
+	}
+	reply(errBadRequest, fmt.Sprintf("%s of at most %d KiB", needs, max>>10))
+	return false
+}
+
 // addressed parses the address m is for ("to"); when it is none, the
 // browser hears it could not verb it.
 func (t *tab) addressed(m *clientMsg, verb string, reply func(code, msg string)) (sip.Uri, bool) {
@@ -137,8 +146,7 @@ func (t *tab) addressed(m *clientMsg, verb string, reply func(code, msg string))
 // message sends a SIP MESSAGE and reports the outcome.
 func (t *tab) message(a *account, m *clientMsg) {
 	reply := t.replyTo(m.ID, "")
-	if m.Text == "" || len(m.Text) > maxTextLen {
-		reply(errBadRequest, "message needs a text of at most 8 KiB")
+	if !carries(m.Text, maxTextLen, "message needs a text", reply) {
 		return
 	}
 	to, ok := t.addressed(m, "send to", reply)

@@ -1,12 +1,16 @@
 package media
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"runtime"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults applied to zero fields of Config.
@@ -22,6 +26,10 @@ const (
 // Config is the media relay's configuration. The zero value is usable: every
 // zero field takes the default named in its comment.
 type Config struct {
+	// Logger receives the relay's logs; nil is slog.Default().
+	Logger *slog.Logger
+	// Metrics, when set, is where the relay registers its metrics.
+	Metrics prometheus.Registerer
 	// PublicIP is the address the parties send media to, which the proxy
 	// writes into the SDP it forwards. Empty: DefaultPublicIP(), the first
 	// non-loopback address of the machine.
@@ -56,24 +64,12 @@ type Config struct {
 
 // withDefaults returns c with zero fields replaced by their defaults.
 func (c Config) withDefaults() Config {
-	if c.BindIP == "" {
-		c.BindIP = DefaultBindIP
-	}
-	if c.PortMin == 0 {
-		c.PortMin = DefaultPortMin
-	}
-	if c.PortMax == 0 {
-		c.PortMax = DefaultPortMax
-	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.Quarantine == 0 {
-		c.Quarantine = DefaultQuarantine
-	}
-	if c.SocketBuffer == 0 {
-		c.SocketBuffer = DefaultSocketBuffer
-	}
+	c.BindIP = cmp.Or(c.BindIP, DefaultBindIP)
+	c.PortMin = cmp.Or(c.PortMin, DefaultPortMin)
+	c.PortMax = cmp.Or(c.PortMax, DefaultPortMax)
+	c.Timeout = cmp.Or(c.Timeout, DefaultTimeout)
+	c.Quarantine = cmp.Or(c.Quarantine, DefaultQuarantine)
+	c.SocketBuffer = cmp.Or(c.SocketBuffer, DefaultSocketBuffer)
 	if c.Workers == 0 {
 		c.Workers = runtime.GOMAXPROCS(0)
 	}

@@ -4,8 +4,10 @@ package media
 
 import (
 	"errors"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 )
 
@@ -114,10 +116,7 @@ func (e *engine) closeStream(s *Stream) {
 
 func (e *engine) close() {
 	e.mu.Lock()
-	live := make([]*Stream, 0, len(e.live))
-	for s := range e.live {
-		live = append(live, s)
-	}
+	live := slices.Collect(maps.Keys(e.live))
 	e.mu.Unlock()
 	for _, s := range live {
 		e.closeStream(s)

@@ -118,25 +118,20 @@ func (g *Guard) Fail(source netip.AddrPort, user string) {
 	if g == nil || !source.IsValid() {
 		return
 	}
-	now := g.now()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.trusted[unmapAP(source)] {
-		return
-	}
-	src := source.Addr().Unmap()
-	if g.cfg.PerSource > 0 {
-		if n, banned := g.sources.fail(src, g.cfg.PerSource, g.cfg.Window, g.cfg.Ban, now, g.maxEntries); banned {
-			g.log.Warn("source refused after repeated authentication failures",
-				"source", src.String(), "user", user, "failures", n, "window", g.cfg.Window, "ban", g.cfg.Ban)
+	g.untrusted(source, func(src netip.Addr, now time.Time) {
+		if g.cfg.PerSource > 0 {
+			if n, banned := g.sources.fail(src, g.cfg.PerSource, g.cfg.Window, g.cfg.Ban, now, g.maxEntries); banned {
+				g.log.Warn("source refused after repeated authentication failures",
+					"source", src.String(), "user", user, "failures", n, "window", g.cfg.Window, "ban", g.cfg.Ban)
+			}
 		}
-	}
-	if g.cfg.PerUser > 0 && ValidName(user) {
-		if n, banned := g.users.fail(user, g.cfg.PerUser, g.cfg.Window, g.cfg.Ban, now, g.maxEntries); banned {
-			g.log.Warn("user refused from unknown sources after repeated authentication failures",
-				"user", user, "last_source", src.String(), "failures", n, "window", g.cfg.Window, "ban", g.cfg.Ban)
+		if g.cfg.PerUser > 0 && ValidName(user) {
+			if n, banned := g.users.fail(user, g.cfg.PerUser, g.cfg.Window, g.cfg.Ban, now, g.maxEntries); banned {
+				g.log.Warn("user refused from unknown sources after repeated authentication failures",
+					"user", user, "last_source", src.String(), "failures", n, "window", g.cfg.Window, "ban", g.cfg.Ban)
+			}
 		}
-	}
+	})
 }
 
 // Succeed records that source authenticated as user: the source is then
@@ -147,13 +142,11 @@ func (g *Guard) Succeed(source netip.AddrPort, user string) {
 	if g == nil || !source.IsValid() || !ValidName(user) || g.cfg.PerUser <= 0 {
 		return
 	}
-	now := g.now()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.trusted[unmapAP(source)] {
-		return
-	}
-	src := source.Addr().Unmap()
+	g.untrusted(source, func(src netip.Addr, now time.Time) { g.rememberLocked(user, src, now) })
+}
+
+// rememberLocked records that src authenticated as user at now.
+func (g *Guard) rememberLocked(user string, src netip.Addr, now time.Time) {
 	list, ok := g.known[user]
 	for i := range list {
 		if list[i].addr == src {
@@ -193,23 +186,30 @@ func (g *Guard) BannedFor(source netip.AddrPort, user string) time.Duration {
 	if g == nil {
 		return 0
 	}
+	var left time.Duration
+	g.untrusted(source, func(src netip.Addr, now time.Time) {
+		if until, ok := g.sources.banned(src, now); ok {
+			left = until.Sub(now)
+		}
+		if user != "" {
+			if until, ok := g.users.banned(user, now); ok && !g.knownLocked(user, src, now) {
+				left = max(left, until.Sub(now))
+			}
+		}
+	})
+	return left
+}
+
+// untrusted runs f under g.mu with source's address and the time, unless
+// source is trusted (Trust): trusted sources are neither counted nor banned.
+func (g *Guard) untrusted(source netip.AddrPort, f func(src netip.Addr, now time.Time)) {
 	now := g.now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.trusted[unmapAP(source)] {
-		return 0
+		return
 	}
-	src := source.Addr().Unmap()
-	var left time.Duration
-	if until, ok := g.sources.banned(src, now); ok {
-		left = until.Sub(now)
-	}
-	if user != "" {
-		if until, ok := g.users.banned(user, now); ok && !g.knownLocked(user, src, now) {
-			left = max(left, until.Sub(now))
-		}
-	}
-	return left
+	f(source.Addr().Unmap(), now)
 }
 
 // knownLocked reports whether src authenticated as user within KnownFor.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/internal/sqldb"
+	"github.com/switchboard/switchboard/internal/userpart"
 )
 
 // User is a SIP user as the registrar knows it. Only the digest HA1 values
@@ -92,18 +93,7 @@ func NewUsers(ctx context.Context, db *sql.DB, realm string, log *slog.Logger) (
 // characters of letters, digits and -_.!~*'()+ (RFC 3261 §25.1 unreserved
 // plus a few user-unreserved characters), so it needs no escaping anywhere.
 func ValidName(name string) bool {
-	if name == "" || len(name) > 64 {
-		return false
-	}
-	for _, r := range name {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-		case strings.ContainsRune("-_.!~*'()+", r):
-		default:
-			return false
-		}
-	}
-	return true
+	return userpart.Valid(name, "-_.!~*'()+")
 }
 
 // Add creates a user. It fails with ErrUserExists if the name is taken.
@@ -134,22 +124,22 @@ func (s *Users) SetPassword(ctx context.Context, name, password string) error {
 		return errors.New("password is empty")
 	}
 	m, h := ComputeHA1(name, s.realm, password)
-	res, err := s.db.ExecContext(ctx, `UPDATE users SET ha1_md5 = ?, ha1_sha256 = ? WHERE name = ?`, m, h, name)
-	if err != nil {
-		return fmt.Errorf("set password of %s: %w", name, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("%w: %s", ErrUnknownUser, name)
-	}
-	s.forget(name)
-	return nil
+	return s.change(ctx, name, "set password of "+name,
+		`UPDATE users SET ha1_md5 = ?, ha1_sha256 = ? WHERE name = ?`, m, h, name)
 }
 
 // Delete removes a user.
 func (s *Users) Delete(ctx context.Context, name string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM users WHERE name = ?`, name)
+	return s.change(ctx, name, "delete user "+name, `DELETE FROM users WHERE name = ?`, name)
+}
+
+// change runs query, a change to the row of user name (what says which, in
+// errors), and drops the name from the cache. It fails with ErrUnknownUser
+// when there is no such row.
+func (s *Users) change(ctx context.Context, name, what, query string, args ...any) error {
+	res, err := s.db.ExecContext(ctx, query, args...)
 	if err != nil {
-		return fmt.Errorf("delete user %s: %w", name, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("%w: %s", ErrUnknownUser, name)

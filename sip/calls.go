@@ -113,7 +113,8 @@ func (t *callTracker) ringing(c *call) {
 	t.mu.Unlock()
 }
 
-// finish records how a call's INVITE ended: answered by out.answer, or
+// finish records how a call's INVITE ended: answered by out.answer (which
+// the fork already marked, before relaying it: this is then a no-op), or
 // failed with out's status.
 func (t *callTracker) finish(c *call, out outcome) {
 	if out.answer != nil {
@@ -148,17 +149,9 @@ func (t *callTracker) failed(c *call, code int, reason, by string) {
 		t.mu.Unlock()
 		return
 	}
-	c.ended = true
-	delete(t.calls, c.id)
-	ms := c.ms
+	ms := t.endLocked(c)
 	t.mu.Unlock()
-	stats := ""
-	if ms != nil {
-		stats = ms.close()
-	}
-	if t.rec != nil {
-		t.rec.Ended(c.id, code, reason, by, stats, t.now())
-	}
+	t.recordEnd(c.id, ms, code, reason, by)
 }
 
 // bye records the end of an answered call; who hung up is told by the
@@ -171,21 +164,13 @@ func (t *callTracker) bye(req *gosip.Request) {
 		t.mu.Unlock()
 		return
 	}
-	c.ended = true
-	delete(t.calls, id)
-	ms := c.ms
+	ms := t.endLocked(c)
 	t.mu.Unlock()
 	by := "callee"
 	if tag, _ := req.From().Params.Get("tag"); tag == c.callerTag {
 		by = "caller"
 	}
-	stats := ""
-	if ms != nil {
-		stats = ms.close()
-	}
-	if t.rec != nil {
-		t.rec.Ended(id, 200, "BYE", by, stats, t.now())
-	}
+	t.recordEnd(id, ms, 200, "BYE", by)
 }
 
 // endBySwitch ends a call the switch hangs up (media timeout, shutdown),
@@ -197,22 +182,34 @@ func (t *callTracker) endBySwitch(c *call, code int, reason string) *call {
 		t.mu.Unlock()
 		return nil
 	}
-	c.ended = true
-	delete(t.calls, c.id)
-	ms := c.ms
+	ms := t.endLocked(c)
 	answered := c.answered
 	t.mu.Unlock()
+	t.recordEnd(c.id, ms, code, reason, "switch")
+	if !answered {
+		return nil
+	}
+	return c
+}
+
+// endLocked marks c ended and forgets it; the caller holds t.mu and, once
+// it has let go of it, passes the returned media session to recordEnd.
+func (t *callTracker) endLocked(c *call) *mediaSession {
+	c.ended = true
+	delete(t.calls, c.id)
+	return c.ms
+}
+
+// recordEnd closes an ended call's media session (ms may be nil) and
+// records the end with the session's statistics.
+func (t *callTracker) recordEnd(id string, ms *mediaSession, code int, reason, by string) {
 	stats := ""
 	if ms != nil {
 		stats = ms.close()
 	}
 	if t.rec != nil {
-		t.rec.Ended(c.id, code, reason, "switch", stats, t.now())
+		t.rec.Ended(id, code, reason, by, stats, t.now())
 	}
-	if !answered {
-		return nil
-	}
-	return c
 }
 
 // setMedia attaches a media session to a call.
@@ -243,8 +240,6 @@ func (t *callTracker) fromCaller(callID, fromTag string) bool {
 	return true
 }
 
-// ack is called for ACKs relayed; nothing to record yet.
-func (t *callTracker) ack(req *gosip.Request) {}
 
 // maxCallAge bounds how long a call is remembered without a BYE (a UA that
 // ignored our Record-Route, a BYE lost for good): its record is closed then.

@@ -59,7 +59,7 @@ type floodGuard struct {
 	now func() time.Time
 
 	mu      sync.Mutex
-	sources map[netip.Addr]*floodEntry
+	sources sourceTable[floodEntry]
 	trusted map[netip.AddrPort]bool
 
 	bans    atomic.Uint64 // sources banned so far
@@ -73,7 +73,10 @@ type floodEntry struct {
 }
 
 func newFloodGuard(cfg FloodConfig, log *slog.Logger) *floodGuard {
-	return &floodGuard{cfg: cfg, log: log, now: time.Now, sources: map[netip.Addr]*floodEntry{}, trusted: map[netip.AddrPort]bool{}}
+	sources := newSourceTable(maxFloodEntries,
+		func(now time.Time) *floodEntry { return &floodEntry{start: now} },
+		func(e *floodEntry, now time.Time) bool { return !now.Before(e.until) && now.Sub(e.start) >= cfg.Window })
+	return &floodGuard{cfg: cfg, log: log, now: time.Now, sources: sources, trusted: map[netip.AddrPort]bool{}}
 }
 
 // trust exempts one source address and port (the WebRTC gateway's SIP
@@ -102,16 +105,9 @@ func (f *floodGuard) allow(src netip.AddrPort) bool {
 	if len(f.trusted) > 0 && f.trusted[netip.AddrPortFrom(ip, src.Port())] {
 		return true
 	}
-	e := f.sources[ip]
+	e := f.sources.entry(ip, now)
 	if e == nil {
-		if len(f.sources) >= maxFloodEntries {
-			f.sweepLocked(now)
-			if len(f.sources) >= maxFloodEntries {
-				return true
-			}
-		}
-		e = &floodEntry{start: now}
-		f.sources[ip] = e
+		return true
 	}
 	if now.Before(e.until) {
 		f.dropped.Add(1)
@@ -136,15 +132,7 @@ func (f *floodGuard) allow(src netip.AddrPort) bool {
 func (f *floodGuard) sweep() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.sweepLocked(f.now())
-}
-
-func (f *floodGuard) sweepLocked(now time.Time) {
-	for k, e := range f.sources {
-		if !now.Before(e.until) && now.Sub(e.start) >= f.cfg.Window {
-			delete(f.sources, k)
-		}
-	}
+	f.sources.sweep(f.now())
 }
 
 // addrPortOfNet returns the address of a net.Addr as netip.AddrPort.

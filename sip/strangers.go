@@ -27,7 +27,7 @@ type strangers struct {
 	max   int
 
 	mu      sync.Mutex
-	sources map[netip.Addr]*strangerEntry
+	sources sourceTable[strangerEntry]
 }
 
 type strangerEntry struct {
@@ -41,7 +41,11 @@ type strangerEntry struct {
 const maxStrangerEntries = 1 << 15
 
 func newStrangers(perSecond float64, maxActive int) *strangers {
-	return &strangers{rate: rate.Limit(perSecond), burst: 5, max: maxActive, sources: map[netip.Addr]*strangerEntry{}}
+	st := &strangers{rate: rate.Limit(perSecond), burst: 5, max: maxActive}
+	st.sources = newSourceTable(maxStrangerEntries,
+		func(time.Time) *strangerEntry { return &strangerEntry{lim: rate.NewLimiter(st.rate, st.burst)} },
+		func(e *strangerEntry, now time.Time) bool { return e.active == 0 && now.Sub(e.seen) > 10*time.Second })
+	return st
 }
 
 // admit reserves a place for one request from src, or returns the status
@@ -51,16 +55,9 @@ func (st *strangers) admit(src netip.AddrPort) (release func(), err error) {
 	now := time.Now()
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	e := st.sources[ip]
+	e := st.sources.entry(ip, now)
 	if e == nil {
-		if len(st.sources) >= maxStrangerEntries {
-			st.sweepLocked(now)
-			if len(st.sources) >= maxStrangerEntries {
-				return nil, status(503, "Service Unavailable", errOverload, gosip.NewHeader("Retry-After", "30"))
-			}
-		}
-		e = &strangerEntry{lim: rate.NewLimiter(st.rate, st.burst)}
-		st.sources[ip] = e
+		return nil, status(503, "Service Unavailable", errOverload, gosip.NewHeader("Retry-After", "30"))
 	}
 	e.seen = now
 	if !e.lim.AllowN(now, 1) {
@@ -85,15 +82,7 @@ func (st *strangers) admit(src netip.AddrPort) (release func(), err error) {
 func (st *strangers) sweep() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.sweepLocked(time.Now())
-}
-
-func (st *strangers) sweepLocked(now time.Time) {
-	for k, e := range st.sources {
-		if e.active == 0 && now.Sub(e.seen) > 10*time.Second {
-			delete(st.sources, k)
-		}
-	}
+	st.sources.sweep(time.Now())
 }
 
 // admitStranger decides on an out-of-dialog request from a party that is

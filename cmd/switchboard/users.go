@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,20 +14,29 @@ import (
 	"github.com/switchboard/switchboard/registrar"
 )
 
+// openDBCommand parses the flags of a command that works on the database
+// (adding --config to fs) and opens the database the configuration names.
+// It returns the positional arguments, the configuration and the database,
+// which the caller closes.
+func openDBCommand(ctx context.Context, fs *flag.FlagSet, args []string) ([]string, *fileConfig, *sql.DB, error) {
+	config := fs.String("config", "", "configuration file")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cfg, db, err := openDB(ctx, *config)
+	return pos, cfg, db, err
+}
+
 func cmdUser(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		return errors.New("user: want add, passwd, del or list")
 	}
 	sub := args[0]
 	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
-	config := fs.String("config", "", "configuration file")
 	password := fs.String("password", "", "password")
-	pos, err := parseFlags(fs, args[1:])
-	if err != nil {
-		return err
-	}
 	ctx := context.Background()
-	cfg, db, err := openDB(ctx, *config)
+	pos, cfg, db, err := openDBCommand(ctx, fs, args[1:])
 	if err != nil {
 		return err
 	}
@@ -92,13 +102,9 @@ func cmdCDR(args []string, stdout io.Writer) error {
 		return errors.New("cdr: want list")
 	}
 	fs := flag.NewFlagSet("cdr list", flag.ContinueOnError)
-	config := fs.String("config", "", "configuration file")
 	limit := fs.Int("limit", 100, "records to show")
-	if _, err := parseFlags(fs, args[1:]); err != nil {
-		return err
-	}
 	ctx := context.Background()
-	_, db, err := openDB(ctx, *config)
+	_, _, db, err := openDBCommand(ctx, fs, args[1:])
 	if err != nil {
 		return err
 	}
