@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/lifecycle"
 	"github.com/switchboard/switchboard/internal/sqldb"
 )
 
@@ -58,15 +59,29 @@ var schema = []string{
 // heartbeat is how often a running switch notes that it is alive.
 const heartbeat = 10 * time.Second
 
-// Store keeps call records in SQL.
-type Store struct {
-	db *sql.DB
-	w  *sqldb.BatchWriter
+// Config configures a Store.
+type Config struct {
+	// DB holds the records (its calls table is migrated by New). Required.
+	DB *sql.DB
+	// Logger receives the store's logs; nil is slog.Default().
+	Logger *slog.Logger
 }
 
-// Open migrates the calls table, closes the records a crash left open (see
-// CloseOrphans) and returns the store. Call Run to write.
-func Open(ctx context.Context, db *sql.DB, log *slog.Logger) (*Store, error) {
+// Store keeps call records in SQL.
+type Store struct {
+	db   *sql.DB
+	w    *sqldb.BatchWriter
+	loop lifecycle.Loop
+}
+
+// New migrates the calls table, closes the records a crash left open (see
+// CloseOrphans) and returns the store. Serve writes what is recorded;
+// Shutdown flushes it.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	db, log := cfg.DB, cfg.Logger
+	if db == nil {
+		return nil, errors.New("cdr: no database")
+	}
 	if err := sqldb.Migrate(ctx, db, "cdr", schema); err != nil {
 		return nil, err
 	}
@@ -84,27 +99,33 @@ func Open(ctx context.Context, db *sql.DB, log *slog.Logger) (*Store, error) {
 	return &Store{db: db, w: sqldb.NewBatchWriter(db, "cdr", 65536, log)}, nil
 }
 
-// Run writes queued records until ctx ends, then flushes. While it runs it
-// notes every few seconds that the switch is alive. The caller owns the
-// goroutine.
-func (s *Store) Run(ctx context.Context) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(heartbeat)
-		defer t.Stop()
-		for {
-			s.alive(time.Now())
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
+// Serve writes queued records until ctx ends or Shutdown is called, then
+// flushes. While it runs it notes every few seconds that the switch is
+// alive.
+func (s *Store) Serve(ctx context.Context) error {
+	return s.loop.Run(ctx, func(ctx context.Context) {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			t := time.NewTicker(heartbeat)
+			defer t.Stop()
+			for {
+				s.alive(time.Now())
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
 			}
-		}
-	}()
-	s.w.Run(ctx)
-	<-done
+		}()
+		s.w.Run(ctx)
+		<-done
+	})
 }
+
+// Shutdown stops Serve and waits, at most until ctx ends, for the queued
+// records to be written.
+func (s *Store) Shutdown(ctx context.Context) error { return s.loop.Stop(ctx) }
 
 func (s *Store) alive(at time.Time) {
 	s.w.Enqueue(func(ctx context.Context, tx *sql.Tx) error {
@@ -158,13 +179,6 @@ func CloseOrphans(ctx context.Context, db *sql.DB) (int, error) {
 		}
 	}
 	return len(open), nil
-}
-
-func ms(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return t.UnixMilli()
 }
 
 // Started records a new call attempt.

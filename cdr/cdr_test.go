@@ -16,7 +16,7 @@ func openStore(t *testing.T, path string) (*Store, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Open(ctx, db, nil)
+	s, err := New(ctx, Config{DB: db})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +30,7 @@ func TestRecordsOfACall(t *testing.T) {
 	defer closeDB()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); s.Run(ctx) }()
+	go func() { defer close(done); s.Serve(ctx) }()
 	t0 := time.UnixMilli(1_700_000_000_000)
 	s.Started("c1", "alice@x", "bob@x", t0)
 	s.Answered("c1", 200, t0.Add(time.Second))
@@ -68,7 +68,7 @@ func TestCrashLeavesNoOpenRecord(t *testing.T) {
 	s, closeDB := openStore(t, path)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); s.Run(ctx) }()
+	go func() { defer close(done); s.Serve(ctx) }()
 	now := time.Now()
 	s.Started("up", "alice@x", "bob@x", now.Add(-time.Minute))
 	s.Answered("up", 200, now.Add(-50*time.Second))

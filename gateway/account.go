@@ -147,7 +147,7 @@ func (a *account) refresh(ctx context.Context, granted time.Duration) {
 		cancel()
 		switch {
 		case err == nil:
-			granted, wait = g, g/2
+			wait = g / 2
 		case ctx.Err() != nil:
 			wait = 0
 		default:

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -49,11 +48,12 @@ type Gateway struct {
 }
 
 // New builds a gateway. log may be nil (slog.Default).
-func New(cfg Config, log *slog.Logger) (*Gateway, error) {
+func New(cfg Config) (*Gateway, error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
@@ -97,20 +97,36 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	srv.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {
 		_ = respond(tx, req, 405, "Method Not Allowed", nil, sip.NewHeader("Allow", allowHeader))
 	})
+	if err := g.start(); err != nil {
+		_ = g.Close() // what start bound; its error is the one to report
+		return nil, err
+	}
 	return g, nil
 }
 
-// Start binds the gateway's SIP socket and starts serving it. It returns
-// once the gateway is ready; ctx bounds the start only.
-func (g *Gateway) Start(ctx context.Context) error {
+// Serve waits until ctx ends or the gateway is closed. The gateway's SIP
+// socket is bound and read from New on (sipgo sends from a UDP socket only
+// once it reads it, and the gateway signs users in as soon as a browser
+// asks), so Serve has nothing more to start.
+func (g *Gateway) Serve(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+	case <-g.ctx.Done():
+	}
+	return nil
+}
+
+// Shutdown is Close (bounded by the SIP timeouts, a few seconds; ctx is
+// not needed).
+func (g *Gateway) Shutdown(ctx context.Context) error { return g.Close() }
+
+// start binds the gateway's SIP socket and starts serving it; it returns
+// once the gateway is ready.
+func (g *Gateway) start() error {
+	ctx, cancel := context.WithTimeout(g.ctx, 10*time.Second)
+	defer cancel()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.closed {
-		return ErrClosed
-	}
-	if g.started {
-		return errors.New("gateway: already started")
-	}
 	if err := g.sip.listen(ctx, g.cfg.ListenIP, g.cfg.SIPPort); err != nil {
 		return err
 	}
@@ -129,7 +145,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	return nil
 }
 
-// SIPAddr returns the address of the gateway's SIP socket (after Start).
+// SIPAddr returns the address of the gateway's SIP socket.
 func (g *Gateway) SIPAddr() netip.AddrPort { return g.sip.local }
 
 // Handler serves the web phone at / (with its script and style sheet) and

@@ -63,32 +63,33 @@ func newEnv(t *testing.T, mod func(*gateway.Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := registrar.New(ctx, registrar.Config{Realm: domain, AuthFailures: -1}, db, log)
+	reg, err := registrar.New(ctx, registrar.Config{Realm: domain, AuthFailures: -1, DB: db, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	calls, err := cdr.Open(ctx, db, log)
+	calls, err := cdr.New(ctx, cdr.Config{DB: db, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	bg, stopBG := context.WithCancel(context.Background())
 	var bgWG sync.WaitGroup
 	bgWG.Add(2)
-	go func() { defer bgWG.Done(); reg.Run(bg) }()
-	go func() { defer bgWG.Done(); calls.Run(bg) }()
+	go func() { defer bgWG.Done(); reg.Serve(bg) }()
+	go func() { defer bgWG.Done(); calls.Serve(bg) }()
 	lo := 33000 + 2*rand.IntN(12000)
-	relay, err := media.New(media.Config{PublicIP: "127.0.0.1", BindIP: "127.0.0.1", PortMin: lo, PortMax: lo + 399, Quarantine: -1, Workers: 1}, log, prometheus.NewRegistry())
+	relay, err := media.New(media.Config{PublicIP: "127.0.0.1", BindIP: "127.0.0.1", PortMin: lo, PortMax: lo + 399, Quarantine: -1, Workers: 1,
+		Logger: log, Metrics: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv, err := proxy.New(proxy.Config{Domain: domain, Listen: []proxy.Listen{{Transport: "udp", Addr: "127.0.0.1:0"}},
-		Advertise: "127.0.0.1", MediaRelay: relay, TimerC: 30 * time.Second}, reg, reg.Authenticator(), calls, log)
+		Advertise: "127.0.0.1", MediaRelay: relay, TimerC: 30 * time.Second,
+		Registrar: reg, Authenticator: reg.Authenticator(), Recorder: calls, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Listen(ctx); err != nil {
-		t.Fatal(err)
-	}
+	bgWG.Add(1)
+	go func() { defer bgWG.Done(); srv.Serve(bg) }()
 	for _, u := range []string{"alice", "bob", "carol"} {
 		if err := reg.Users().Add(ctx, u, u+"pw"); err != nil {
 			t.Fatal(err)
@@ -105,11 +106,9 @@ func newEnv(t *testing.T, mod func(*gateway.Config)) *env {
 	if mod != nil {
 		mod(&cfg)
 	}
-	gw, err := gateway.New(cfg, log)
+	cfg.Logger = log
+	gw, err := gateway.New(cfg)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(gw.Handler())

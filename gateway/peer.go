@@ -50,7 +50,13 @@ func settingEngine(cfg *Config, logs pionLogs) (webrtc.SettingEngine, error) {
 		se.SetIncludeLoopbackCandidate(true)
 	}
 	if cfg.PublicIP != "" {
-		se.SetNAT1To1IPs([]string{cfg.PublicIP}, webrtc.ICECandidateTypeHost)
+		// 1:1 NAT: host candidates carry the public address instead of the
+		// local one (what SetNAT1To1IPs with a host type did).
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External: []string{cfg.PublicIP}, AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace,
+		}); err != nil {
+			return se, fmt.Errorf("public_ip: %w", err)
+		}
 	}
 	return se, nil
 }

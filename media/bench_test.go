@@ -43,7 +43,7 @@ func BenchmarkRelayLoopback(b *testing.B) {
 		b.Run(map[int]string{1: "burst1", 16: "burst16"}[burst], func(b *testing.B) {
 			base := testPortBlock()
 			r, err := New(Config{PublicIP: "127.0.0.1", BindIP: "127.0.0.1", PortMin: base, PortMax: base + 63,
-				Timeout: -1, Quarantine: -1, Workers: 1}, discardLogger(), nil)
+				Timeout: -1, Quarantine: -1, Workers: 1, Logger: discardLogger()})
 			if err != nil {
 				b.Fatal(err)
 			}

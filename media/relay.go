@@ -1,6 +1,7 @@
 package media
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,12 +42,15 @@ type Relay struct {
 
 // New starts a relay: it checks cfg (zero fields take their defaults), starts
 // the packet loops and, if cfg.Timeout is positive, the idle timer. Metrics
-// are registered on reg when it is not nil. Close stops it all.
-func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Relay, error) {
+// are registered on cfg.Metrics when it is not nil. Streams work from New
+// on (the relay's sockets are its streams', opened as calls ask for them);
+// Serve only waits, and Shutdown (or Close) stops it all.
+func New(cfg Config) (*Relay, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	log, reg := cfg.Logger, cfg.Metrics
 	if log == nil {
 		log = slog.Default()
 	}
@@ -93,6 +97,21 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Relay, error
 		"timeout", cfg.Timeout, "quarantine", cfg.Quarantine, "workers", cfg.Workers)
 	return r, nil
 }
+
+// Serve waits until ctx ends or the relay is closed: its packet loops and
+// idle timer run from New, so that streams work for callers (and tests)
+// that never call Serve.
+func (r *Relay) Serve(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+	case <-r.stop:
+	}
+	return nil
+}
+
+// Shutdown stops the relay (see Close); ctx is not needed, as closing
+// sockets does not wait.
+func (r *Relay) Shutdown(ctx context.Context) error { return r.Close() }
 
 // Close stops all goroutines of the relay and closes all sockets, those of
 // open Streams included. Streams stay readable (Stats) afterwards. It is

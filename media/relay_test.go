@@ -47,7 +47,8 @@ func newTestRelay(t *testing.T, mod func(*Config)) *Relay {
 	if mod != nil {
 		mod(&cfg)
 	}
-	r, err := New(cfg, discardLogger(), nil)
+	cfg.Logger = discardLogger()
+	r, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -589,7 +590,7 @@ func TestTimeoutRealClock(t *testing.T) {
 
 func TestCloseStopsEverything(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	r, err := New(Config{PublicIP: "127.0.0.1", PortMin: 20000, PortMax: 10000}, discardLogger(), prometheus.NewRegistry())
+	r, err := New(Config{PublicIP: "127.0.0.1", PortMin: 20000, PortMax: 10000, Logger: discardLogger(), Metrics: prometheus.NewRegistry()})
 	if err == nil {
 		r.Close()
 		t.Fatal("New accepted PortMax < PortMin")
@@ -597,7 +598,7 @@ func TestCloseStopsEverything(t *testing.T) {
 	base := testPortBlock()
 	reg := prometheus.NewRegistry()
 	r, err = New(Config{PublicIP: "127.0.0.1", BindIP: "127.0.0.1", PortMin: base, PortMax: base + 63,
-		Timeout: time.Second}, discardLogger(), reg)
+		Timeout: time.Second, Logger: discardLogger(), Metrics: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -625,7 +626,7 @@ func TestCloseStopsEverything(t *testing.T) {
 	}
 	l.Close()
 	// The collector was unregistered: a new relay can use the registry.
-	r2, err := New(Config{PublicIP: "127.0.0.1", BindIP: "127.0.0.1", PortMin: base, PortMax: base + 63}, discardLogger(), reg)
+	r2, err := New(Config{PublicIP: "127.0.0.1", BindIP: "127.0.0.1", PortMin: base, PortMax: base + 63, Logger: discardLogger(), Metrics: reg})
 	if err != nil {
 		t.Fatalf("second relay on the same registry: %v", err)
 	}
@@ -635,7 +636,7 @@ func TestCloseStopsEverything(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	base := testPortBlock()
-	r, err := New(Config{PublicIP: "127.0.0.1", BindIP: "127.0.0.1", PortMin: base, PortMax: base + 63}, discardLogger(), reg)
+	r, err := New(Config{PublicIP: "127.0.0.1", BindIP: "127.0.0.1", PortMin: base, PortMax: base + 63, Logger: discardLogger(), Metrics: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

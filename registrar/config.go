@@ -1,13 +1,21 @@
 package registrar
 
 import (
+	"cmp"
+	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
 // Config configures the registrar. Zero values take the documented defaults.
 type Config struct {
+	// DB holds users and bindings (its tables are migrated by New).
+	// Required.
+	DB *sql.DB
+	// Logger receives the registrar's logs; nil is slog.Default().
+	Logger *slog.Logger
 	// Realm is the digest realm: the switch's SIP domain. Required.
 	Realm string
 	// DefaultExpires applies when a REGISTER gives no expiry (default 3600s).
@@ -47,38 +55,23 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.DefaultExpires == 0 {
-		c.DefaultExpires = time.Hour
-	}
-	if c.MinExpires == 0 {
-		c.MinExpires = time.Minute
-	}
-	if c.MaxExpires == 0 {
-		c.MaxExpires = 24 * time.Hour
-	}
-	if c.MaxContacts == 0 {
-		c.MaxContacts = 10
-	}
-	if c.NonceTTL == 0 {
-		c.NonceTTL = 5 * time.Minute
-	}
-	if c.AuthFailures == 0 {
-		c.AuthFailures = 10
-	}
-	if c.AuthFailuresPerUser == 0 {
-		c.AuthFailuresPerUser = 30
-	}
-	if c.AuthWindow == 0 {
-		c.AuthWindow = time.Minute
-	}
-	if c.Ban == 0 {
-		c.Ban = 5 * time.Minute
-	}
+	c.DefaultExpires = cmp.Or(c.DefaultExpires, time.Hour)
+	c.MinExpires = cmp.Or(c.MinExpires, time.Minute)
+	c.MaxExpires = cmp.Or(c.MaxExpires, 24*time.Hour)
+	c.MaxContacts = cmp.Or(c.MaxContacts, 10)
+	c.NonceTTL = cmp.Or(c.NonceTTL, 5*time.Minute)
+	c.AuthFailures = cmp.Or(c.AuthFailures, 10)
+	c.AuthFailuresPerUser = cmp.Or(c.AuthFailuresPerUser, 30)
+	c.AuthWindow = cmp.Or(c.AuthWindow, time.Minute)
+	c.Ban = cmp.Or(c.Ban, 5*time.Minute)
 }
 
 func (c *Config) validate() error {
 	if c.Realm == "" {
 		return errors.New("realm (domain) is empty")
+	}
+	if c.DB == nil {
+		return errors.New("no database")
 	}
 	if c.MinExpires < 0 || c.DefaultExpires < 0 || c.MaxExpires < 0 {
 		return errors.New("expiry settings must not be negative")

@@ -63,7 +63,8 @@ func (h *harness) open(cfg Config) {
 	}
 	h.db = db
 	h.t.Cleanup(func() { db.Close() })
-	r, err := New(h.ctx, cfg, db, h.tr.Logger())
+	cfg.DB, cfg.Logger = db, h.tr.Logger()
+	r, err := New(h.ctx, cfg)
 	if err != nil {
 		h.t.Fatalf("registrar.New: %v", err)
 	}
@@ -78,7 +79,7 @@ func (h *harness) run() {
 	h.running.Add(1)
 	go func() {
 		defer h.running.Done()
-		h.r.Run(ctx)
+		h.r.Serve(ctx)
 	}()
 	h.t.Cleanup(h.shutdown)
 }

@@ -243,8 +243,8 @@ func (l *Location) DropFlow(transport string, source netip.AddrPort) int {
 	}
 	l.mu.RUnlock()
 	for _, v := range victims {
-		v := v
-		l.update(v.AOR, func(cur []*Binding) ([]*Binding, []*Binding, []*Binding, error) {
+		// The change below cannot fail: update's error is its own.
+		_ = l.update(v.AOR, func(cur []*Binding) ([]*Binding, []*Binding, []*Binding, error) {
 			next := make([]*Binding, 0, len(cur))
 			var removed []*Binding
 			for _, b := range cur {
@@ -275,7 +275,7 @@ func (l *Location) purgeExpired() {
 	}
 	l.mu.RUnlock()
 	for _, aor := range aors {
-		l.update(aor, func(cur []*Binding) ([]*Binding, []*Binding, []*Binding, error) {
+		_ = l.update(aor, func(cur []*Binding) ([]*Binding, []*Binding, []*Binding, error) {
 			next := make([]*Binding, 0, len(cur))
 			var removed []*Binding
 			for _, b := range cur {

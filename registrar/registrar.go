@@ -2,7 +2,6 @@ package registrar
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard/switchboard/internal/lifecycle"
 )
 
 // Registrar answers REGISTER requests and is the location service the proxy
@@ -26,15 +26,17 @@ type Registrar struct {
 	guard *Guard
 	loc   *Location
 	now   func() time.Time
+	loop  lifecycle.Loop
 }
 
-// New builds a Registrar over db, migrating its tables and loading stored
-// bindings. Call Run to persist changes.
-func New(ctx context.Context, cfg Config, db *sql.DB, log *slog.Logger) (*Registrar, error) {
+// New builds a Registrar over cfg.DB, migrating its tables and loading
+// stored bindings. Serve persists changes; Shutdown flushes them.
+func New(ctx context.Context, cfg Config) (*Registrar, error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("registrar: %w", err)
 	}
+	db, log := cfg.DB, cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
@@ -58,17 +60,23 @@ func New(ctx context.Context, cfg Config, db *sql.DB, log *slog.Logger) (*Regist
 	return &Registrar{cfg: cfg, log: log, users: users, auth: auth, guard: guard, loc: loc, now: time.Now}, nil
 }
 
-// Run persists binding changes and watches the user table until ctx ends,
-// then flushes what is queued. The caller owns the goroutine.
-func (r *Registrar) Run(ctx context.Context) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		r.users.Watch(ctx, time.Second)
-	}()
-	r.loc.Run(ctx)
-	<-done
+// Serve persists binding changes and watches the user table until ctx
+// ends or Shutdown is called, then flushes what is queued.
+func (r *Registrar) Serve(ctx context.Context) error {
+	return r.loop.Run(ctx, func(ctx context.Context) {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			r.users.Watch(ctx, time.Second)
+		}()
+		r.loc.Run(ctx)
+		<-done
+	})
 }
+
+// Shutdown stops Serve and waits, at most until ctx ends, for the queued
+// binding changes to be written.
+func (r *Registrar) Shutdown(ctx context.Context) error { return r.loop.Stop(ctx) }
 
 // Users returns the user store.
 func (r *Registrar) Users() *Users { return r.users }
@@ -214,7 +222,7 @@ func (r *Registrar) parseContacts(req *sip.Request, reg *register) error {
 	}
 	// Step 6: "*" is only allowed alone and with Expires: 0.
 	if reg.wildcard && (len(contacts) != 1 || defExp != 0) {
-		return statusErr(400, "Bad Request", errors.New("Contact: * needs Expires: 0 and no other contact"))
+		return statusErr(400, "Bad Request", errors.New("contact * needs Expires: 0 and no other contact"))
 	}
 	return nil
 }

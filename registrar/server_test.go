@@ -23,7 +23,7 @@ func startServer(t *testing.T) (*registrar.Registrar, *sip.Server, *siptest.Trac
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := registrar.New(ctx, registrar.Config{Realm: "switchboard.local"}, db, tr.Logger())
+	reg, err := registrar.New(ctx, registrar.Config{Realm: "switchboard.local", DB: db, Logger: tr.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,16 +33,15 @@ func startServer(t *testing.T) (*registrar.Registrar, *sip.Server, *siptest.Trac
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); reg.Run(runCtx) }()
+	go func() { defer wg.Done(); reg.Serve(runCtx) }()
 	srv, err := sip.New(sip.Config{Domain: "switchboard.local",
-		Listen: []sip.Listen{{Transport: "udp", Addr: "127.0.0.1:0"}, {Transport: "tcp", Addr: "127.0.0.1:0"}}},
-		reg, reg.Authenticator(), nil, tr.Logger())
+		Listen:    []sip.Listen{{Transport: "udp", Addr: "127.0.0.1:0"}, {Transport: "tcp", Addr: "127.0.0.1:0"}},
+		Registrar: reg, Authenticator: reg.Authenticator(), Logger: tr.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Listen(ctx); err != nil {
-		t.Fatal(err)
-	}
+	wg.Add(1)
+	go func() { defer wg.Done(); srv.Serve(runCtx) }()
 	t.Cleanup(func() {
 		srv.Close()
 		stop()

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
@@ -49,6 +50,17 @@ func ParseListen(s string) (Listen, error) {
 // Config configures the SIP edge and proxy. Zero values take the defaults
 // given on each field.
 type Config struct {
+	// Registrar processes REGISTERs and answers location lookups. Required.
+	Registrar Registrar
+	// Authenticator checks the digest credentials of local users' requests.
+	// Required.
+	Authenticator Authenticator
+	// Recorder receives call events for call detail records; nil records
+	// nothing.
+	Recorder CallRecorder
+	// Logger receives the server's logs; nil is slog.Default().
+	Logger *slog.Logger
+
 	// Domain is the SIP domain served. Requests whose Request-URI host is
 	// the domain or an address the switch listens on are local. Required.
 	Domain string
@@ -129,6 +141,9 @@ func (c *Config) setDefaults() {
 func (c *Config) validate() error {
 	if c.Domain == "" {
 		return errors.New("domain is empty")
+	}
+	if c.Registrar == nil || c.Authenticator == nil {
+		return errors.New("a registrar and an authenticator are required")
 	}
 	for _, l := range c.Listen {
 		if l.Transport == "tls" && c.TLS == nil {

@@ -265,7 +265,7 @@ func (l *hijackListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// r.Write re-serialises the request; bytes the HTTP server buffered
 	// past the request (a client that did not wait for 101) follow it.
 	rest := make([]byte, buf.Reader.Buffered())
-	buf.Reader.Read(rest)
+	_, _ = buf.Reader.Read(rest) // exactly what is buffered: cannot fail
 	rc := &replayConn{Conn: conn, r: bufio.NewReader(ioMulti(head.Bytes(), rest, conn))}
 	select {
 	case l.conns <- rc:

@@ -294,7 +294,7 @@ func closeIdle(conns []*flowConn) {
 	var wg sync.WaitGroup
 	for _, fc := range conns {
 		if fc.outer == nil {
-			fc.Close()
+			_ = fc.Close()
 			continue
 		}
 		wg.Add(1)
@@ -330,14 +330,8 @@ func (l *logLimiter) allow(now time.Time) (int, bool) {
 	return n, true
 }
 
-// startConnSweeper starts the goroutine that closes idle connections, once;
+// startConnSweeperLocked starts the goroutine that closes idle connections, once;
 // Close stops it.
-func (s *Server) startConnSweeper() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.startConnSweeperLocked()
-}
-
 func (s *Server) startConnSweeperLocked() {
 	if s.stopConns != nil {
 		return
@@ -345,5 +339,5 @@ func (s *Server) startConnSweeperLocked() {
 	stop := make(chan struct{})
 	s.stopConns = stop
 	s.closers = append(s.closers, func() error { close(stop); return nil })
-	s.serve(func() error { s.conns.run(stop); return nil })
+	s.serveLocked(func() error { s.conns.run(stop); return nil })
 }

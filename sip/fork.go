@@ -70,7 +70,7 @@ func (s *Server) proxy(ctx context.Context, req *gosip.Request, stx gosip.Server
 	if c != nil {
 		// §16.2: an INVITE gets 100 Trying at once, so the caller stops
 		// retransmitting while the branches are set up.
-		stx.Respond(gosip.NewResponseFromRequest(req, 100, "Trying", nil))
+		_ = stx.Respond(gosip.NewResponseFromRequest(req, 100, "Trying", nil)) // best effort: the caller retransmits
 	}
 	// Unbuffered: a branch's response is either taken by the fork loop or,
 	// once it has returned, handled by the branch goroutine itself
@@ -224,7 +224,12 @@ func (f *fork) event(ev branchEvent, tc *time.Timer, pending *int) (outcome, boo
 	switch {
 	case res.StatusCode < 300:
 		// §16.7 step 5: a 2xx goes up at once; §16.7 step 10: the other
-		// branches are cancelled.
+		// branches are cancelled. The call is marked answered before the
+		// 2xx leaves: the dialog it opens may end (BYE) before this
+		// goroutine gets further, and that BYE must find an answered call.
+		if f.c != nil {
+			s.calls.answered(f.c, res)
+		}
 		s.relay(req, f.stx, res)
 		s.cancelPending(f.branches)
 		return outcome{answer: res}, true

@@ -51,7 +51,7 @@ func startSwitch(t testing.TB, edit ...func(*Config)) *testSwitch {
 		t.Fatal(err)
 	}
 	log := tr.Logger()
-	reg, err := registrar.New(ctx, registrar.Config{Realm: testDomain}, db, log)
+	reg, err := registrar.New(ctx, registrar.Config{Realm: testDomain, DB: db, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,17 +60,18 @@ func startSwitch(t testing.TB, edit ...func(*Config)) *testSwitch {
 			t.Fatal(err)
 		}
 	}
-	calls, err := cdr.Open(ctx, db, log)
+	calls, err := cdr.New(ctx, cdr.Config{DB: db, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	bg, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); reg.Run(bg) }()
-	go func() { defer wg.Done(); calls.Run(bg) }()
+	go func() { defer wg.Done(); reg.Serve(bg) }()
+	go func() { defer wg.Done(); calls.Serve(bg) }()
 
 	cfg := Config{
+		Registrar: reg, Authenticator: reg.Authenticator(), Recorder: calls, Logger: log,
 		Domain: testDomain,
 		Listen: []Listen{{Transport: "udp", Addr: "127.0.0.1:0"}, {Transport: "tcp", Addr: "127.0.0.1:0"}},
 		TimerC: 30 * time.Second,
@@ -78,7 +79,7 @@ func startSwitch(t testing.TB, edit ...func(*Config)) *testSwitch {
 	for _, e := range edit {
 		e(&cfg)
 	}
-	srv, err := New(cfg, reg, reg.Authenticator(), calls, log)
+	srv, err := New(cfg)
 	if err != nil {
 		stop()
 		wg.Wait()
@@ -93,9 +94,13 @@ func startSwitch(t testing.TB, edit ...func(*Config)) *testSwitch {
 		wg.Wait()
 		db.Close()
 	})
-	if err := srv.Listen(ctx); err != nil {
-		t.Fatal(err)
-	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(bg); err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
 	return &testSwitch{t: t, srv: srv, reg: reg, db: db, tr: tr}
 }
 

@@ -115,7 +115,11 @@ func (s *Server) route(ctx context.Context, req *gosip.Request, tx gosip.ServerT
 		return status(503, "Service Unavailable", errors.New("shutting down"), gosip.NewHeader("Retry-After", "30"))
 	}
 	if req.Method == gosip.OPTIONS && local && req.Recipient.User == "" && req.Route() == nil {
-		return tx.Respond(s.optionsResponse(req))
+		// A keep-alive ping (or a scanner's probe): answered statelessly,
+		// like a refusal, so that no transaction holds it for Timer J.
+		err := tx.Respond(s.optionsResponse(req))
+		tx.Terminate()
+		return err
 	}
 
 	authUser, err := s.identify(ctx, req, src)

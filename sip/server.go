@@ -82,6 +82,11 @@ type Server struct {
 	closers  []func() error
 	ws       *hijackListener
 	serving  sync.WaitGroup
+	running  bool           // Serve has started the loops
+	pending  []func() error // loops waiting for Serve
+	failed   chan error     // a loop that failed
+	closed   chan struct{}  // closed by Close
+	closeMu  sync.Once
 
 	stopHK   chan struct{}
 	secret   [32]byte // keys the MACs in our branch parameters
@@ -124,12 +129,16 @@ func (s *Server) Trust(src netip.AddrPort) { s.flood.trust(src) }
 
 var setSipgoLogger sync.Once
 
-// New builds the server. Listen binds its sockets; Serve runs it.
-func New(cfg Config, reg Registrar, auth Authenticator, rec CallRecorder, log *slog.Logger) (*Server, error) {
+// New validates cfg and binds every configured listener, so that Addrs
+// reports the chosen ports at once (as with httptest); Serve then runs the
+// server and Shutdown drains and stops it. A New that fails has bound
+// nothing.
+func New(cfg Config) (*Server, error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("sip: %w", err)
 	}
+	reg, auth, rec, log := cfg.Registrar, cfg.Authenticator, cfg.Recorder, cfg.Logger
 	if cfg.Advertise == "" {
 		cfg.Advertise = DefaultAdvertise()
 	}
@@ -142,6 +151,8 @@ func New(cfg Config, reg Registrar, auth Authenticator, rec CallRecorder, log *s
 	s := &Server{cfg: cfg, log: log.With("component", "sip"), reg: reg, auth: auth, localIPs: map[netip.Addr]bool{}}
 	s.calls = newCallTracker(rec)
 	s.stopCalls = make(chan struct{})
+	s.failed = make(chan error, 1)
+	s.closed = make(chan struct{})
 	s.flood = newFloodGuard(cfg.Flood, s.log)
 	s.conns = newConnTracker(cfg.Connections, reg, s.log)
 	s.strangers = newStrangers(cfg.ExternalCallRate, cfg.ExternalCallsPerSource)
@@ -193,6 +204,10 @@ func New(cfg Config, reg Registrar, auth Authenticator, rec CallRecorder, log *s
 		s.srv.OnRequest(m, s.handle)
 	}
 	s.srv.OnNoRoute(s.handle)
+	if err := s.listen(context.Background()); err != nil {
+		_ = s.Close() // what listen bound; its error is the one to report
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -239,10 +254,8 @@ func looksLikeSIP(b []byte) bool {
 	return false
 }
 
-// Listen binds every configured listener. Addrs then reports them.
-func (s *Server) Listen(ctx context.Context) error {
-	s.startHousekeeping()
-	s.startConnSweeper()
+// listen binds every configured listener; their read loops start in Serve.
+func (s *Server) listen(ctx context.Context) error {
 	lc := net.ListenConfig{Control: bigBuffers}
 	for _, l := range s.cfg.Listen {
 		switch l.Transport {
@@ -284,19 +297,72 @@ func (s *Server) WebSocketHandler(addr net.Addr) http.Handler {
 		s.startConnSweeperLocked()
 		fl := newFlowListener(s.ws, "WS", s.conns, s.log)
 		s.closers = append(s.closers, fl.Close)
-		s.serve(func() error { return s.srv.ServeWS(fl) })
+		s.serveLocked(func() error { return s.srv.ServeWS(fl) })
 	}
 	return s.ws
 }
 
+// serve runs f (a read loop or a sweeper) in a goroutine the server owns,
+// once Serve has started (at once if it has). A loop that fails for any
+// reason but a closed socket ends Serve with its error.
 func (s *Server) serve(f func() error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.serveLocked(f)
+}
+
+func (s *Server) serveLocked(f func() error) {
+	if !s.running {
+		s.pending = append(s.pending, f)
+		return
+	}
 	s.serving.Add(1)
 	go func() {
 		defer s.serving.Done()
 		if err := f(); err != nil && !errors.Is(err, net.ErrClosed) {
 			s.log.Error("listener stopped", "error", err)
+			select {
+			case s.failed <- err:
+			default:
+			}
 		}
 	}()
+}
+
+// Serve runs the server: the listeners' read loops and its housekeeping.
+// It blocks until ctx ends (nil), Shutdown or Close is called (nil), or a
+// listener fails (its error). It does not stop the server: call Shutdown.
+func (s *Server) Serve(ctx context.Context) error {
+	s.mu.Lock()
+	if s.running {
+		s.mu.Unlock()
+		return errors.New("sip: Serve called twice")
+	}
+	select {
+	case <-s.closed:
+		// Closed before it ran: start nothing (Close has taken, or is
+		// about to take, the closers under s.mu).
+		s.mu.Unlock()
+		return nil
+	default:
+	}
+	s.running = true
+	pending := s.pending
+	s.pending = nil
+	for _, f := range pending {
+		s.serveLocked(f)
+	}
+	s.startHousekeepingLocked()
+	s.startConnSweeperLocked()
+	s.mu.Unlock()
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-s.closed:
+		return nil
+	case err := <-s.failed:
+		return fmt.Errorf("sip: %w", err)
+	}
 }
 
 func (s *Server) addIface(transport string, a net.Addr) {
@@ -351,16 +417,14 @@ func (s *Server) Addrs() map[string]string {
 }
 
 // startHousekeeping runs the periodic sweep of stale calls until Close.
-func (s *Server) startHousekeeping() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (s *Server) startHousekeepingLocked() {
 	if s.stopHK != nil {
 		return
 	}
 	stop := make(chan struct{})
 	s.stopHK = stop
 	s.closers = append(s.closers, func() error { close(stop); return nil })
-	s.serve(func() error {
+	s.serveLocked(func() error {
 		t := time.NewTicker(time.Minute)
 		defer t.Stop()
 		for {
@@ -445,8 +509,14 @@ func (s *Server) hangUpAll(ctx context.Context, reason string) int {
 	return len(calls)
 }
 
-// Close stops everything at once.
+// Close stops everything at once: calls are not hung up (Shutdown does
+// that). Calling it again does nothing.
 func (s *Server) Close() error {
+	first := false
+	s.closeMu.Do(func() { first = true; close(s.closed) })
+	if !first {
+		return nil
+	}
 	s.mu.Lock()
 	closers := s.closers
 	s.closers = nil

@@ -42,7 +42,9 @@ func serve(args []string) error {
 		Quarantine:   -1,
 		SocketBuffer: *sockbuf,
 		Workers:      *workers,
-	}, log, prometheus.NewRegistry())
+		Logger:       log,
+		Metrics:      prometheus.NewRegistry(),
+	})
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,7 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
+//nolint:dupword // "user list  list users": a command, then what it does
 const usage = `switchboard — SIP registrar/proxy, media relay, TURN server and WebRTC gateway
 
 Usage:
@@ -105,7 +106,7 @@ func openDBFrom(ctx context.Context, cfg *fileConfig) (*sql.DB, error) {
 
 func newLogger(w io.Writer, level, format string) *slog.Logger {
 	var lv slog.Level
-	lv.UnmarshalText([]byte(level))
+	_ = lv.UnmarshalText([]byte(level)) // checked by fileConfig.check
 	opts := &slog.HandlerOptions{Level: lv}
 	if format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -14,13 +16,14 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/switchboard/switchboard/cdr"
 	"github.com/switchboard/switchboard/gateway"
@@ -55,7 +58,14 @@ func cmdServe(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	sig := <-term
+	var sig os.Signal
+	select {
+	case sig = <-term:
+	case <-sw.ctx.Done():
+		// A component failed: stop everything now, and say why.
+		log.Error("a component failed: stopping", "error", context.Cause(sw.ctx))
+		sig = syscall.SIGINT
+	}
 	if sig == syscall.SIGTERM {
 		log.Info("SIGTERM: draining (no new calls; calls in progress get shutdown_grace to end)", "shutdown_grace", cfg.ShutdownGrace)
 		// The grace, then time for the BYEs and the last writes.
@@ -80,209 +90,269 @@ func cmdServe(args []string, stderr io.Writer) error {
 	return err
 }
 
-// switchboard is a running switch: what start built and shutdown stops.
-type switchboard struct {
-	log     *slog.Logger
-	sip     *sip.Server
-	http    *http.Server
-	stopBG  context.CancelFunc
-	bg      sync.WaitGroup
-	closeDB func() error
-	closers []func() error   // closed after the SIP server, in reverse order
-	gw      *gateway.Gateway // closed before the SIP server: its BYEs and un-REGISTERs go through it
+// component is the one lifecycle every part of the switch has: its New
+// validated its Config and bound its sockets; Serve runs it until ctx ends
+// (or it fails); Shutdown drains and stops it, bounded by ctx.
+type component interface {
+	Serve(ctx context.Context) error
+	Shutdown(ctx context.Context) error
 }
 
-// start opens the database, binds every listener and starts serving. It
-// returns once the switch is ready.
+// part is a named component of the running switch.
+type part struct {
+	name string
+	c    component
+}
+
+// switchboard is a running switch: what start built and shutdown stops.
+type switchboard struct {
+	log   *slog.Logger
+	db    *sql.DB
+	sip   *sip.Server
+	parts []part // in start order; shut down in reverse
+	g     *errgroup.Group
+	ctx   context.Context // ends when a part's Serve fails (or at shutdown)
+	stop  context.CancelFunc
+}
+
+// add appends a built component.
+func (sw *switchboard) add(name string, c component) { sw.parts = append(sw.parts, part{name, c}) }
+
+// start opens the database, builds (and so binds) every component in
+// dependency order, then serves them all under one errgroup. It returns
+// once the switch is ready; on an error everything built is stopped.
 func start(ctx context.Context, cfg *fileConfig, log *slog.Logger) (*switchboard, error) {
 	db, err := openDBFrom(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	sw := &switchboard{log: log, closeDB: db.Close}
-	fail := func(err error) (*switchboard, error) {
-		if sw.gw != nil {
-			sw.gw.Close()
-		}
-		if sw.sip != nil {
-			sw.sip.Close()
-		}
-		for i := len(sw.closers) - 1; i >= 0; i-- {
-			sw.closers[i]()
-		}
-		if sw.stopBG != nil {
-			sw.stopBG()
-			sw.bg.Wait()
-		}
-		db.Close()
+	sw := &switchboard{log: log, db: db}
+	if err := sw.build(ctx, cfg); err != nil {
+		stopped, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = sw.shutdown(stopped) // the build error is the one to report
 		return nil, err
 	}
-
-	reg, err := registrar.New(ctx, cfg.registrarConfig(), db, log)
-	if err != nil {
-		return fail(err)
-	}
-	calls, err := cdr.Open(ctx, db, log)
-	if err != nil {
-		return fail(err)
-	}
-	bgctx, stop := context.WithCancel(context.Background())
-	sw.stopBG = stop
-	sw.goBG(func() { reg.Run(bgctx) })
-	sw.goBG(func() { calls.Run(bgctx) })
-
-	metrics := prometheus.NewRegistry()
-	sipCfg, err := cfg.sipConfig()
-	if err != nil {
-		return fail(err)
-	}
-	// Kept in the database so that the signatures in Record-Route (and so
-	// the dialogs set up before a restart) stay valid across restarts.
-	if sipCfg.Secret, err = sqldb.Setting(ctx, db, "sip_secret", randomSecret); err != nil {
-		return fail(err)
-	}
-	if cfg.Media.Relay != sip.RelayNever {
-		relay, err := media.New(cfg.mediaConfig(), log, metrics)
-		if err != nil {
-			return fail(fmt.Errorf("media: %w", err))
-		}
-		sw.closers = append(sw.closers, relay.Close)
-		sipCfg.MediaRelay = relay
-		log.Info("media relay ready", "component", "media", "public_ip", relay.PublicIP().String(), "ports", cfg.Media.RTPPorts, "mode", cfg.Media.Relay)
-	}
-	var turnSrv *turn.Server
-	if cfg.TURN.Enabled {
-		secret := cfg.TURN.Secret
-		if secret == "" {
-			secret, err = sqldb.Setting(ctx, db, "turn_rest_secret", randomSecret)
-			if err != nil {
-				return fail(err)
+	sw.ctx, sw.stop = context.WithCancel(context.Background())
+	sw.g, sw.ctx = errgroup.WithContext(sw.ctx)
+	for _, p := range sw.parts {
+		sw.g.Go(func() error {
+			if err := p.c.Serve(sw.ctx); err != nil {
+				return fmt.Errorf("%s: %w", p.name, err)
 			}
-		}
-		tc := cfg.turnConfig(secret, sipCfg.TLS)
-		tc.Guard = reg.Guard() // TURN passwords are SIP passwords: one budget
-		turnSrv, err = turn.New(tc, reg.Users(), log, metrics)
-		if err != nil {
-			return fail(fmt.Errorf("turn: %w", err))
-		}
-		sw.closers = append(sw.closers, turnSrv.Close) // it logs its own listeners
-	}
-	srv, err := sip.New(sipCfg, reg, reg.Authenticator(), calls, log)
-	if err != nil {
-		return fail(err)
-	}
-	sw.sip = srv
-	if err := srv.Listen(ctx); err != nil {
-		return fail(err)
-	}
-
-	registerMetrics(metrics, srv, reg)
-
-	// The WebRTC gateway talks SIP to the proxy's UDP listener like a phone
-	// (docs/webrtc-protocol.md); it serves the web phone on the HTTP listener.
-	if cfg.WebRTC.Enabled && cfg.HTTP.Listen != "" {
-		proxy, local, err := gatewayProxyAddr(cfg, srv)
-		if err != nil {
-			log.Warn("WebRTC gateway not started", "component", "gateway", "error", err)
-		} else {
-			gc := cfg.gatewayConfig(proxy, local, iceServersFor(turnSrv))
-			gc.Guard = reg.Guard() // counted per browser address and user
-			gw, err := gateway.New(gc, log)
-			if err != nil {
-				return fail(err)
-			}
-			sw.gw = gw
-			if err := gw.Start(ctx); err != nil {
-				return fail(err)
-			}
-			// Every browser signs in from the gateway's SIP socket; the
-			// gateway reports each browser's failures to the shared guard
-			// under the browser's address, so the registrar must neither
-			// count nor ban that socket (other sources on its IP still are).
-			reg.Authenticator().Trust(gw.SIPAddr())
-			srv.Trust(gw.SIPAddr())
-		}
-	}
-
-	mux := http.NewServeMux()
-	if cfg.HTTP.Listen != "" {
-		ln, err := net.Listen("tcp", cfg.HTTP.Listen)
-		if err != nil {
-			return fail(fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err))
-		}
-		// Pages of other sites must not drive SIP through their visitors'
-		// browsers (the gateway applies the same rule to /ws).
-		mux.Handle("/sip", checkOrigin(cfg.HTTP.AllowedOrigins, srv.WebSocketHandler(ln.Addr())))
-		if turnSrv != nil {
-			mux.Handle("/api/turn", refuseBanned(reg.Guard(), turnSrv.ICEServersHandler(basicAuth(reg.Users(), reg.Guard()))))
-		}
-		mux.Handle("/metrics", metricsAccess(cfg.HTTP.Metrics, promhttp.HandlerFor(metrics, promhttp.HandlerOpts{})))
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-		if sw.gw != nil {
-			// The web phone at / and its signalling at /ws.
-			mux.Handle("/", sw.gw.Handler())
-			mux.Handle("/ws", checkOrigin(cfg.HTTP.AllowedOrigins, sw.gw.Handler()))
-		} else {
-			mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path != "/" {
-					http.NotFound(w, r)
-					return
-				}
-				w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-				fmt.Fprintf(w, "switchboard %s\nSIP domain: %s\nSIP over WebSocket: ws://%s/sip\n", version, cfg.Domain, r.Host)
-			})
-		}
-		// Idle keep-alive connections are closed after two minutes, so
-		// that idle HTTP clients cannot hold file descriptors forever
-		// (WebSockets are hijacked and not affected); net/http's accept
-		// loop backs off on EMFILE by itself. Its error log is
-		// rate-limited like everything the network can make loud.
-		sw.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-			MaxHeaderBytes: 64 << 10,
-			ErrorLog:       slog.NewLogLogger(ratelog.New(log.Handler(), 5, 20, slog.LevelInfo), slog.LevelWarn)}
-		log.Info("listening", "component", "http", "addr", ln.Addr().String())
-		sw.goBG(func() {
-			if err := sw.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("http server stopped", "error", err)
-			}
+			return nil
 		})
 	}
 	log.Info("switchboard ready", "version", version, "domain", cfg.Domain, "database", cfg.Database)
 	return sw, nil
 }
 
-func (sw *switchboard) goBG(f func()) {
-	sw.bg.Add(1)
-	go func() {
-		defer sw.bg.Done()
-		f()
-	}()
+// build makes the components: registrar and call records, the media relay
+// and TURN server, the SIP proxy, the WebRTC gateway, and the HTTP server
+// in front of them.
+func (sw *switchboard) build(ctx context.Context, cfg *fileConfig) error {
+	log, db := sw.log, sw.db
+	rc := cfg.registrarConfig()
+	rc.DB, rc.Logger = db, log
+	reg, err := registrar.New(ctx, rc)
+	if err != nil {
+		return err
+	}
+	sw.add("registrar", reg)
+	calls, err := cdr.New(ctx, cdr.Config{DB: db, Logger: log})
+	if err != nil {
+		return err
+	}
+	sw.add("cdr", calls)
+
+	metrics := prometheus.NewRegistry()
+	sipCfg, err := cfg.sipConfig()
+	if err != nil {
+		return err
+	}
+	sipCfg.Registrar, sipCfg.Authenticator, sipCfg.Recorder, sipCfg.Logger = reg, reg.Authenticator(), calls, log
+	// Kept in the database so that the signatures in Record-Route (and so
+	// the dialogs set up before a restart) stay valid across restarts.
+	if sipCfg.Secret, err = sqldb.Setting(ctx, db, "sip_secret", randomSecret); err != nil {
+		return err
+	}
+	if cfg.Media.Relay != sip.RelayNever {
+		mc := cfg.mediaConfig()
+		mc.Logger, mc.Metrics = log, metrics
+		relay, err := media.New(mc)
+		if err != nil {
+			return fmt.Errorf("media: %w", err)
+		}
+		sw.add("media", relay)
+		sipCfg.MediaRelay = relay
+	}
+	turnSrv, err := sw.buildTURN(ctx, cfg, reg, sipCfg.TLS, metrics)
+	if err != nil {
+		return err
+	}
+	srv, err := sip.New(sipCfg)
+	if err != nil {
+		return err
+	}
+	sw.sip = srv
+	sw.add("sip", srv)
+	registerMetrics(metrics, srv, reg)
+	gw, err := sw.buildGateway(cfg, srv, reg, turnSrv)
+	if err != nil {
+		return err
+	}
+	return sw.buildHTTP(cfg, srv, reg, turnSrv, gw, metrics)
 }
 
-// shutdown stops accepting, lets transactions finish until ctx ends, then
-// flushes pending database writes and closes everything.
+// buildTURN makes the STUN/TURN server, when enabled.
+func (sw *switchboard) buildTURN(ctx context.Context, cfg *fileConfig, reg *registrar.Registrar, tlsCfg *tls.Config, metrics prometheus.Registerer) (*turn.Server, error) {
+	if !cfg.TURN.Enabled {
+		return nil, nil
+	}
+	secret := cfg.TURN.Secret
+	if secret == "" {
+		var err error
+		if secret, err = sqldb.Setting(ctx, sw.db, "turn_rest_secret", randomSecret); err != nil {
+			return nil, err
+		}
+	}
+	tc := cfg.turnConfig(secret, tlsCfg)
+	tc.Guard = reg.Guard() // TURN passwords are SIP passwords: one budget
+	tc.Credentials, tc.Logger, tc.Metrics = reg.Users(), sw.log, metrics
+	t, err := turn.New(tc) // it logs its own listeners
+	if err != nil {
+		return nil, fmt.Errorf("turn: %w", err)
+	}
+	sw.add("turn", t)
+	return t, nil
+}
+
+// buildGateway makes the WebRTC gateway, which talks SIP to the proxy's UDP
+// listener like a phone (docs/webrtc-protocol.md), when enabled.
+func (sw *switchboard) buildGateway(cfg *fileConfig, srv *sip.Server, reg *registrar.Registrar, turnSrv *turn.Server) (*gateway.Gateway, error) {
+	if !cfg.WebRTC.Enabled || cfg.HTTP.Listen == "" {
+		return nil, nil
+	}
+	proxy, local, err := gatewayProxyAddr(cfg, srv)
+	if err != nil {
+		sw.log.Warn("WebRTC gateway not started", "component", "gateway", "error", err)
+		return nil, nil
+	}
+	gc := cfg.gatewayConfig(proxy, local, iceServersFor(turnSrv))
+	gc.Guard = reg.Guard() // counted per browser address and user
+	gc.Logger = sw.log
+	gw, err := gateway.New(gc)
+	if err != nil {
+		return nil, err
+	}
+	sw.add("gateway", gw)
+	// Every browser signs in from the gateway's SIP socket; the gateway
+	// reports each browser's failures to the shared guard under the
+	// browser's address, so the registrar must neither count nor ban that
+	// socket (other sources on its IP still are), nor the flood limit
+	// drop it.
+	reg.Authenticator().Trust(gw.SIPAddr())
+	srv.Trust(gw.SIPAddr())
+	return gw, nil
+}
+
+// buildHTTP binds the HTTP listener: the web phone, SIP over WebSocket, the
+// TURN credentials API, metrics and health.
+func (sw *switchboard) buildHTTP(cfg *fileConfig, srv *sip.Server, reg *registrar.Registrar, turnSrv *turn.Server, gw *gateway.Gateway, metrics *prometheus.Registry) error {
+	if cfg.HTTP.Listen == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)
+	}
+	mux := http.NewServeMux()
+	// Pages of other sites must not drive SIP through their visitors'
+	// browsers (the gateway applies the same rule to /ws).
+	mux.Handle("/sip", checkOrigin(cfg.HTTP.AllowedOrigins, srv.WebSocketHandler(ln.Addr())))
+	if turnSrv != nil {
+		mux.Handle("/api/turn", refuseBanned(reg.Guard(), turnSrv.ICEServersHandler(basicAuth(reg.Users(), reg.Guard()))))
+	}
+	mux.Handle("/metrics", metricsAccess(cfg.HTTP.Metrics, promhttp.HandlerFor(metrics, promhttp.HandlerOpts{})))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	if gw != nil {
+		// The web phone at / and its signalling at /ws.
+		mux.Handle("/", gw.Handler())
+		mux.Handle("/ws", checkOrigin(cfg.HTTP.AllowedOrigins, gw.Handler()))
+	} else {
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/" {
+				http.NotFound(w, r)
+				return
+			}
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			fmt.Fprintf(w, "switchboard %s\nSIP domain: %s\nSIP over WebSocket: ws://%s/sip\n", version, cfg.Domain, r.Host)
+		})
+	}
+	// Idle keep-alive connections are closed after two minutes, so that
+	// idle HTTP clients cannot hold file descriptors forever (WebSockets are
+	// hijacked and not affected); net/http's accept loop backs off on
+	// EMFILE by itself. Its error log is rate-limited like everything the
+	// network can make loud.
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(ratelog.New(sw.log.Handler(), 5, 20, slog.LevelInfo), slog.LevelWarn)}
+	sw.log.Info("listening", "component", "http", "addr", ln.Addr().String())
+	sw.add("http", httpServer{hs, ln})
+	return nil
+}
+
+// httpServer gives net/http's server the component shape.
+type httpServer struct {
+	*http.Server
+	ln net.Listener
+}
+
+// Serve serves HTTP on the bound listener until Shutdown.
+func (h httpServer) Serve(ctx context.Context) error {
+	if err := h.Server.Serve(h.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Shutdown stops taking requests and waits (at most 5 s) for those in
+// progress; WebSockets were hijacked and end with their components.
+func (h httpServer) Shutdown(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := h.Server.Shutdown(ctx); err != nil {
+		_ = h.Server.Close()
+	}
+	h.ln.Close() // in case Serve never ran
+	return nil
+}
+
+// shutdown stops every component in reverse start order, each bounded by
+// ctx — but first lets calls drain (sip.Server.Drain: shutdown_grace, then
+// the switch hangs up), so that the gateway, stopped before the proxy,
+// signs its browsers off through a proxy that still runs. Then it waits for
+// every Serve to return and closes the database.
 func (sw *switchboard) shutdown(ctx context.Context) error {
 	var errs []error
-	if sw.http != nil {
-		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if err := sw.http.Shutdown(hctx); err != nil {
-			sw.http.Close()
+	if sw.sip != nil {
+		sw.sip.Drain(ctx)
+	}
+	for i := len(sw.parts) - 1; i >= 0; i-- {
+		p := sw.parts[i]
+		if err := p.c.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p.name, err))
 		}
-		cancel()
 	}
-	// Calls get shutdown_grace to end, then the switch hangs them up;
-	// then browsers' registrations are removed while the proxy still runs.
-	sw.sip.Drain(ctx)
-	if sw.gw != nil {
-		errs = append(errs, sw.gw.Close())
+	if sw.stop != nil {
+		sw.stop()
 	}
-	errs = append(errs, sw.sip.Shutdown(ctx))
-	for i := len(sw.closers) - 1; i >= 0; i-- {
-		errs = append(errs, sw.closers[i]())
+	if sw.g != nil {
+		if err := sw.g.Wait(); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	sw.stopBG()
-	sw.bg.Wait()
-	errs = append(errs, sw.closeDB())
+	errs = append(errs, sw.db.Close())
 	return errors.Join(errs...)
 }
 
@@ -314,7 +384,7 @@ func registerMetrics(r *prometheus.Registry, srv *sip.Server, reg *registrar.Reg
 			func() float64 { return float64(srv.LiveTransactions()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_registrar_bindings", Help: "Current registrations (bindings)."},
 			func() float64 { return float64(reg.Location().Count()) }),
-		prometheus.NewGoCollector(),
+		collectors.NewGoCollector(),
 	)
 }
 
