@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 # sip-tester: SIPp. baresip-core: baresip with the ctrl_tcp, aufile, sndfile,
 # aubridge and g711 modules. coturn: turnutils_* client tools. sox: tones and
 # audio checks. chromium + chromium-driver: browser tests. iproute2, iptables:
-# network namespaces and NAT for the NAT tests.
+# network namespaces and NAT for the NAT tests. sipvicious: svwar and svcrack
+# for the hostile-network tests (test/hostile).
 declare -A needs=(
 	[sip-tester]=/usr/bin/sipp
 	[baresip-core]=/usr/lib/baresip/modules/ctrl_tcp.so
@@ -21,6 +22,7 @@ declare -A needs=(
 	[iproute2]=/usr/bin/ip
 	[iptables]=/usr/sbin/iptables
 	[ca-certificates]=/etc/ssl/certs/ca-certificates.crt
+	[sipvicious]=/usr/bin/svcrack
 )
 # baresip modules the interop tests load.
 baresip_modules=(ctrl_tcp aufile sndfile aubridge g711 account)
@@ -46,7 +48,7 @@ if ((${#missing[@]} > 0)); then
 	apt-get update
 	apt-get install -y --no-install-recommends \
 		sip-tester baresip-core coturn sox chromium chromium-driver \
-		iproute2 iptables ca-certificates
+		iproute2 iptables ca-certificates sipvicious
 	# coturn's package enables a server on install in some setups; the tests
 	# start their own servers, so make sure no system turnserver holds ports.
 	if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet coturn 2>/dev/null; then
@@ -58,6 +60,14 @@ fi
 
 echo "install.sh: go mod download" >&2
 go mod download
+
+# The linter, from the Go module proxy (built once; later runs find it).
+GOLANGCI_VERSION=v2.15.0
+gobin=$(go env GOPATH)/bin
+if ! "$gobin/golangci-lint" version 2>/dev/null | grep -q "version ${GOLANGCI_VERSION#v} "; then
+	echo "install.sh: go install golangci-lint $GOLANGCI_VERSION" >&2
+	GOFLAGS=-mod=mod go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$GOLANGCI_VERSION"
+fi
 
 if [[ -f test/browser/package.json ]]; then
 	echo "install.sh: npm ci in test/browser" >&2

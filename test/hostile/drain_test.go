@@ -177,6 +177,8 @@ func TestCrashClosesOpenRecords(t *testing.T) {
 	})
 	if !ok {
 		t.Errorf("after the restart the record of the call cut by the crash is not closed with reason crash: %v", rowOf(rows, callID))
+	} else {
+		t.Logf("after the restart: %v", rowOf(rows, callID))
 	}
 	if open := openRows(rows); len(open) > 0 {
 		t.Errorf("%d call records without an end time after the restart: %v", len(open), open)

@@ -5,6 +5,7 @@ import (
 	"net"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,10 +50,14 @@ func floodInvites(t *testing.T, sources int) {
 	run := siptest.Rand(3)
 	n := floodRate * int(floodDuration/time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), floodDuration+10*time.Second)
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel: the flood ends with the test
 	defer cancel()
 	sent := make(chan int, 1)
 	start := time.Now()
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		sent <- blast(ctx, srcs, v.udp, n, floodRate, func(i int, local net.Addr) []byte {
 			return StrangerInvite(run, i, "sip:bob@switchboard.local", local.String())
 		})

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,10 +36,14 @@ func TestGarbageDatagrams(t *testing.T) {
 	srcs := newUDPSources(t, 150, 50)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel: the burst ends with the test
 	defer cancel()
 	start := time.Now()
 	sent := make(chan int, 1)
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		sent <- blast(ctx, srcs, v.udp, garbageCount, garbageRate, func(i int, local net.Addr) []byte {
 			return mut.Next(local.String())
 		})

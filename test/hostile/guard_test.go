@@ -14,8 +14,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/pion/logging"
-	"github.com/pion/stun/v3"
-	"github.com/pion/turn/v4"
+	"github.com/pion/stun/v4"
+	"github.com/pion/turn/v5"
 
 	"github.com/switchboard/switchboard/internal/siptest"
 	"github.com/switchboard/switchboard/test/interop"

@@ -3,8 +3,8 @@ package hostile
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +16,7 @@ import (
 	"time"
 
 	gosip "github.com/emiago/sipgo/sip"
+	"go.uber.org/goleak"
 
 	"github.com/switchboard/switchboard/internal/siptest"
 	"github.com/switchboard/switchboard/test/interop"
@@ -42,6 +43,7 @@ type victim struct {
 // startVictim starts the switch with extra YAML appended to its config.
 func startVictim(t testing.TB, extra string) *victim {
 	t.Helper()
+	leakCheck(t)
 	srv := interop.StartServer(t, serverBinary(t), interop.ServerConfig{Extra: extra})
 	v := &victim{Server: srv, t: t, tr: siptest.NewTrace(t), udp: srv.Addr(t, "udp"), tcp: srv.Addr(t, "tcp")}
 	var wg sync.WaitGroup
@@ -61,6 +63,17 @@ func startVictim(t testing.TB, extra string) *victim {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// leakCheck fails t when goroutines started during it are still running
+// after all of its cleanups (registered first, it runs last).
+func leakCheck(t testing.TB) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() {
+		if err := goleak.Find(ignore); err != nil {
+			t.Errorf("goroutines outlived the test: %v", err)
+		}
+	})
 }
 
 // server returns the SIP listener for transport ("udp" or "tcp").
@@ -119,7 +132,7 @@ func (v *victim) rtpRange() (lo, hi int) {
 
 // metric returns a value from the victim's /metrics (served to loopback).
 func (v *victim) metric(name string) (float64, error) {
-	c := http.Client{Timeout: 5 * time.Second}
+	c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	res, err := c.Get("http://" + v.Addr(v.t, "http") + "/metrics")
 	if err != nil {
 		return 0, fmt.Errorf("metrics: %w", err)
@@ -373,7 +386,7 @@ func (c *catcher) readTCP(conn net.Conn) {
 					conn.Write([]byte(res.String()))
 				}
 			})
-			if perr != nil && perr != gosip.ErrParseSipPartial {
+			if perr != nil && !errors.Is(perr, gosip.ErrParseSipPartial) {
 				stream.Reset()
 			}
 		}
@@ -578,9 +591,6 @@ func blast(ctx context.Context, sources []*udpSource, dst string, n, rate int, b
 	}
 	return sent
 }
-
-// drainReader discards r until it ends (for process pipes).
-func drainReader(r io.Reader) { io.Copy(io.Discard, r) }
 
 // ---- legitimate clients under load
 
