@@ -2,10 +2,8 @@ package media
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"runtime"
 	"time"
@@ -31,7 +29,7 @@ type Config struct {
 	// Metrics, when set, is where the relay registers its metrics.
 	Metrics prometheus.Registerer
 	// PublicIP is the address the parties send media to, which the proxy
-	// writes into the SDP it forwards. Empty: DefaultPublicIP(), the first
+	// writes into the SDP it forwards. Empty: hostaddr.Primary(), the first
 	// non-loopback address of the machine.
 	PublicIP string
 	// BindIP is the local address the media sockets are bound to. Empty:
@@ -114,48 +112,4 @@ func pairCount(min, max int) int {
 		return 0
 	}
 	return (max - first + 1) / 2
-}
-
-// DefaultPublicIP returns the first global-unicast or private IPv4 address of
-// an interface that is up and not loopback, or failing that such an IPv6
-// address. It is what an empty Config.PublicIP means.
-func DefaultPublicIP() (netip.Addr, error) {
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("media: list interfaces: %w", err)
-	}
-	var v6 netip.Addr
-	for _, ifc := range ifs {
-		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
-			continue
-		}
-		addrs, err := ifc.Addrs()
-		if err != nil {
-			continue
-		}
-		for _, a := range addrs {
-			pfx, ok := a.(*net.IPNet)
-			if !ok {
-				continue
-			}
-			ip, ok := netip.AddrFromSlice(pfx.IP)
-			if !ok {
-				continue
-			}
-			ip = ip.Unmap()
-			if ip.IsLoopback() || ip.IsLinkLocalUnicast() || !ip.IsGlobalUnicast() {
-				continue
-			}
-			if ip.Is4() {
-				return ip, nil
-			}
-			if !v6.IsValid() {
-				v6 = ip
-			}
-		}
-	}
-	if v6.IsValid() {
-		return v6, nil
-	}
-	return netip.Addr{}, errors.New("media: no non-loopback address found; set media.public_ip")
 }

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/hostaddr"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -59,11 +61,7 @@ func New(cfg Config) (*Relay, error) {
 	if cfg.PublicIP != "" {
 		public = netip.MustParseAddr(cfg.PublicIP) // validated
 	} else {
-		ip, err := DefaultPublicIP()
-		if err != nil {
-			return nil, err
-		}
-		public = ip
+		public = hostaddr.Primary()
 	}
 	r := &Relay{
 		cfg:      cfg,

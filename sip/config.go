@@ -177,17 +177,3 @@ func (c *Config) validate() error {
 	}
 	return nil
 }
-
-// DefaultAdvertise returns the first non-loopback IPv4 address of the
-// machine, or 127.0.0.1 when there is none.
-func DefaultAdvertise() string {
-	addrs, err := net.InterfaceAddrs()
-	if err == nil {
-		for _, a := range addrs {
-			if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil && !ipn.IP.IsLinkLocalUnicast() {
-				return ipn.IP.String()
-			}
-		}
-	}
-	return "127.0.0.1"
-}

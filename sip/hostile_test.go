@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -313,3 +314,20 @@ func TestShutdownEndsAsSoonAsCallsEnd(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestSipgoLogsTruncated: what sipgo quotes from the network is cut short.
+func TestSipgoLogsTruncated(t *testing.T) {
+	var buf strings.Builder
+	h := &sipgoLogHandler{next: slog.NewTextHandler(&buf, nil), stats: &Stats{}}
+	log := slog.New(h)
+	log.Error("Read filter error", "req", strings.Repeat("A", 5000), "error", errors.New(strings.Repeat("B", 5000)))
+	if n := strings.Count(buf.String(), "A"); n > maxLoggedValue {
+		t.Fatalf("%d bytes of attacker text logged", n)
+	}
+	if n := strings.Count(buf.String(), "B"); n > maxLoggedValue {
+		t.Fatalf("%d bytes of an error logged", n)
+	}
+	if !strings.Contains(buf.String(), "component=sipgo") {
+		t.Fatalf("component missing: %s", buf.String())
+	}
+}

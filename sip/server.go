@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/hostaddr"
+
 	"github.com/emiago/sipgo"
 	gosip "github.com/emiago/sipgo/sip"
 
@@ -140,7 +142,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	reg, auth, rec, log := cfg.Registrar, cfg.Authenticator, cfg.Recorder, cfg.Logger
 	if cfg.Advertise == "" {
-		cfg.Advertise = DefaultAdvertise()
+		cfg.Advertise = hostaddr.Primary().String()
 	}
 	if log == nil {
 		log = slog.Default()
@@ -571,8 +573,36 @@ func (h *sipgoLogHandler) Handle(ctx context.Context, r slog.Record) error {
 	if !h.next.Enabled(ctx, r.Level) {
 		return nil
 	}
-	r.AddAttrs(slog.String("component", "sipgo"))
-	return h.next.Handle(ctx, r)
+	// sipgo quotes what it received (a start line, a header) in its
+	// attributes: an attacker's text, so keep only its beginning.
+	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(truncateAttr(a))
+		return true
+	})
+	out.AddAttrs(slog.String("component", "sipgo"))
+	return h.next.Handle(ctx, out)
+}
+
+// maxLoggedValue bounds a string logged from what the network sent.
+const maxLoggedValue = 200
+
+func truncateAttr(a slog.Attr) slog.Attr {
+	v := a.Value.Resolve()
+	if v.Kind() == slog.KindString {
+		if s := v.String(); len(s) > maxLoggedValue {
+			return slog.String(a.Key, s[:maxLoggedValue]+"…")
+		}
+		return a
+	}
+	if v.Kind() == slog.KindAny {
+		if err, ok := v.Any().(error); ok {
+			if s := err.Error(); len(s) > maxLoggedValue {
+				return slog.String(a.Key, s[:maxLoggedValue]+"…")
+			}
+		}
+	}
+	return a
 }
 
 // malformedRequest reports whether r is sipgo's note of a request too

@@ -27,6 +27,7 @@ import (
 
 	"github.com/switchboard/switchboard/cdr"
 	"github.com/switchboard/switchboard/gateway"
+	"github.com/switchboard/switchboard/internal/hostaddr"
 	"github.com/switchboard/switchboard/internal/ratelog"
 	"github.com/switchboard/switchboard/internal/sqldb"
 	"github.com/switchboard/switchboard/media"
@@ -109,7 +110,8 @@ type switchboard struct {
 	log   *slog.Logger
 	db    *sql.DB
 	sip   *sip.Server
-	parts []part // in start order; shut down in reverse
+	host  netip.Addr // the host's address, for parts not told their own
+	parts []part     // in start order; shut down in reverse
 	g     *errgroup.Group
 	ctx   context.Context // ends when a part's Serve fails (or at shutdown)
 	stop  context.CancelFunc
@@ -170,6 +172,13 @@ func (sw *switchboard) build(ctx context.Context, cfg *fileConfig) error {
 	if err != nil {
 		return err
 	}
+	// The host's address, worked out once, for every part that has to tell
+	// peers where to reach it and was not told.
+	host := hostaddr.Primary()
+	if sipCfg.Advertise == "" {
+		sipCfg.Advertise = host.String()
+	}
+	sw.host = host
 	sipCfg.Registrar, sipCfg.Authenticator, sipCfg.Recorder, sipCfg.Logger = reg, reg.Authenticator(), calls, log
 	// Kept in the database so that the signatures in Record-Route (and so
 	// the dialogs set up before a restart) stay valid across restarts.
@@ -179,6 +188,9 @@ func (sw *switchboard) build(ctx context.Context, cfg *fileConfig) error {
 	if cfg.Media.Relay != sip.RelayNever {
 		mc := cfg.mediaConfig()
 		mc.Logger, mc.Metrics = log, metrics
+		if mc.PublicIP == "" {
+			mc.PublicIP = host.String()
+		}
 		relay, err := media.New(mc)
 		if err != nil {
 			return fmt.Errorf("media: %w", err)
@@ -219,6 +231,9 @@ func (sw *switchboard) buildTURN(ctx context.Context, cfg *fileConfig, reg *regi
 	tc := cfg.turnConfig(secret, tlsCfg)
 	tc.Guard = reg.Guard() // TURN passwords are SIP passwords: one budget
 	tc.Credentials, tc.Logger, tc.Metrics = reg.Users(), sw.log, metrics
+	if !tc.PublicIP.IsValid() {
+		tc.PublicIP = sw.host
+	}
 	t, err := turn.New(tc) // it logs its own listeners
 	if err != nil {
 		return nil, fmt.Errorf("turn: %w", err)

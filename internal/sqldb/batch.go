@@ -68,23 +68,40 @@ func (w *BatchWriter) fill(batch []Op) []Op {
 	return batch
 }
 
+// write runs batch in one transaction. If that fails, one bad op (a
+// constraint, a full disk for a moment) must not take the others with it:
+// each op is then retried in a transaction of its own, and only those that
+// fail alone are lost (and logged, once for the batch).
 func (w *BatchWriter) write(batch []Op) {
+	if err := w.commit(batch); err == nil {
+		return
+	}
+	failed := 0
+	var last error
+	for _, op := range batch {
+		if err := w.commit([]Op{op}); err != nil {
+			failed++
+			last = err
+		}
+	}
+	if failed > 0 {
+		w.log.Error("database write failed", "store", w.name, "ops", len(batch), "failed", failed, "error", last)
+	}
+}
+
+// commit runs ops in one transaction.
+func (w *BatchWriter) commit(ops []Op) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := func() error {
-		tx, err := w.db.BeginTx(ctx, nil)
-		if err != nil {
+	tx, err := w.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, op := range ops {
+		if err := op(ctx, tx); err != nil {
 			return err
 		}
-		defer tx.Rollback()
-		for _, op := range batch {
-			if err := op(ctx, tx); err != nil {
-				return err
-			}
-		}
-		return tx.Commit()
-	}()
-	if err != nil {
-		w.log.Error("database write failed", "store", w.name, "ops", len(batch), "error", err)
 	}
+	return tx.Commit()
 }

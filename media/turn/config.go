@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/hostaddr"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -197,7 +199,7 @@ func (c Config) withDefaults() Config {
 		c.Listen = append([]string(nil), DefaultListen...)
 	}
 	if !c.PublicIP.IsValid() {
-		c.PublicIP = defaultPublicIP()
+		c.PublicIP = hostaddr.Primary()
 	}
 	if !c.BindIP.IsValid() {
 		c.BindIP = netip.IPv4Unspecified()
@@ -269,28 +271,4 @@ func (c *Config) validate() error {
 	}
 
 	return nil
-}
-
-// defaultPublicIP returns the first non-loopback IPv4 address of the machine,
-// or 127.0.0.1 when there is none.
-func defaultPublicIP() netip.Addr {
-	addrs, err := net.InterfaceAddrs()
-	if err == nil {
-		for _, a := range addrs {
-			ipn, ok := a.(*net.IPNet)
-			if !ok {
-				continue
-			}
-			ip, ok := netip.AddrFromSlice(ipn.IP)
-			if !ok {
-				continue
-			}
-			ip = ip.Unmap()
-			if ip.Is4() && !ip.IsLoopback() && !ip.IsUnspecified() && !ip.IsLinkLocalUnicast() {
-				return ip
-			}
-		}
-	}
-
-	return netip.AddrFrom4([4]byte{127, 0, 0, 1})
 }

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/hostaddr"
+
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 	"go.uber.org/goleak"
@@ -193,7 +195,7 @@ func TestPeerPermissions(t *testing.T) {
 		}
 		defer relay.Close()
 		own := []net.IP{net.IPv4(192, 0, 2, 10)}
-		if ip := defaultPublicIP(); !ip.IsLoopback() {
+		if ip := hostaddr.Primary(); !ip.IsLoopback() {
 			own = append(own, ip.AsSlice()) // an interface address of this machine
 		}
 		for _, ip := range own {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/hostaddr"
+
 	"github.com/pion/stun/v4"
 )
 
@@ -61,8 +63,8 @@ func TestConfigDefaults(t *testing.T) {
 	if err := c.validate(); err != nil {
 		t.Errorf("validate defaults: %v", err)
 	}
-	if ip := defaultPublicIP(); !ip.Is4() || ip.IsLoopback() && ip != netip.MustParseAddr("127.0.0.1") {
-		t.Errorf("defaultPublicIP = %v", ip)
+	if ip := hostaddr.Primary(); !ip.Is4() || ip.IsLoopback() && ip != netip.MustParseAddr("127.0.0.1") {
+		t.Errorf("hostaddr.Primary = %v", ip)
 	}
 }
 
