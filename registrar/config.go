@@ -3,10 +3,10 @@ package registrar
 import (
 	"cmp"
 	"database/sql"
-	"errors"
-	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/fielderr"
 )
 
 // Config configures the registrar. Zero values take the documented defaults.
@@ -66,24 +66,38 @@ func (c *Config) setDefaults() {
 	c.Ban = cmp.Or(c.Ban, 5*time.Minute)
 }
 
+// Validate checks c's values, its zero values taken as their defaults;
+// New checks the same, and that a database is given. An error names the
+// field at fault (fielderr.Error).
+func (c Config) Validate() error {
+	c.setDefaults()
+	return c.validate()
+}
+
 func (c *Config) validate() error {
 	if c.Realm == "" {
-		return errors.New("realm (domain) is empty")
+		return fielderr.New("Realm", "must not be empty")
 	}
-	if c.DB == nil {
-		return errors.New("no database")
+	for name, d := range map[string]time.Duration{"MinExpires": c.MinExpires, "DefaultExpires": c.DefaultExpires,
+		"MaxExpires": c.MaxExpires, "NonceTTL": c.NonceTTL, "AuthWindow": c.AuthWindow, "Ban": c.Ban} {
+		if d < 0 {
+			return fielderr.New(name, "%s: must not be negative", d)
+		}
 	}
-	if c.MinExpires < 0 || c.DefaultExpires < 0 || c.MaxExpires < 0 {
-		return errors.New("expiry settings must not be negative")
-	}
+	// RFC 3261 §10.3 step 7: Min-Expires bounds what is granted.
 	if c.MinExpires > c.MaxExpires {
-		return fmt.Errorf("min_expires (%s) is greater than max_expires (%s)", c.MinExpires, c.MaxExpires)
+		return fielderr.New("MinExpires", "%s is greater than the maximum (%s)", c.MinExpires, c.MaxExpires)
 	}
 	if c.DefaultExpires < c.MinExpires || c.DefaultExpires > c.MaxExpires {
-		return fmt.Errorf("default_expires (%s) is outside min_expires..max_expires", c.DefaultExpires)
+		return fielderr.New("DefaultExpires", "%s is outside %s..%s", c.DefaultExpires, c.MinExpires, c.MaxExpires)
 	}
 	if c.MaxContacts < 1 {
-		return errors.New("max_contacts must be at least 1")
+		return fielderr.New("MaxContacts", "%d: must be at least 1", c.MaxContacts)
+	}
+	for i, a := range c.Algorithms {
+		if a != AlgMD5 && a != AlgSHA256 {
+			return fielderr.New("Algorithms", "[%d]: %q is not MD5 or SHA-256", i, a)
+		}
 	}
 	return nil
 }

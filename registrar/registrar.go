@@ -37,6 +37,9 @@ func New(ctx context.Context, cfg Config) (*Registrar, error) {
 		return nil, fmt.Errorf("registrar: %w", err)
 	}
 	db, log := cfg.DB, cfg.Logger
+	if db == nil {
+		return nil, errors.New("registrar: no database")
+	}
 	if log == nil {
 		log = slog.Default()
 	}

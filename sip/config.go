@@ -2,7 +2,6 @@ package sip
 
 import (
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/fielderr"
 
 	"github.com/switchboard/switchboard/media"
 )
@@ -138,42 +139,53 @@ func (c *Config) setDefaults() {
 	c.Connections.setDefaults()
 }
 
+// Validate checks c's values, its zero values taken as their defaults;
+// New checks the same, and that the collaborators are set. An error names
+// the field at fault (fielderr.Error).
+func (c Config) Validate() error {
+	c.setDefaults()
+	return c.validate()
+}
+
 func (c *Config) validate() error {
 	if c.Domain == "" {
-		return errors.New("domain is empty")
-	}
-	if c.Registrar == nil || c.Authenticator == nil {
-		return errors.New("a registrar and an authenticator are required")
+		return fielderr.New("Domain", "must not be empty")
 	}
 	for _, l := range c.Listen {
 		if l.Transport == "tls" && c.TLS == nil {
-			return fmt.Errorf("listener tls://%s needs a certificate (sip.tls.cert and sip.tls.key)", l.Addr)
+			return fielderr.New("TLS", "listener tls://%s needs a certificate", l.Addr)
 		}
 	}
 	if c.Advertise != "" {
 		if _, err := netip.ParseAddr(c.Advertise); err != nil {
-			return fmt.Errorf("advertise %q is not an IP address", c.Advertise)
+			return fielderr.New("Advertise", "%q is not an IP address", c.Advertise)
 		}
 	}
 	if c.MaxMessageSize < 1024 || c.MaxMessageSize > 65535 {
-		return fmt.Errorf("max_message_size %d is outside 1024..65535", c.MaxMessageSize)
+		return fielderr.New("MaxMessageSize", "%d is outside 1024..65535", c.MaxMessageSize)
 	}
 	switch c.MediaMode {
 	case RelayAlways, RelayNAT, RelayNever:
 	default:
-		return fmt.Errorf("media relay mode %q is not always, nat or never", c.MediaMode)
+		return fielderr.New("MediaMode", "%q is not always, nat or never", c.MediaMode)
 	}
+	// RFC 3261 §16.8 wants at least 3 minutes; shorter is for tests.
 	if c.TimerC < time.Second {
-		return fmt.Errorf("timer_c %s is too short", c.TimerC)
+		return fielderr.New("TimerC", "%s is too short", c.TimerC)
 	}
-	if c.ExternalCallsPerSource < 0 || c.ExternalCallRate < 0 || c.MaxTransactions < 0 {
-		return errors.New("external_calls_per_source, external_call_rate and max_transactions must not be negative")
+	switch {
+	case c.ExternalCallsPerSource < 0:
+		return fielderr.New("ExternalCallsPerSource", "%d: must not be negative", c.ExternalCallsPerSource)
+	case c.ExternalCallRate < 0:
+		return fielderr.New("ExternalCallRate", "%g: must not be negative", c.ExternalCallRate)
+	case c.MaxTransactions < 0:
+		return fielderr.New("MaxTransactions", "%d: must not be negative", c.MaxTransactions)
 	}
 	if err := c.Flood.validate(); err != nil {
-		return fmt.Errorf("flood: %w", err)
+		return fielderr.In("Flood", err)
 	}
 	if err := c.Connections.validate(); err != nil {
-		return fmt.Errorf("connections: %w", err)
+		return fielderr.In("Connections", err)
 	}
 	return nil
 }

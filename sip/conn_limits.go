@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/fielderr"
+
 	gosip "github.com/emiago/sipgo/sip"
 )
 
@@ -53,8 +55,13 @@ func (c *ConnLimits) setDefaults() {
 }
 
 func (c *ConnLimits) validate() error {
-	if c.IdleTimeout < 0 || c.MaxPerSource < 0 || c.Max < 0 {
-		return errors.New("idle_timeout, max_per_source and max must not be negative")
+	switch {
+	case c.IdleTimeout < 0:
+		return fielderr.New("IdleTimeout", "%s: must not be negative", c.IdleTimeout)
+	case c.MaxPerSource < 0:
+		return fielderr.New("MaxPerSource", "%d: must not be negative", c.MaxPerSource)
+	case c.Max < 0:
+		return fielderr.New("Max", "%d: must not be negative (0: from the file descriptor limit)", c.Max)
 	}
 	return nil
 }

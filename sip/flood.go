@@ -1,13 +1,14 @@
 package sip
 
 import (
-	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/fielderr"
 )
 
 // FloodConfig is the per-source flood limit, checked on every datagram and
@@ -40,8 +41,11 @@ func (c *FloodConfig) setDefaults() {
 }
 
 func (c *FloodConfig) validate() error {
-	if c.Window < 0 || c.Ban < 0 {
-		return errors.New("window and ban must be positive durations")
+	if c.Window < 0 {
+		return fielderr.New("Window", "%s: must be a positive duration", c.Window)
+	}
+	if c.Ban < 0 {
+		return fielderr.New("Ban", "%s: must be a positive duration", c.Ban)
 	}
 	return nil
 }

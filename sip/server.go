@@ -140,6 +140,9 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("sip: %w", err)
 	}
+	if cfg.Registrar == nil || cfg.Authenticator == nil {
+		return nil, errors.New("sip: a registrar and an authenticator are required")
+	}
 	reg, auth, rec, log := cfg.Registrar, cfg.Authenticator, cfg.Recorder, cfg.Logger
 	if cfg.Advertise == "" {
 		cfg.Advertise = hostaddr.Primary().String()

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/fielderr"
+
 	"gopkg.in/yaml.v3"
 
 	"github.com/pion/webrtc/v4"
@@ -226,33 +228,28 @@ func (c *fileConfig) check() error {
 			return fmt.Errorf("sip.listen[%d]: %s needs sip.tls.cert and sip.tls.key", i, l)
 		}
 	}
-	if c.SIP.TimerC < time.Second {
-		return fmt.Errorf("sip.timer_c: %s is too short", c.SIP.TimerC)
-	}
 	if c.ShutdownGrace < 0 {
 		return errors.New("shutdown_grace: must not be negative")
 	}
-	if c.SIP.MaxTransactions < 1 {
+	// A 0 in the file is a 0, but to a package's Config it means "the
+	// default": these zeros are refused here (the packages' own rules,
+	// such as negative values, are checked by their Validate below).
+	if c.SIP.MaxTransactions == 0 {
 		return errors.New("sip.max_transactions: must be at least 1")
 	}
-	if sc := c.SIP.Connections; sc.IdleTimeout <= 0 || sc.MaxPerSource < 1 || sc.Max < 0 {
-		return errors.New("sip.connections: idle_timeout must be positive, max_per_source at least 1 and max not negative (0: from the file descriptor limit)")
+	if sc := c.SIP.Connections; sc.IdleTimeout == 0 || sc.MaxPerSource == 0 {
+		return errors.New("sip.connections: idle_timeout must be positive and max_per_source at least 1")
 	}
-	if c.Security.ExternalCallsPerSource < 1 || c.Security.ExternalCallRate <= 0 {
+	if c.Security.ExternalCallsPerSource == 0 || c.Security.ExternalCallRate == 0 {
 		return errors.New("security: external_calls_per_source must be at least 1 and external_call_rate positive")
 	}
-	if c.Security.Flood.Requests == 0 || c.Security.Flood.Window <= 0 || c.Security.Flood.Ban <= 0 {
+	if c.Security.Flood.Requests == 0 || c.Security.Flood.Window == 0 || c.Security.Flood.Ban == 0 {
 		return errors.New("security.flood: requests must not be 0 (negative: no limit), window and ban must be positive")
 	}
 	for i, p := range c.Security.Flood.Exempt {
 		if _, err := netip.ParsePrefix(p); err != nil {
 			return fmt.Errorf("security.flood.exempt[%d]: %q is not a CIDR prefix", i, p)
 		}
-	}
-	switch c.Media.Relay {
-	case sip.RelayAlways, sip.RelayNAT, sip.RelayNever:
-	default:
-		return fmt.Errorf("media.relay: %q is not always, nat or never", c.Media.Relay)
 	}
 	if _, _, err := parseRange(c.Media.RTPPorts); err != nil {
 		return fmt.Errorf("media.rtp_ports: %w", err)
@@ -285,29 +282,50 @@ func (c *fileConfig) check() error {
 			return err
 		}
 	}
-	if c.Registrar.MinExpires <= 0 || c.Registrar.MaxExpires < c.Registrar.MinExpires ||
-		c.Registrar.DefaultExpires < c.Registrar.MinExpires || c.Registrar.DefaultExpires > c.Registrar.MaxExpires {
-		return fmt.Errorf("registrar: need 0 < min_expires (%d) <= default_expires (%d) <= max_expires (%d)",
-			c.Registrar.MinExpires, c.Registrar.DefaultExpires, c.Registrar.MaxExpires)
-	}
-	if c.Registrar.MaxContacts < 1 {
-		return errors.New("registrar.max_contacts: must be at least 1")
+	if c.Registrar.MinExpires == 0 || c.Registrar.MaxContacts == 0 {
+		return errors.New("registrar: min_expires and max_contacts must be at least 1")
 	}
 	if len(c.Security.Algorithms) == 0 {
 		return errors.New("security.digest_algorithms: offer at least one of MD5, SHA-256")
 	}
-	for i, a := range c.Security.Algorithms {
-		if a != registrar.AlgMD5 && a != registrar.AlgSHA256 {
-			return fmt.Errorf("security.digest_algorithms[%d]: %q is not MD5 or SHA-256", i, a)
-		}
-	}
-	if c.Security.AuthWindow <= 0 || c.Security.Ban <= 0 || c.Security.NonceTTL <= 0 {
+	if c.Security.AuthWindow == 0 || c.Security.Ban == 0 || c.Security.NonceTTL == 0 {
 		return errors.New("security: auth_window, ban and nonce_ttl must be positive durations")
 	}
 	if err := c.checkHTTP(); err != nil {
 		return err
 	}
-	return nil
+	return c.checkComponents()
+}
+
+// sipKeys and registrarKeys name, by configuration key, the fields of the
+// packages' Configs that their Validate may report.
+var (
+	sipKeys = map[string]string{
+		"Domain": "domain", "TLS": "sip.tls.cert", "Advertise": "sip.advertise",
+		"MaxMessageSize": "sip.max_message_size", "MediaMode": "media.relay", "TimerC": "sip.timer_c",
+		"ExternalCallsPerSource": "security.external_calls_per_source", "ExternalCallRate": "security.external_call_rate",
+		"MaxTransactions": "sip.max_transactions", "Flood.Window": "security.flood.window", "Flood.Ban": "security.flood.ban",
+		"Connections.IdleTimeout": "sip.connections.idle_timeout", "Connections.MaxPerSource": "sip.connections.max_per_source",
+		"Connections.Max": "sip.connections.max",
+	}
+	registrarKeys = map[string]string{
+		"Realm": "domain", "MinExpires": "registrar.min_expires", "DefaultExpires": "registrar.default_expires",
+		"MaxExpires": "registrar.max_expires", "MaxContacts": "registrar.max_contacts", "NonceTTL": "security.nonce_ttl",
+		"AuthWindow": "security.auth_window", "Ban": "security.ban", "Algorithms": "security.digest_algorithms",
+	}
+)
+
+// checkComponents runs the packages' own validation on the Configs built
+// from the file, naming what they report by its key.
+func (c *fileConfig) checkComponents() error {
+	if err := fielderr.Named("registrar", registrarKeys, c.registrarConfig().Validate()); err != nil {
+		return err
+	}
+	sc, err := c.sipConfig()
+	if err != nil {
+		return err
+	}
+	return fielderr.Named("sip", sipKeys, sc.Validate())
 }
 
 // parseRange parses "min-max" port ranges.
