@@ -214,30 +214,26 @@ func (s *Store) Ended(callID string, status int, reason, by, media string, at ti
 
 // List returns up to limit records, newest first.
 func List(ctx context.Context, db *sql.DB, limit int) ([]Record, error) {
-	rows, err := db.QueryContext(ctx, `SELECT id, call_id, caller, callee, started_ms, answered_ms, ended_ms, status, reason, hangup_by, media
+	return sqldb.Collect(ctx, db, "list calls", scanRecord,
+		`SELECT id, call_id, caller, callee, started_ms, answered_ms, ended_ms, status, reason, hangup_by, media
 		FROM calls ORDER BY started_ms DESC, id DESC LIMIT ?`, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list calls: %w", err)
+}
+
+func scanRecord(rows *sql.Rows) (Record, error) {
+	var r Record
+	var started int64
+	var answered, ended sql.NullInt64
+	if err := rows.Scan(&r.ID, &r.CallID, &r.Caller, &r.Callee, &started, &answered, &ended, &r.Status, &r.Reason, &r.HangupBy, &r.Media); err != nil {
+		return r, err
 	}
-	defer rows.Close()
-	var out []Record
-	for rows.Next() {
-		var r Record
-		var started int64
-		var answered, ended sql.NullInt64
-		if err := rows.Scan(&r.ID, &r.CallID, &r.Caller, &r.Callee, &started, &answered, &ended, &r.Status, &r.Reason, &r.HangupBy, &r.Media); err != nil {
-			return nil, fmt.Errorf("list calls: %w", err)
-		}
-		r.Started = time.UnixMilli(started)
-		if answered.Valid {
-			r.Answered = time.UnixMilli(answered.Int64)
-		}
-		if ended.Valid {
-			r.Ended = time.UnixMilli(ended.Int64)
-		}
-		out = append(out, r)
+	r.Started = time.UnixMilli(started)
+	if answered.Valid {
+		r.Answered = time.UnixMilli(answered.Int64)
 	}
-	return out, rows.Err()
+	if ended.Valid {
+		r.Ended = time.UnixMilli(ended.Int64)
+	}
+	return r, nil
 }
 
 // Migrate creates the calls table if needed, for readers such as the CLI.

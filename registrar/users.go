@@ -150,22 +150,13 @@ func (s *Users) change(ctx context.Context, name, what, query string, args ...an
 
 // List returns all users ordered by name.
 func (s *Users) List(ctx context.Context) ([]User, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT name, ha1_md5, ha1_sha256, created_at FROM users ORDER BY name`)
-	if err != nil {
-		return nil, fmt.Errorf("list users: %w", err)
-	}
-	defer rows.Close()
-	var out []User
-	for rows.Next() {
+	return sqldb.Collect(ctx, s.db, "list users", func(rows *sql.Rows) (User, error) {
 		var u User
 		var created int64
-		if err := rows.Scan(&u.Name, &u.HA1MD5, &u.HA1SHA256, &created); err != nil {
-			return nil, fmt.Errorf("list users: %w", err)
-		}
+		err := rows.Scan(&u.Name, &u.HA1MD5, &u.HA1SHA256, &created)
 		u.Created = time.Unix(created, 0)
-		out = append(out, u)
-	}
-	return out, rows.Err()
+		return u, err
+	}, `SELECT name, ha1_md5, ha1_sha256, created_at FROM users ORDER BY name`)
 }
 
 // Lookup returns the user called name, or ErrUnknownUser. Answers come from

@@ -340,11 +340,8 @@ func (l *logLimiter) allow(now time.Time) (int, bool) {
 // startConnSweeperLocked starts the goroutine that closes idle connections, once;
 // Close stops it.
 func (s *Server) startConnSweeperLocked() {
-	if s.stopConns != nil {
-		return
+	if !s.sweeping {
+		s.sweeping = true
+		s.untilCloseLocked(s.conns.run)
 	}
-	stop := make(chan struct{})
-	s.stopConns = stop
-	s.closers = append(s.closers, func() error { close(stop); return nil })
-	s.serveLocked(func() error { s.conns.run(stop); return nil })
 }

@@ -90,7 +90,6 @@ type Server struct {
 	closed   chan struct{}  // closed by Close
 	closeMu  sync.Once
 
-	stopHK   chan struct{}
 	secret   [32]byte // keys the MACs in our branch parameters
 	draining atomic.Bool
 	inflight atomic.Int64 // requests being handled
@@ -99,7 +98,7 @@ type Server struct {
 	stopOnce  sync.Once
 	flood     *floodGuard
 	conns     *connTracker  // accepted TCP, TLS and WS connections
-	stopConns chan struct{} // stops the idle connection sweeper
+	sweeping  bool // the idle connection sweeper runs
 	strangers *strangers
 	txLive    atomic.Int64 // server transactions alive
 
@@ -423,19 +422,13 @@ func (s *Server) Addrs() map[string]string {
 
 // startHousekeeping runs the periodic sweep of stale calls until Close.
 func (s *Server) startHousekeepingLocked() {
-	if s.stopHK != nil {
-		return
-	}
-	stop := make(chan struct{})
-	s.stopHK = stop
-	s.closers = append(s.closers, func() error { close(stop); return nil })
-	s.serveLocked(func() error {
+	s.untilCloseLocked(func(stop <-chan struct{}) {
 		t := time.NewTicker(time.Minute)
 		defer t.Stop()
 		for {
 			select {
 			case <-stop:
-				return nil
+				return
 			case <-t.C:
 				s.calls.sweep()
 				s.flood.sweep()
@@ -443,6 +436,14 @@ func (s *Server) startHousekeepingLocked() {
 			}
 		}
 	})
+}
+
+// untilCloseLocked runs loop in a goroutine the server owns; the channel it
+// is given closes when the server does.
+func (s *Server) untilCloseLocked(loop func(stop <-chan struct{})) {
+	stop := make(chan struct{})
+	s.closers = append(s.closers, func() error { close(stop); return nil })
+	s.serveLocked(func() error { loop(stop); return nil })
 }
 
 // Shutdown drains the switch: it stops taking new calls (503 with

@@ -308,16 +308,22 @@ func waitUntil(cond func() bool, timeout time.Duration) bool {
 	return true
 }
 
-func (s *Server) trackConn(c *tcpConn) bool {
+// track adds c to set, and runs added under the same lock, unless the
+// server is closing (then Close will not see c, and c must not start).
+func track[K comparable](s *Server, set map[K]struct{}, c K, added func()) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
 		return false
 	}
-	s.conns[c] = struct{}{}
-	s.loops.Add(1)
+	set[c] = struct{}{}
+	added()
 
 	return true
+}
+
+func (s *Server) trackConn(c *tcpConn) bool {
+	return track(s, s.conns, c, func() { s.loops.Add(1) })
 }
 
 func (s *Server) untrackConn(c *tcpConn) {
@@ -331,14 +337,7 @@ func (s *Server) untrackConn(c *tcpConn) {
 }
 
 func (s *Server) trackRelay(c *relayConn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return false
-	}
-	s.relays[c] = struct{}{}
-
-	return true
+	return track(s, s.relays, c, func() {})
 }
 
 func (s *Server) untrackRelay(c *relayConn) {
