@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/lifecycle"
+
 	"github.com/coder/websocket"
 	"github.com/emiago/sipgo/sip"
 	"github.com/pion/webrtc/v4"
@@ -108,13 +110,7 @@ func New(cfg Config) (*Gateway, error) {
 // socket is bound and read from New on (sipgo sends from a UDP socket only
 // once it reads it, and the gateway signs users in as soon as a browser
 // asks), so Serve has nothing more to start.
-func (g *Gateway) Serve(ctx context.Context) error {
-	select {
-	case <-ctx.Done():
-	case <-g.ctx.Done():
-	}
-	return nil
-}
+func (g *Gateway) Serve(ctx context.Context) error { return lifecycle.Wait(ctx, g.ctx.Done()) }
 
 // Shutdown is Close (bounded by the SIP timeouts, a few seconds; ctx is
 // not needed).

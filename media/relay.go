@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/lifecycle"
+
 	"github.com/switchboard/switchboard/internal/hostaddr"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -99,13 +101,7 @@ func New(cfg Config) (*Relay, error) {
 // Serve waits until ctx ends or the relay is closed: its packet loops and
 // idle timer run from New, so that streams work for callers (and tests)
 // that never call Serve.
-func (r *Relay) Serve(ctx context.Context) error {
-	select {
-	case <-ctx.Done():
-	case <-r.stop:
-	}
-	return nil
-}
+func (r *Relay) Serve(ctx context.Context) error { return lifecycle.Wait(ctx, r.stop) }
 
 // Shutdown stops the relay (see Close); ctx is not needed, as closing
 // sockets does not wait.

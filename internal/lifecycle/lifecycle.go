@@ -65,3 +65,15 @@ func (l *Loop) Stop(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
+
+// Wait is the Serve of a component whose work runs from its New (sockets a
+// library reads as soon as they are handed over, streams that must work
+// for callers that never call Serve): it returns nil when ctx ends or done
+// is closed (by the component's Close).
+func Wait(ctx context.Context, done <-chan struct{}) error {
+	select {
+	case <-ctx.Done():
+	case <-done:
+	}
+	return nil
+}

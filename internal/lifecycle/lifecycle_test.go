@@ -69,3 +69,16 @@ func TestLoopEndsWithContext(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestWait(t *testing.T) {
+	done := make(chan struct{})
+	close(done)
+	if err := Wait(context.Background(), done); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := Wait(ctx, make(chan struct{})); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/lifecycle"
+
 	"github.com/pion/turn/v5"
 )
 
@@ -146,13 +148,7 @@ func New(cfg Config) (*Server, error) {
 // Serve waits until ctx ends or the server is closed: pion/turn reads its
 // sockets from New on (its NewServer starts the loops), so Serve has
 // nothing more to start.
-func (s *Server) Serve(ctx context.Context) error {
-	select {
-	case <-ctx.Done():
-	case <-s.closed:
-	}
-	return nil
-}
+func (s *Server) Serve(ctx context.Context) error { return lifecycle.Wait(ctx, s.closed) }
 
 // Shutdown is Close: allocations end with the process (ctx is not needed).
 func (s *Server) Shutdown(ctx context.Context) error { return s.Close() }
