@@ -14,69 +14,97 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard/switchboard/test/interop"
+	"github.com/switchboard/switchboard/test/internal/testbed"
 )
 
-var (
-	serverBin string
-	buildErr  error
+// Fixed addresses are fine inside a namespace of the test's own.
+const (
+	domain   = "switchboard.local"
+	sipAddr  = "127.0.0.1:5060"
+	httpAddr = "127.0.0.1:8080"
+	turnPort = 3478
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
-	if bin := os.Getenv("SWITCHBOARD_BIN"); bin != "" {
-		serverBin = bin
-		return m.Run()
-	}
-	dir, err := os.MkdirTemp("", "switchboard-browser-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	serverBin, buildErr = interop.BuildServer(ctx, dir, interop.RaceEnabled())
-	return m.Run()
-}
+// TestMain builds the switchboard binary once for every test (see
+// testbed.Main).
+func TestMain(m *testing.M) { os.Exit(testbed.Main(m)) }
 
 // requirements returns node and this directory (with node_modules), or
 // skips the test (fails it with CI=true) when something is missing.
 func requirements(t *testing.T) (node, dir string) {
 	t.Helper()
-	missing := func(what string) {
-		if interop.InCI() {
-			t.Fatalf("%s (CI=true): run test/install.sh", what)
-		}
-		t.Skip(what + ": run test/install.sh")
-	}
-	if os.Geteuid() != 0 {
-		missing("browser tests need root for network namespaces")
-	}
-	interop.RequireTool(t, "ip")
-	interop.RequireTool(t, "baresip")
-	interop.RequireTool(t, "sox")
-	node = interop.RequireTool(t, "node")
-	chromium := os.Getenv("CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		missing("chromium is not installed")
-	}
+	testbed.RequireNetns(t)
+	testbed.RequireBaresip(t)
+	testbed.RequireTool(t, "sox")
 	dir, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "playwright-core", "package.json")); err != nil {
-		missing("playwright-core is not installed in test/browser (npm ci)")
-	}
-	if buildErr != nil {
-		t.Fatalf("switchboard binary: %v", buildErr)
-	}
-	return node, dir
+	return testbed.RequireChromium(t, dir), dir
 }
+
+// startSwitch starts the switch binary in ns with the users (name →
+// password): UDP and TCP SIP and HTTP on fixed ports, media always relayed,
+// TURN on with loopback peers allowed, no failure bans. The webrtc section
+// is left at its defaults: enabled, ICE on every address of the namespace
+// (only lo), ephemeral ports. SWITCHBOARD_LOG_LEVEL=debug logs a failure's
+// details.
+func startSwitch(t *testing.T, ns string, users map[string]string) *testbed.Server {
+	t.Helper()
+	sw := testbed.StartServer(t, testbed.Binary(t), testbed.ServerConfig{
+		Domain:      domain,
+		Netns:       ns,
+		LogLevel:    os.Getenv("SWITCHBOARD_LOG_LEVEL"),
+		Listen:      []string{"udp://" + sipAddr, "tcp://" + sipAddr},
+		HTTP:        httpAddr,
+		MediaRelay:  "always",
+		Security:    "auth_failures: 0",
+		TURN:        true,
+		TURNOptions: fmt.Sprintf("listen: [udp://127.0.0.1:%d, tcp://127.0.0.1:%d], relay_ports: 11000-11399, allow_peers: [127.0.0.0/8]", turnPort, turnPort),
+	})
+	for u, pw := range users {
+		sw.AddUser(t, u, pw)
+	}
+	return sw
+}
+
+// startBaresip runs baresip in ns as user (password user+"pw"), with tone
+// as its microphone, answering calls by itself when auto is set.
+func startBaresip(t *testing.T, ns, user, tone string, sipPort, ctrlPort int, auto bool) *testbed.Baresip {
+	t.Helper()
+	answer := "manual"
+	if auto {
+		answer = "auto"
+	}
+	return testbed.StartBaresip(t, user, testbed.BaresipConfig{
+		User: user, Password: user + "pw", Domain: domain, Proxy: sipAddr,
+		AnswerMode: answer, AudioFile: tone, Regint: 600,
+		SIPPort: sipPort, CtrlPort: ctrlPort, Netns: ns,
+	})
+}
+
+// waitEvent waits for an event of type typ (and param, when not empty)
+// among those b received since its last ClearEvents.
+func waitEvent(t *testing.T, b *testbed.Baresip, typ, param string, timeout time.Duration) testbed.BaresipEvent {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	ev, err := b.WaitEvent(ctx, func(ev testbed.BaresipEvent) bool {
+		return ev.Type == typ && (param == "" || ev.Param == param)
+	})
+	if err != nil {
+		var seen []string
+		for _, ev := range b.Events() {
+			seen = append(seen, ev.Type+"("+ev.Param+")")
+		}
+		t.Fatalf("baresip %s: no %s %s within %s (%v); events: %v", b.Name, typ, param, timeout, err, seen)
+	}
+	return ev
+}
+
+// driver is driver.mjs: headless Chromium under playwright-core, in the
+// test's namespace.
+type driver struct{ *testbed.Chromium }
 
 // stats is the driver's summary of getStats() for the current call.
 type stats struct {
@@ -101,31 +129,31 @@ type rtpIn struct {
 }
 
 func (d *driver) stats(name string) stats {
-	d.t.Helper()
+	d.T.Helper()
 	var s stats
-	if err := json.Unmarshal(d.must("stats", map[string]any{"name": name}), &s); err != nil {
-		d.t.Fatal(err)
+	if err := json.Unmarshal(d.Must("stats", map[string]any{"name": name}), &s); err != nil {
+		d.T.Fatal(err)
 	}
 	return s
 }
 
 // waitMedia polls getStats until cond holds for the page's call.
 func (d *driver) waitMedia(name, what string, cond func(s stats) bool) stats {
-	d.t.Helper()
+	d.T.Helper()
 	var last stats
-	if !interop.Poll(20*time.Second, 250*time.Millisecond, func() bool {
+	if !testbed.Poll(20*time.Second, 250*time.Millisecond, func() bool {
 		last = d.stats(name)
 		return cond(last)
 	}) {
 		b, _ := json.Marshal(last)
-		d.t.Fatalf("%s: %s: not within 20s; last stats %s", name, what, b)
+		d.T.Fatalf("%s: %s: not within 20s; last stats %s", name, what, b)
 	}
 	return last
 }
 
 // audioFlowing checks that inbound audio keeps arriving and is not silent.
 func (d *driver) audioFlowing(name string) stats {
-	d.t.Helper()
+	d.T.Helper()
 	first := d.waitMedia(name, "inbound audio", func(s stats) bool { return s.AudioIn != nil && s.AudioIn.PacketsReceived > 50 })
 	return d.waitMedia(name, "inbound audio growing with a level above 0", func(s stats) bool {
 		return s.AudioIn != nil && s.AudioIn.PacketsReceived > first.AudioIn.PacketsReceived+50 && s.AudioIn.AudioLevel > 0
@@ -133,27 +161,27 @@ func (d *driver) audioFlowing(name string) stats {
 }
 
 func (d *driver) shot(name, path string) {
-	d.t.Helper()
-	d.must("screenshot", map[string]any{"name": name, "path": path})
+	d.T.Helper()
+	d.Must("screenshot", map[string]any{"name": name, "path": path})
 }
 
 // hasTone checks the newest recording of b holds freq Hz.
-func hasTone(t *testing.T, b *baresip, freq float64) {
+func hasTone(t *testing.T, b *testbed.Baresip, freq float64) {
 	t.Helper()
 	var files []string
-	interop.Poll(5*time.Second, 100*time.Millisecond, func() bool { files = b.received(); return len(files) > 0 })
-	if len(files) == 0 {
-		t.Fatalf("baresip %s recorded nothing", b.name)
+	if !testbed.Eventually(t, 5*time.Second, func() bool { files = b.ReceivedAudio(); return len(files) > 0 },
+		"baresip "+b.Name+" records what it received") {
+		t.FailNow()
 	}
 	f := files[len(files)-1]
-	w, err := interop.ReadWAV(f)
+	w, err := testbed.ReadWAV(f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tone := interop.MeasureTone(w, freq)
+	tone := testbed.MeasureTone(w, freq)
 	t.Logf("%s: %.1fs, active %.0f%%, %.0f Hz share %.2f", filepath.Base(f), tone.Seconds, 100*tone.Active, freq, tone.Share)
 	if tone.Seconds < 1 || tone.Active < 0.5 || tone.Share < 0.5 {
-		t.Fatalf("baresip %s did not hear the browser's %.0f Hz tone: %+v", b.name, freq, tone)
+		t.Fatalf("baresip %s did not hear the browser's %.0f Hz tone: %+v", b.Name, freq, tone)
 	}
 }
 
@@ -181,92 +209,92 @@ func TestWebPhone(t *testing.T) {
 		t.Fatal(err)
 	}
 	tones := t.TempDir()
-	aliceTone := interop.MakeTone(t, filepath.Join(tones, "alice-440.wav"), 440, 60)
-	carolTone := interop.MakeTone(t, filepath.Join(tones, "carol-660.wav"), 660, 60)
-	bobTone := interop.MakeTone(t, filepath.Join(tones, "bob-1000.wav"), 1000, 60)
+	aliceTone := testbed.MakeTone(t, filepath.Join(tones, "alice-440.wav"), 440, 60)
+	carolTone := testbed.MakeTone(t, filepath.Join(tones, "carol-660.wav"), 660, 60)
+	bobTone := testbed.MakeTone(t, filepath.Join(tones, "bob-1000.wav"), 1000, 60)
 
-	ns := newNetns(t)
-	sw := startSwitch(t, ns, serverBin, map[string]string{"alice": "alicepw", "bob": "bobpw", "carol": "carolpw"})
+	ns := testbed.NewNetns(t, "web")
+	sw := startSwitch(t, ns, map[string]string{"alice": "alicepw", "bob": "bobpw", "carol": "carolpw"})
 	page := httpGet(t, ns, "/")
 	if !strings.Contains(page, "phone.js") {
 		t.Fatalf("the switch does not serve the web phone at / (is the gateway wired into cmd/switchboard?):\n%s", page)
 	}
 	bob := startBaresip(t, ns, "bob", bobTone, 5070, 5090, true)
-	bob.waitRegistered(t)
-	d := startDriver(t, ns, node, dir)
+	bob.WaitRegistered(t, 15*time.Second)
+	d := driver{testbed.StartChromium(t, ns, node, dir, "driver.mjs")}
 	url := "http://" + httpAddr + "/"
-	d.must("launch", map[string]any{"name": "alice", "tone": aliceTone, "url": url})
+	d.Must("launch", map[string]any{"name": "alice", "tone": aliceTone, "url": url})
 	// A wrong password is refused with a clear message.
-	d.must("fill", map[string]any{"name": "alice", "label": "User name", "value": "alice"})
-	d.must("fill", map[string]any{"name": "alice", "label": "Password", "value": "wrong"})
-	d.must("click", map[string]any{"name": "alice", "button": "Sign in"})
-	d.must("waitText", map[string]any{"name": "alice", "text": "Wrong user name or password."})
-	d.must("signin", map[string]any{"name": "alice", "user": "alice", "password": "alicepw"})
+	d.Must("fill", map[string]any{"name": "alice", "label": "User name", "value": "alice"})
+	d.Must("fill", map[string]any{"name": "alice", "label": "Password", "value": "wrong"})
+	d.Must("click", map[string]any{"name": "alice", "button": "Sign in"})
+	d.Must("waitText", map[string]any{"name": "alice", "text": "Wrong user name or password."})
+	d.Must("signin", map[string]any{"name": "alice", "user": "alice", "password": "alicepw"})
 	d.shot("alice", filepath.Join(artifacts, "webphone-signed-in.png"))
 
 	t.Run("browser calls baresip", func(t *testing.T) {
-		d.t = t
-		bob.clearEvents()
-		d.must("fill", map[string]any{"name": "alice", "label": "Call to", "value": "bob"})
-		d.must("click", map[string]any{"name": "alice", "button": "Call"})
-		d.must("waitState", map[string]any{"name": "alice", "text": "In call"})
-		bob.waitEvent(t, "CALL_ESTABLISHED", "", 15*time.Second)
+		d.T = t
+		bob.ClearEvents()
+		d.Must("fill", map[string]any{"name": "alice", "label": "Call to", "value": "bob"})
+		d.Must("click", map[string]any{"name": "alice", "button": "Call"})
+		d.Must("waitState", map[string]any{"name": "alice", "text": "In call"})
+		waitEvent(t, bob, "CALL_ESTABLISHED", "", 15*time.Second)
 		s := d.audioFlowing("alice")
 		t.Logf("alice receives %s: %d packets, level %.3f", s.AudioCodec, s.AudioIn.PacketsReceived, s.AudioIn.AudioLevel)
 		d.shot("alice", filepath.Join(artifacts, "webphone-in-call.png"))
 
 		// Hold and resume: re-INVITEs with a=sendonly, then a=sendrecv.
-		d.must("click", map[string]any{"name": "alice", "button": "Hold"})
-		d.must("waitState", map[string]any{"name": "alice", "text": "On hold"})
-		if countIn(bob.log(), "INVITE", "a=sendonly") == 0 {
+		d.Must("click", map[string]any{"name": "alice", "button": "Hold"})
+		d.Must("waitState", map[string]any{"name": "alice", "text": "On hold"})
+		if countIn(bob.Log(), "INVITE", "a=sendonly") == 0 {
 			t.Errorf("bob got no re-INVITE with a=sendonly")
 		}
-		d.must("click", map[string]any{"name": "alice", "button": "Hold"})
-		d.must("waitState", map[string]any{"name": "alice", "text": "In call"})
-		if countIn(bob.log(), "INVITE", "a=sendrecv") < 2 {
+		d.Must("click", map[string]any{"name": "alice", "button": "Hold"})
+		d.Must("waitState", map[string]any{"name": "alice", "text": "In call"})
+		if countIn(bob.Log(), "INVITE", "a=sendrecv") < 2 {
 			t.Errorf("bob got no re-INVITE with a=sendrecv after the hold")
 		}
 		// DTMF from the keypad reaches baresip as RFC 4733 events.
 		for _, digit := range []string{"1", "2", "#"} {
-			d.must("click", map[string]any{"name": "alice", "button": digit})
-			bob.waitEvent(t, "CALL_DTMF_START", digit, 10*time.Second)
+			d.Must("click", map[string]any{"name": "alice", "button": digit})
+			waitEvent(t, bob, "CALL_DTMF_START", digit, 10*time.Second)
 		}
-		d.must("click", map[string]any{"name": "alice", "button": "Hang up"})
-		bob.waitEvent(t, "CALL_CLOSED", "", 10*time.Second)
-		d.must("waitState", map[string]any{"name": "alice", "text": "Call ended"})
+		d.Must("click", map[string]any{"name": "alice", "button": "Hang up"})
+		waitEvent(t, bob, "CALL_CLOSED", "", 10*time.Second)
+		d.Must("waitState", map[string]any{"name": "alice", "text": "Call ended"})
 		hasTone(t, bob, 440)
 	})
 
 	t.Run("baresip calls browser", func(t *testing.T) {
-		d.t = t
-		bob.clearEvents()
-		if _, err := bob.command("dial", "sip:alice@"+domain); err != nil {
+		d.T = t
+		bob.ClearEvents()
+		if _, err := bob.Command(context.Background(), "dial", "sip:alice@"+domain); err != nil {
 			t.Fatal(err)
 		}
-		d.must("waitText", map[string]any{"name": "alice", "text": "Incoming call"})
-		d.must("click", map[string]any{"name": "alice", "button": "Answer"})
-		d.must("waitState", map[string]any{"name": "alice", "text": "In call"})
-		bob.waitEvent(t, "CALL_ESTABLISHED", "", 15*time.Second)
+		d.Must("waitText", map[string]any{"name": "alice", "text": "Incoming call"})
+		d.Must("click", map[string]any{"name": "alice", "button": "Answer"})
+		d.Must("waitState", map[string]any{"name": "alice", "text": "In call"})
+		waitEvent(t, bob, "CALL_ESTABLISHED", "", 15*time.Second)
 		d.audioFlowing("alice")
 		time.Sleep(2 * time.Second) // let bob record some of the browser's tone
-		if _, err := bob.command("hangup", ""); err != nil {
+		if _, err := bob.Command(context.Background(), "hangup", ""); err != nil {
 			t.Fatal(err)
 		}
-		d.must("waitState", map[string]any{"name": "alice", "text": "Call ended"})
+		d.Must("waitState", map[string]any{"name": "alice", "text": "Call ended"})
 		hasTone(t, bob, 440)
 	})
 
 	t.Run("browser to browser video", func(t *testing.T) {
-		d.t = t
-		d.must("launch", map[string]any{"name": "carol", "tone": carolTone, "url": url})
-		d.must("signin", map[string]any{"name": "carol", "user": "carol", "password": "carolpw"})
-		d.must("click", map[string]any{"name": "alice", "button": "Video"}) // call with the camera
-		d.must("fill", map[string]any{"name": "alice", "label": "Call to", "value": "carol"})
-		d.must("click", map[string]any{"name": "alice", "button": "Call"})
-		d.must("waitText", map[string]any{"name": "carol", "text": "Incoming call"})
-		d.must("click", map[string]any{"name": "carol", "button": "Answer"})
-		d.must("waitState", map[string]any{"name": "carol", "text": "In call"})
-		d.must("waitState", map[string]any{"name": "alice", "text": "In call"})
+		d.T = t
+		d.Must("launch", map[string]any{"name": "carol", "tone": carolTone, "url": url})
+		d.Must("signin", map[string]any{"name": "carol", "user": "carol", "password": "carolpw"})
+		d.Must("click", map[string]any{"name": "alice", "button": "Video"}) // call with the camera
+		d.Must("fill", map[string]any{"name": "alice", "label": "Call to", "value": "carol"})
+		d.Must("click", map[string]any{"name": "alice", "button": "Call"})
+		d.Must("waitText", map[string]any{"name": "carol", "text": "Incoming call"})
+		d.Must("click", map[string]any{"name": "carol", "button": "Answer"})
+		d.Must("waitState", map[string]any{"name": "carol", "text": "In call"})
+		d.Must("waitState", map[string]any{"name": "alice", "text": "In call"})
 		for _, who := range []string{"alice", "carol"} {
 			first := d.waitMedia(who, "video decoded", func(s stats) bool { return s.VideoIn != nil && s.VideoIn.FramesDecoded > 10 })
 			d.waitMedia(who, "video frames growing", func(s stats) bool { return s.VideoIn.FramesDecoded > first.VideoIn.FramesDecoded+20 })
@@ -275,33 +303,33 @@ func TestWebPhone(t *testing.T) {
 		d.shot("alice", filepath.Join(artifacts, "webphone-video-call-alice.png"))
 		d.shot("carol", filepath.Join(artifacts, "webphone-video-call-carol.png"))
 		// Hang up from the callee's side: both legs end.
-		d.must("click", map[string]any{"name": "carol", "button": "Hang up"})
-		d.must("waitState", map[string]any{"name": "alice", "text": "Call ended"})
-		d.must("click", map[string]any{"name": "alice", "button": "Video"})
-		d.must("close", map[string]any{"name": "carol"})
+		d.Must("click", map[string]any{"name": "carol", "button": "Hang up"})
+		d.Must("waitState", map[string]any{"name": "alice", "text": "Call ended"})
+		d.Must("click", map[string]any{"name": "alice", "button": "Video"})
+		d.Must("close", map[string]any{"name": "carol"})
 	})
 
 	t.Run("relay only through the switch's TURN", func(t *testing.T) {
-		d.t = t
-		bob.clearEvents()
-		d.must("goto", map[string]any{"name": "alice", "url": url + "?ice=relay"})
-		d.must("signin", map[string]any{"name": "alice", "user": "alice", "password": "alicepw"})
-		d.must("fill", map[string]any{"name": "alice", "label": "Call to", "value": "bob"})
-		d.must("click", map[string]any{"name": "alice", "button": "Call"})
-		d.must("waitState", map[string]any{"name": "alice", "text": "In call"})
-		bob.waitEvent(t, "CALL_ESTABLISHED", "", 15*time.Second)
+		d.T = t
+		bob.ClearEvents()
+		d.Must("goto", map[string]any{"name": "alice", "url": url + "?ice=relay"})
+		d.Must("signin", map[string]any{"name": "alice", "user": "alice", "password": "alicepw"})
+		d.Must("fill", map[string]any{"name": "alice", "label": "Call to", "value": "bob"})
+		d.Must("click", map[string]any{"name": "alice", "button": "Call"})
+		d.Must("waitState", map[string]any{"name": "alice", "text": "In call"})
+		waitEvent(t, bob, "CALL_ESTABLISHED", "", 15*time.Second)
 		s := d.audioFlowing("alice")
 		if s.LocalCandidate == nil || s.LocalCandidate.Type != "relay" {
 			b, _ := json.Marshal(s)
 			t.Fatalf("the browser's media does not go through TURN: %s", b)
 		}
-		d.must("click", map[string]any{"name": "alice", "button": "Hang up"})
-		bob.waitEvent(t, "CALL_CLOSED", "", 10*time.Second)
+		d.Must("click", map[string]any{"name": "alice", "button": "Hang up"})
+		waitEvent(t, bob, "CALL_CLOSED", "", 10*time.Second)
 		hasTone(t, bob, 440)
 	})
 
 	t.Run("call records", func(t *testing.T) {
-		rows := sw.cdrs(t)
+		rows := sw.CDRs(t)
 		answered := map[string]int{}
 		for _, r := range rows {
 			a := strings.TrimSpace(r["answered"])
@@ -326,7 +354,7 @@ func userOf(s string) string {
 // httpGet fetches a path of the switch's HTTP listener from inside ns.
 func httpGet(t *testing.T, ns, path string) string {
 	t.Helper()
-	c, err := dialIn(ns, httpAddr)
+	c, err := testbed.DialIn(ns, httpAddr)
 	if err != nil {
 		t.Fatalf("dial %s in %s: %v", httpAddr, ns, err)
 	}

@@ -9,6 +9,10 @@
 // --allow-loopback-in-peer-connection. The test process reaches into it with
 // setns to talk to baresip's ctrl_tcp and to read the page over HTTP.
 //
+// The rig (the switch, baresip, Chromium's driver process and the namespace)
+// is test/internal/testbed, shared with the other suites; driver.mjs is
+// this suite's playwright script.
+//
 // Screenshots of the phone (signed in, in a call) are written to
 // test/artifacts/. The tests need root, ip, node with test/browser's
 // node_modules (npm ci), chromium, baresip and sox; without them they skip,

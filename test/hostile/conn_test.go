@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/internal/siptest"
-	"github.com/switchboard/switchboard/test/interop"
+	"github.com/switchboard/switchboard/test/internal/testbed"
 )
 
 // connFDLimit is the descriptor limit the connection-flood tests run the
@@ -22,10 +22,10 @@ const connFDLimit = 256
 
 // startConnVictim starts the switch under `prlimit --nofile=N:N` (N =
 // connFDLimit) with sipYAML inside its sip: section.
-func startConnVictim(t *testing.T, sipYAML string) *interop.Server {
+func startConnVictim(t *testing.T, sipYAML string) *testbed.Server {
 	t.Helper()
-	prlimit := interop.RequireTool(t, "prlimit")
-	return interop.StartServer(t, serverBinary(t), interop.ServerConfig{
+	prlimit := testbed.RequireTool(t, "prlimit")
+	return testbed.StartServer(t, testbed.Binary(t), testbed.ServerConfig{
 		SIP:    sipYAML,
 		Prefix: []string{prlimit, fmt.Sprintf("--nofile=%d:%d", connFDLimit, connFDLimit), "--"},
 	})
@@ -161,11 +161,11 @@ func udpOptions(addr string, timeout time.Duration) (string, error) {
 
 // waitTCPOptions200 polls until an OPTIONS over a fresh TCP connection is
 // answered 200, or fails the test after d.
-func waitTCPOptions200(t *testing.T, srv *interop.Server, d time.Duration, what string) {
+func waitTCPOptions200(t *testing.T, srv *testbed.Server, d time.Duration, what string) {
 	t.Helper()
 	var line string
 	var err error
-	ok := interop.Poll(d, 100*time.Millisecond, func() bool {
+	ok := testbed.Poll(d, 100*time.Millisecond, func() bool {
 		line, err = tcpOptions(srv.Addr(t, "tcp"), 2*time.Second)
 		return err == nil && strings.HasPrefix(line, "SIP/2.0 200")
 	})
@@ -174,7 +174,7 @@ func waitTCPOptions200(t *testing.T, srv *interop.Server, d time.Duration, what 
 	}
 }
 
-func wantUDPOptions200(t *testing.T, srv *interop.Server, what string) {
+func wantUDPOptions200(t *testing.T, srv *testbed.Server, what string) {
 	t.Helper()
 	line, err := udpOptions(srv.Addr(t, "udp"), 3*time.Second)
 	if err != nil || !strings.HasPrefix(line, "SIP/2.0 200") {
@@ -194,7 +194,7 @@ func TestConnFDExhaustionRecovers(t *testing.T) {
 	var flood connFlood
 	defer flood.close()
 	flood.open(t, srv.Addr(t, "tcp"), connFDLimit+100)
-	if !interop.Poll(10*time.Second, 20*time.Millisecond, func() bool {
+	if !testbed.Poll(10*time.Second, 20*time.Millisecond, func() bool {
 		return strings.Contains(srv.Log(), "accept failing")
 	}) {
 		t.Fatalf("switch (%d fds at start, limit %d) did not log an accept failure with %d connections open; fds now %d",
@@ -228,15 +228,15 @@ func TestConnCapBelowFDLimit(t *testing.T) {
 	var flood connFlood
 	defer flood.close()
 	flood.open(t, srv.Addr(t, "tcp"), wantMax+60)
-	if !interop.Poll(10*time.Second, 20*time.Millisecond, func() bool {
+	if !testbed.Eventually(t, 10*time.Second, func() bool {
 		return strings.Contains(srv.Log(), "connection refused: too many connections")
-	}) {
-		t.Fatalf("no refusal logged with %d connections opened", len(flood.conns))
+	}, fmt.Sprintf("a refusal logged with %d connections opened", len(flood.conns))) {
+		t.FailNow()
 	}
 	// Connections still in the listen backlog are refused as the switch
 	// gets to them.
 	open := 0
-	if !interop.Poll(10*time.Second, 50*time.Millisecond, func() bool { open = flood.stillOpen(); return open == wantMax }) {
+	if !testbed.Poll(10*time.Second, 50*time.Millisecond, func() bool { open = flood.stillOpen(); return open == wantMax }) {
 		t.Errorf("%d connections left open by the switch, want the cap, %d", open, wantMax)
 	}
 	if n := openFDs(t, srv.PID()); n >= connFDLimit {
@@ -256,7 +256,7 @@ func TestConnCapBelowFDLimit(t *testing.T) {
 // over its connection keeps it.
 func TestConnIdleTimeout(t *testing.T) {
 	const idle = 2 * time.Second
-	srv := interop.StartServer(t, serverBinary(t), interop.ServerConfig{SIP: "connections: {idle_timeout: 2s}"})
+	srv := testbed.StartServer(t, testbed.Binary(t), testbed.ServerConfig{SIP: "connections: {idle_timeout: 2s}"})
 	srv.AddUser(t, "bob", passwords["bob"])
 	tr := siptest.NewTrace(t)
 	bob := siptest.NewPhone(t, siptest.Config{Transport: "tcp", Server: srv.Addr(t, "tcp"), User: "bob", Password: passwords["bob"], Trace: tr})

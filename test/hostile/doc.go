@@ -9,6 +9,7 @@
 // the legitimate clients, which use 127.0.0.1.
 //
 // The tests live in the _test.go files; the server is started with
-// test/interop's StartServer on the shipped configuration, changing only
-// addresses and ports. This package imports nothing from the switch itself.
+// test/internal/testbed's StartServer, shared with the other suites.
+// attack.go (the attacks' messages) is not a test file so that bench/hostile
+// can replay the same attacks. This package imports nothing from the switch itself.
 package hostile

@@ -9,12 +9,12 @@ import (
 	gosip "github.com/emiago/sipgo/sip"
 
 	"github.com/switchboard/switchboard/internal/siptest"
-	"github.com/switchboard/switchboard/test/interop"
+	"github.com/switchboard/switchboard/test/internal/testbed"
 )
 
 // openRows returns the CDR rows without an end time.
-func openRows(rows []interop.CDR) []interop.CDR {
-	var out []interop.CDR
+func openRows(rows []testbed.CDR) []testbed.CDR {
+	var out []testbed.CDR
 	for _, r := range rows {
 		if e := strings.TrimSpace(r["ended"]); e == "" || e == "-" {
 			out = append(out, r)
@@ -24,7 +24,7 @@ func openRows(rows []interop.CDR) []interop.CDR {
 }
 
 // rowOf returns the CDR row of callID, or nil.
-func rowOf(rows []interop.CDR, callID string) interop.CDR {
+func rowOf(rows []testbed.CDR, callID string) testbed.CDR {
 	for _, r := range rows {
 		if r["call-id"] == callID {
 			return r
@@ -37,8 +37,9 @@ func rowOf(rows []interop.CDR, callID string) interop.CDR {
 // drain.
 func (v *victim) waitDraining(t *testing.T) {
 	t.Helper()
-	if !interop.Poll(5*time.Second, 10*time.Millisecond, func() bool { return strings.Contains(v.Log(), "SIGTERM") }) {
-		t.Fatalf("no SIGTERM log line within 5 s of the signal")
+	if !testbed.Eventually(t, 5*time.Second, func() bool { return strings.Contains(v.Log(), "SIGTERM") },
+		"a SIGTERM log line after the signal") {
+		t.FailNow()
 	}
 }
 
@@ -118,7 +119,7 @@ func TestDrainEndsWhenCallsEnd(t *testing.T) {
 	v.waitDraining(t)
 	select {
 	case <-v.Done():
-		t.Fatalf("switchboard exited at once on SIGTERM with a call up:\n%s", tailLines(v.Log(), 30))
+		t.Fatalf("switchboard exited at once on SIGTERM with a call up:\n%s", testbed.Tail(v.Log(), 30))
 	default:
 	}
 	cl.hangUp(t)
@@ -156,7 +157,7 @@ func TestCrashClosesOpenRecords(t *testing.T) {
 	cl := placeCall(t, alice, bob)
 	callID := cl.caller.CallID
 	// The record must be in the database (written in batches) before the kill.
-	v.waitCDR(callID, "answered", func(r interop.CDR) bool { return r.Answered() })
+	v.waitCDR(callID, "answered", func(r testbed.CDR) bool { return r.Answered() })
 
 	if err := v.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -169,8 +170,8 @@ func TestCrashClosesOpenRecords(t *testing.T) {
 	}
 	v.Restart(t)
 
-	var rows []interop.CDR
-	ok := interop.Poll(10*time.Second, 100*time.Millisecond, func() bool {
+	var rows []testbed.CDR
+	ok := testbed.Poll(10*time.Second, 100*time.Millisecond, func() bool {
 		rows = v.CDRs(t)
 		r := rowOf(rows, callID)
 		return r != nil && strings.Contains(strings.ToLower(r["reason"]), "crash")

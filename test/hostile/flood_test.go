@@ -12,7 +12,7 @@ import (
 	gosip "github.com/emiago/sipgo/sip"
 
 	"github.com/switchboard/switchboard/internal/siptest"
-	"github.com/switchboard/switchboard/test/interop"
+	"github.com/switchboard/switchboard/test/internal/testbed"
 )
 
 // Flood size in the test; bench/hostile runs the full-size floods.
@@ -148,7 +148,7 @@ func floodInvites(t *testing.T, sources int) {
 	}
 
 	// Call records: the two calls, none for the flood.
-	rows := v.waitCDR(after.caller.CallID, "ended", func(r interop.CDR) bool { return r["ended"] != "-" })
+	rows := v.waitCDR(after.caller.CallID, "ended", func(r testbed.CDR) bool { return r["ended"] != "-" })
 	if bad := cdrsWith(rows, "flood-", Stranger); len(bad) > 0 {
 		sort.Slice(bad, func(i, j int) bool { return bad[i]["call-id"] < bad[j]["call-id"] })
 		t.Errorf("%d call records written for the strangers' INVITEs (want 0), e.g. %v", len(bad), bad[0])

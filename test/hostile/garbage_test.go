@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard/switchboard/test/interop"
+	"github.com/switchboard/switchboard/test/internal/testbed"
 )
 
 // Garbage burst in the test; bench/hostile sends 100,000.
@@ -65,7 +65,7 @@ func TestGarbageDatagrams(t *testing.T) {
 	// The switch is up and answers a legitimate OPTIONS from 127.0.0.1.
 	select {
 	case <-v.Done():
-		t.Fatalf("switchboard exited during the garbage burst:\n%s", tailLines(v.Log(), 60))
+		t.Fatalf("switchboard exited during the garbage burst:\n%s", testbed.Tail(v.Log(), 60))
 	default:
 	}
 	opt := alice.Request("OPTIONS", "sip:"+v.Domain)
@@ -83,7 +83,7 @@ func TestGarbageDatagrams(t *testing.T) {
 	// burst opened are over (32 s for an unacknowledged INVITE answer).
 	limit := baseline + 10 + baseline/10
 	var g float64
-	back := interop.Poll(40*time.Second, 500*time.Millisecond, func() bool {
+	back := testbed.Poll(40*time.Second, 500*time.Millisecond, func() bool {
 		var err error
 		g, err = v.metric("go_goroutines")
 		return err == nil && g <= limit
@@ -95,7 +95,7 @@ func TestGarbageDatagrams(t *testing.T) {
 	perSecond := map[string]int{}
 	inBurst := 0 // lines stamped from the burst's start to a second after it
 	for _, l := range logged {
-		kv := interop.ParseLogfmt(l)
+		kv := testbed.ParseLogfmt(l)
 		if kv["level"] == "WARN" || kv["level"] == "ERROR" {
 			parseLines++
 		}
@@ -155,13 +155,4 @@ func (v *victim) settledGoroutines(t *testing.T) float64 {
 		prev = g
 	}
 	return prev
-}
-
-// tailLines returns the last n lines of s.
-func tailLines(s string, n int) string {
-	ls := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(ls) > n {
-		ls = ls[len(ls)-n:]
-	}
-	return strings.Join(ls, "\n")
 }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/switchboard/switchboard/test/interop"
+	"github.com/switchboard/switchboard/test/internal/testbed"
 )
 
 // TestGuardWebSocketOrigin (issue 8 item 7): a page of another site must not
@@ -19,7 +19,7 @@ import (
 // writes the http section itself; the list's matching is unit-tested in
 // cmd/switchboard and gateway.)
 func TestGuardWebSocketOrigin(t *testing.T) {
-	srv := interop.StartServer(t, serverBinary(t), interop.ServerConfig{})
+	srv := testbed.StartServer(t, testbed.Binary(t), testbed.ServerConfig{})
 	httpAddr := srv.Addr(t, "http")
 	dial := func(path, origin string) int {
 		t.Helper()

@@ -18,7 +18,7 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/switchboard/switchboard/internal/siptest"
-	"github.com/switchboard/switchboard/test/interop"
+	"github.com/switchboard/switchboard/test/internal/testbed"
 )
 
 // The password tests (issue 8 item 5) run the switch as StartServer
@@ -36,7 +36,7 @@ var guardUsers = map[string]string{"alice": "alice-pw-1", "bob": "bob-pw-2"}
 
 // guardSwitch is a running switch with TURN, the web phone and guardUsers.
 type guardSwitch struct {
-	*interop.Server
+	*testbed.Server
 	t    *testing.T
 	tr   *siptest.Trace
 	udp  string // SIP over UDP
@@ -46,7 +46,7 @@ type guardSwitch struct {
 
 func startGuardSwitch(t *testing.T) *guardSwitch {
 	t.Helper()
-	srv := interop.StartServer(t, serverBinary(t), interop.ServerConfig{TURN: true})
+	srv := testbed.StartServer(t, testbed.Binary(t), testbed.ServerConfig{TURN: true})
 	for u, pw := range guardUsers {
 		srv.AddUser(t, u, pw)
 	}
@@ -164,7 +164,7 @@ func (g *guardSwitch) webLogin(ip, user, password string) string {
 func (g *guardSwitch) bans(source string) int {
 	n := 0
 	for _, line := range strings.Split(g.Log(), "\n") {
-		if kv := interop.ParseLogfmt(line); kv["msg"] == "source refused after repeated authentication failures" && kv["source"] == source {
+		if kv := testbed.ParseLogfmt(line); kv["msg"] == "source refused after repeated authentication failures" && kv["source"] == source {
 			n++
 		}
 	}

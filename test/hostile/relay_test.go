@@ -10,7 +10,7 @@ import (
 	gosip "github.com/emiago/sipgo/sip"
 
 	"github.com/switchboard/switchboard/internal/siptest"
-	"github.com/switchboard/switchboard/test/interop"
+	"github.com/switchboard/switchboard/test/internal/testbed"
 )
 
 // relayMethods are the methods a stranger tries to get relayed.
@@ -322,7 +322,7 @@ func TestRelayInDialogOfRealCall(t *testing.T) {
 	if res := bob.WaitFinal(bye); res.StatusCode != 200 {
 		t.Errorf("BYE got %d %s", res.StatusCode, res.Reason)
 	}
-	rows := v.waitCDR(callID, "ended", func(r interop.CDR) bool { return r["ended"] != "" && r["ended"] != "-" })
+	rows := v.waitCDR(callID, "ended", func(r testbed.CDR) bool { return r["ended"] != "" && r["ended"] != "-" })
 	for _, r := range rows {
 		if r["call-id"] == callID && r["hangup-by"] != "callee" {
 			t.Errorf("CDR of the real call: hangup-by %q, want callee (a forged BYE must not end it): %v", r["hangup-by"], r)

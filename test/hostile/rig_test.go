@@ -19,7 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/switchboard/switchboard/internal/siptest"
-	"github.com/switchboard/switchboard/test/interop"
+	"github.com/switchboard/switchboard/test/internal/testbed"
 )
 
 // The users every switch under attack has. carol never registers.
@@ -33,7 +33,7 @@ var passwords = map[string]string{
 // configuration with only addresses and ports changed (and whatever extra
 // YAML a test gives), with the users of passwords.
 type victim struct {
-	*interop.Server
+	*testbed.Server
 	t   testing.TB
 	tr  *siptest.Trace
 	udp string // SIP over UDP, host:port
@@ -44,7 +44,7 @@ type victim struct {
 func startVictim(t testing.TB, extra string) *victim {
 	t.Helper()
 	leakCheck(t)
-	srv := interop.StartServer(t, serverBinary(t), interop.ServerConfig{Extra: extra})
+	srv := testbed.StartServer(t, testbed.Binary(t), testbed.ServerConfig{Extra: extra})
 	v := &victim{Server: srv, t: t, tr: siptest.NewTrace(t), udp: srv.Addr(t, "udp"), tcp: srv.Addr(t, "tcp")}
 	var wg sync.WaitGroup
 	errs := make(chan error, len(passwords))
@@ -173,8 +173,8 @@ func procStatus(pid int, field string) (int64, error) {
 
 // cdrsWith returns the CDR rows whose call-id starts with prefix or whose
 // caller contains sub (either may be empty to not match on it).
-func cdrsWith(rows []interop.CDR, prefix, sub string) []interop.CDR {
-	var out []interop.CDR
+func cdrsWith(rows []testbed.CDR, prefix, sub string) []testbed.CDR {
+	var out []testbed.CDR
 	for _, r := range rows {
 		if (prefix != "" && strings.HasPrefix(r["call-id"], prefix)) || (sub != "" && strings.Contains(r["caller"], sub)) {
 			out = append(out, r)
@@ -185,10 +185,10 @@ func cdrsWith(rows []interop.CDR, prefix, sub string) []interop.CDR {
 
 // waitCDR polls `switchboard cdr list` until the row of callID satisfies
 // cond, and returns every row then.
-func (v *victim) waitCDR(callID, what string, cond func(interop.CDR) bool) []interop.CDR {
+func (v *victim) waitCDR(callID, what string, cond func(testbed.CDR) bool) []testbed.CDR {
 	v.t.Helper()
-	var rows []interop.CDR
-	ok := interop.Poll(15*time.Second, 100*time.Millisecond, func() bool {
+	var rows []testbed.CDR
+	ok := testbed.Poll(15*time.Second, 100*time.Millisecond, func() bool {
 		rows = v.CDRs(v.t)
 		for _, r := range rows {
 			if r["call-id"] == callID && cond(r) {

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/internal/siptest"
-	"github.com/switchboard/switchboard/test/interop"
+	"github.com/switchboard/switchboard/test/internal/testbed"
 )
 
 // runSipvicious runs one sipvicious tool (svwar, svcrack) from the loopback
@@ -24,7 +24,7 @@ import (
 // had to be.
 func (v *victim) runSipvicious(t *testing.T, tool, ip string, limit time.Duration, args ...string) (out string, killed bool) {
 	t.Helper()
-	bin := interop.RequireTool(t, tool)
+	bin := testbed.RequireTool(t, tool)
 	// sipvicious writes its source port into Via and Contact: give it a
 	// free one on ip rather than its default 5060.
 	pc, err := net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
@@ -40,7 +40,7 @@ func (v *victim) runSipvicious(t *testing.T, tool, ip string, limit time.Duratio
 	// svwar and svcrack 0.3.3 parse -b but never pass it on: their socket
 	// binds to every address and sends from 127.0.0.1, the legitimate
 	// clients' address. bindWrapper makes that bind use ip.
-	cmd := exec.CommandContext(ctx, interop.RequireTool(t, "python3"), append([]string{"-c", bindWrapper, ip, bin}, full...)...)
+	cmd := exec.CommandContext(ctx, testbed.RequireTool(t, "python3"), append([]string{"-c", bindWrapper, ip, bin}, full...)...)
 	cmd.Dir = t.TempDir()
 	cmd.Env = append(os.Environ(), "HOME="+cmd.Dir)
 	cmd.WaitDelay = 5 * time.Second
@@ -50,7 +50,7 @@ func (v *victim) runSipvicious(t *testing.T, tool, ip string, limit time.Duratio
 	if err != nil && !killed && !errors.As(err, &ee) {
 		t.Fatalf("%s %s: %v\n%s", tool, strings.Join(full, " "), err, b)
 	}
-	t.Logf("%s %s (%s):\n%s", tool, strings.Join(full, " "), map[bool]string{true: "killed at the time limit", false: "finished"}[killed], tailLines(string(b), 25))
+	t.Logf("%s %s (%s):\n%s", tool, strings.Join(full, " "), map[bool]string{true: "killed at the time limit", false: "finished"}[killed], testbed.Tail(string(b), 25))
 	return string(b), killed
 }
 
@@ -119,7 +119,7 @@ func svcrackFound(out, user string) string {
 // every answer with the answer for a random extension). It must report no
 // extension: the switch answers users and non-users alike.
 func TestSvwarFindsNoExtension(t *testing.T) {
-	interop.RequireTool(t, "svwar")
+	testbed.RequireTool(t, "svwar")
 	v := startVictim(t, "")
 	v.registered("alice")
 	dict := writeLines(t, "users.txt", []string{"100", "admin", "alice", "1000", "bob", "test", "carol", "2000", "operator", "guest"})
@@ -166,7 +166,7 @@ func TestSvwarFindsNoExtension(t *testing.T) {
 // right password from that address is refused too, while alice's own phone,
 // registered before the attack, still registers.
 func TestSvcrackIsBanned(t *testing.T) {
-	interop.RequireTool(t, "svcrack")
+	testbed.RequireTool(t, "svcrack")
 	v := startVictim(t, "")
 	right := passwords["alice"]
 	alice := v.registered("alice") // her phone, in use before the attack

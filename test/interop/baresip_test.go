@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/switchboard/switchboard/test/internal/testbed"
 )
 
 // baresipDigest is the switch's security.digest_algorithms for baresip 1.0.0
@@ -20,21 +22,21 @@ var baresipDigest = []string{"MD5"}
 // 600 Hz); the call must be established on both sides, carry each tone to the
 // other side, hang up cleanly on both, and appear answered in the CDRs.
 func TestBaresipCall(t *testing.T) {
-	RequireTool(t, "baresip")
-	RequireTool(t, "sox")
-	srv := StartServer(t, serverBinary(t), ServerConfig{DigestAlgorithms: baresipDigest})
-	addUsers(t, srv, []Cred{{"alice", "alice-pw-1"}, {"bob", "bob-pw-2"}})
+	testbed.RequireTool(t, "baresip")
+	testbed.RequireTool(t, "sox")
+	srv := testbed.StartServer(t, testbed.Binary(t), testbed.ServerConfig{DigestAlgorithms: baresipDigest})
+	addUsers(t, srv, []testbed.Cred{{User: "alice", Password: "alice-pw-1"}, {User: "bob", Password: "bob-pw-2"}})
 	dir := t.TempDir()
 	const aliceHz, bobHz = 1000, 600
 
 	proxy := srv.Addr(t, "udp")
-	bob := StartBaresip(t, "bob", BaresipConfig{
+	bob := testbed.StartBaresip(t, "bob", testbed.BaresipConfig{
 		User: "bob", Password: "bob-pw-2", Domain: srv.Domain, Proxy: proxy, AnswerMode: "auto",
-		AudioFile: MakeTone(t, filepath.Join(dir, "bob.wav"), bobHz, 20),
+		AudioFile: testbed.MakeTone(t, filepath.Join(dir, "bob.wav"), bobHz, 20),
 	})
-	alice := StartBaresip(t, "alice", BaresipConfig{
+	alice := testbed.StartBaresip(t, "alice", testbed.BaresipConfig{
 		User: "alice", Password: "alice-pw-1", Domain: srv.Domain, Proxy: proxy,
-		AudioFile: MakeTone(t, filepath.Join(dir, "alice.wav"), aliceHz, 20),
+		AudioFile: testbed.MakeTone(t, filepath.Join(dir, "alice.wav"), aliceHz, 20),
 	})
 	bob.WaitRegistered(t, 10*time.Second)
 	alice.WaitRegistered(t, 10*time.Second)
@@ -49,7 +51,7 @@ func TestBaresipCall(t *testing.T) {
 	// Let audio flow until each side has recorded 1.5 s of what it received
 	// (8000 samples/s, 2 bytes each, after a 44-byte header).
 	const want = 44 + 3*8000
-	received := func(b *Baresip) int64 {
+	received := func(b *testbed.Baresip) int64 {
 		var n int64
 		for _, p := range b.ReceivedAudio() {
 			if st, err := os.Stat(p); err == nil {
@@ -58,10 +60,10 @@ func TestBaresipCall(t *testing.T) {
 		}
 		return n
 	}
-	if !Poll(15*time.Second, 100*time.Millisecond, func() bool {
+	if !testbed.Poll(15*time.Second, 100*time.Millisecond, func() bool {
 		return received(alice) >= want && received(bob) >= want
 	}) {
-		t.Errorf("audio: alice received %d bytes, bob %d bytes of WAV, want %d each", received(alice), received(bob), want)
+		t.Errorf("audio: alice received %d bytes, bob %d bytes of testbed.WAV, want %d each", received(alice), received(bob), want)
 	}
 
 	if _, err := alice.Command(ctx, "hangup", ""); err != nil {
@@ -71,7 +73,7 @@ func TestBaresipCall(t *testing.T) {
 	bob.WaitEventType(t, "CALL_CLOSED", 10*time.Second)
 
 	for _, c := range []struct {
-		who  *Baresip
+		who  *testbed.Baresip
 		freq float64
 	}{{alice, bobHz}, {bob, aliceHz}} {
 		files := c.who.ReceivedAudio()
@@ -79,12 +81,12 @@ func TestBaresipCall(t *testing.T) {
 			t.Errorf("%s: %d recordings of received audio, want 1: %v", c.who.Name, len(files), files)
 			continue
 		}
-		w, err := ReadWAV(files[0])
+		w, err := testbed.ReadWAV(files[0])
 		if err != nil {
 			t.Error(err)
 			continue
 		}
-		tone := MeasureTone(w, c.freq)
+		tone := testbed.MeasureTone(w, c.freq)
 		t.Logf("%s received %.1fs of audio, %.0f%% not silent, %.0f%% of it at %.0f Hz",
 			c.who.Name, tone.Seconds, 100*tone.Active, 100*tone.Share, c.freq)
 		if tone.Active < 0.5 || tone.Share < 0.8 {
@@ -92,8 +94,8 @@ func TestBaresipCall(t *testing.T) {
 		}
 	}
 
-	var rows []CDR
-	if !Poll(10*time.Second, 100*time.Millisecond, func() bool {
+	var rows []testbed.CDR
+	if !testbed.Poll(10*time.Second, 100*time.Millisecond, func() bool {
 		rows = callsBetween(srv.CDRs(t), "alice", "bob")
 		return len(rows) == 1 && rows[0].Answered() && rows[0]["ended"] != "" && rows[0]["ended"] != "-"
 	}) {

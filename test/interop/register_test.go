@@ -7,10 +7,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchboard/switchboard/test/internal/testbed"
 )
 
 // addUsers creates users with the CLI, a few at a time.
-func addUsers(t *testing.T, srv *Server, users []Cred) {
+func addUsers(t *testing.T, srv *testbed.Server, users []testbed.Cred) {
 	t.Helper()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 4)
@@ -34,21 +36,21 @@ func addUsers(t *testing.T, srv *Server, users []Cred) {
 // TestSIPpRegister registers 100 users with digest authentication (REGISTER,
 // 401, REGISTER with credentials, 200), over UDP and over TCP.
 func TestSIPpRegister(t *testing.T) {
-	RequireTool(t, "sipp")
-	srv := StartServer(t, serverBinary(t), ServerConfig{})
-	var users []Cred
+	testbed.RequireTool(t, "sipp")
+	srv := testbed.StartServer(t, testbed.Binary(t), testbed.ServerConfig{})
+	var users []testbed.Cred
 	for i := range 100 {
-		users = append(users, Cred{fmt.Sprintf("user%03d", i), fmt.Sprintf("pw-%03d-secret", i)})
+		users = append(users, testbed.Cred{User: fmt.Sprintf("user%03d", i), Password: fmt.Sprintf("pw-%03d-secret", i)})
 	}
 	addUsers(t, srv, users)
-	inf := WriteInf(t, filepath.Join(t.TempDir(), "users.csv"), users)
+	inf := testbed.WriteInf(t, filepath.Join(t.TempDir(), "users.csv"), users)
 
 	for _, tc := range []struct{ name, transport, sippT string }{
 		{"udp", "udp", "u1"},
 		{"tcp", "tcp", "t1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res := RunSIPp(t, SIPp{
+			res := testbed.RunSIPp(t, testbed.SIPp{
 				Scenario:  "register.xml",
 				Remote:    srv.Addr(t, tc.transport),
 				Transport: tc.sippT,

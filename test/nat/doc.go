@@ -8,12 +8,12 @@
 // or without baresip and sox, a test is skipped, or fails when CI=true
 // (test/install.sh installs every tool there).
 //
-// The helpers here (phone.go: baresip driven over ctrl_tcp, also inside a
-// namespace; netns_linux.go: the namespaces, routers, NAT and packet
-// captures; server_linux.go: the switch in a namespace; evidence.go: SIP
-// traces, SDPs and call records, read for checks and failure reports) build
-// on package test/interop and, like it, import nothing from the switch:
-// they only know its command line, config file and log lines.
+// The rig (baresip driven over ctrl_tcp, also inside a namespace; the
+// namespaces, routers, NAT and packet captures; the switch in a namespace)
+// is test/internal/testbed, shared with the other suites. evidence.go reads
+// SIP traces, SDPs and call records for checks and failure reports. Like
+// the rig, this package imports nothing from the switch: it only knows its
+// command line, config file and log lines.
 package nat
 
 // baresipDigest is the switch's security.digest_algorithms for baresip

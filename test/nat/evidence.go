@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/switchboard/switchboard/test/internal/testbed"
 )
 
 // sipMessage is one SIP message from baresip's trace (-s): each one is
@@ -82,7 +84,7 @@ var traceAddrs = regexp.MustCompile(`^(UDP|TCP|TLS) (\S+) -> (\S+)$`)
 
 // parseTrace returns the SIP messages in a baresip log (baresip -s).
 func parseTrace(log string) []sipMessage {
-	log = ansi.ReplaceAllString(log, "")
+	log = testbed.StripANSI(log)
 	lines := strings.Split(strings.ReplaceAll(log, "\r", ""), "\n")
 	var out []sipMessage
 	for i := 0; i < len(lines); i++ {
@@ -207,7 +209,7 @@ var rtpFrom = regexp.MustCompile(`incoming rtp for 'audio' established, receivin
 // rtpSources returns where baresip says the call's audio came from.
 func rtpSources(log string) []string {
 	var out []string
-	for _, m := range rtpFrom.FindAllStringSubmatch(ansi.ReplaceAllString(log, ""), -1) {
+	for _, m := range rtpFrom.FindAllStringSubmatch(testbed.StripANSI(log), -1) {
 		out = append(out, m[1])
 	}
 	return out

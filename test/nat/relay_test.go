@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard/switchboard/test/interop"
+	"github.com/switchboard/switchboard/test/internal/testbed"
 )
 
 // Tones: alice sends aliceHz, bob bobHz; each must hear the other's.
@@ -22,9 +22,9 @@ const aliceHz, bobHz = 440, 1000
 // names the relay's address and a port of media.rtp_ports, baresip reports
 // RTP arriving from there, and the call record counts packets on both legs.
 func TestRelayedCallTones(t *testing.T) {
-	requireBaresip(t)
-	interop.RequireTool(t, "sox")
-	srv := interop.StartServer(t, serverBinary(t), interop.ServerConfig{
+	testbed.RequireBaresip(t)
+	testbed.RequireTool(t, "sox")
+	srv := testbed.StartServer(t, testbed.Binary(t), testbed.ServerConfig{
 		DigestAlgorithms: baresipDigest,
 		MediaRelay:       "always",
 	})
@@ -34,16 +34,16 @@ func TestRelayedCallTones(t *testing.T) {
 	dir := t.TempDir()
 
 	proxy := srv.Addr(t, "udp")
-	bob := startPhone(t, "bob", phoneConfig{
+	bob := testbed.StartBaresip(t, "bob", testbed.BaresipConfig{
 		User: "bob", Password: "bob-pw-2", Domain: srv.Domain, Proxy: proxy, AnswerMode: "auto",
-		IP: "127.0.0.1", SIPPort: interop.FreePort(t, 2), CtrlPort: interop.FreePort(t, 1),
-		AudioFile: interop.MakeTone(t, filepath.Join(dir, "bob.wav"), bobHz, 20),
-	}, nil)
-	alice := startPhone(t, "alice", phoneConfig{
+		Regint:    60,
+		AudioFile: testbed.MakeTone(t, filepath.Join(dir, "bob.wav"), bobHz, 20),
+	})
+	alice := testbed.StartBaresip(t, "alice", testbed.BaresipConfig{
 		User: "alice", Password: "alice-pw-1", Domain: srv.Domain, Proxy: proxy,
-		IP: "127.0.0.1", SIPPort: interop.FreePort(t, 2), CtrlPort: interop.FreePort(t, 1),
-		AudioFile: interop.MakeTone(t, filepath.Join(dir, "alice.wav"), aliceHz, 20),
-	}, nil)
+		Regint:    60,
+		AudioFile: testbed.MakeTone(t, filepath.Join(dir, "alice.wav"), aliceHz, 20),
+	})
 
 	runCall(t, call{
 		alice: alice, bob: bob, domain: srv.Domain,
@@ -70,14 +70,14 @@ func rtpRange(t testing.TB, config string) (int, int) {
 
 // call is one alice→bob call through the switch and what to check about it.
 type call struct {
-	alice, bob *phone
+	alice, bob *testbed.Baresip
 	domain     string
 	// relayIP is media.public_ip; rtpLo-rtpHi is media.rtp_ports.
 	relayIP      string
 	rtpLo, rtpHi int
 	// privateIP, when set, is what each phone must have written into the
 	// SDP it sent (its own address, not a NAT's).
-	privateIP map[*phone]string
+	privateIP map[*testbed.Baresip]string
 	// cdrList returns the output of `switchboard cdr list`.
 	cdrList func() (string, error)
 	// evidence, when set, is logged when the test failed (routers'
@@ -97,7 +97,7 @@ func runCall(t *testing.T, c call) {
 		if !t.Failed() {
 			return
 		}
-		for _, p := range []*phone{c.alice, c.bob} {
+		for _, p := range []*testbed.Baresip{c.alice, c.bob} {
 			var b strings.Builder
 			for _, m := range parseTrace(p.Log()) {
 				b.WriteString("  " + m.Summary() + "\n")
@@ -116,20 +116,20 @@ func runCall(t *testing.T, c call) {
 
 	c.bob.WaitRegistered(t, 15*time.Second)
 	c.alice.WaitRegistered(t, 15*time.Second)
-	if _, err := c.alice.Command("dial", "sip:bob@"+c.domain); err != nil {
+	if _, err := c.alice.Command(context.Background(), "dial", "sip:bob@"+c.domain); err != nil {
 		t.Fatal(err)
 	}
-	c.alice.WaitEvent(t, "CALL_ESTABLISHED", 15*time.Second)
-	c.bob.WaitEvent(t, "CALL_ESTABLISHED", 10*time.Second)
+	c.alice.WaitEventType(t, "CALL_ESTABLISHED", 15*time.Second)
+	c.bob.WaitEventType(t, "CALL_ESTABLISHED", 10*time.Second)
 
 	// sndfile records what the decoder produced, 8000 16-bit samples per
 	// second of received audio after a 44-byte header: the recording only
 	// grows while packets arrive. 3 s of the other side's tone are enough
 	// to measure.
 	const want = 44 + 3*8000*2
-	secs := func(p *phone) float64 { return float64(max(p.receivedBytes()-44, 0)) / 16000 }
-	if !interop.Poll(10*time.Second, 100*time.Millisecond, func() bool {
-		return c.alice.receivedBytes() >= want && c.bob.receivedBytes() >= want
+	secs := func(p *testbed.Baresip) float64 { return float64(max(p.ReceivedBytes()-44, 0)) / 16000 }
+	if !testbed.Poll(10*time.Second, 100*time.Millisecond, func() bool {
+		return c.alice.ReceivedBytes() >= want && c.bob.ReceivedBytes() >= want
 	}) {
 		t.Errorf("received audio within 10s of the answer: alice %.1fs, bob %.1fs, want 3s each",
 			secs(c.alice), secs(c.bob))
@@ -138,15 +138,15 @@ func runCall(t *testing.T, c call) {
 	if c.byeFromBob {
 		hangup = c.bob
 	}
-	if _, err := hangup.Command("hangup", ""); err != nil {
+	if _, err := hangup.Command(context.Background(), "hangup", ""); err != nil {
 		t.Fatal(err)
 	}
-	c.alice.WaitEvent(t, "CALL_CLOSED", 10*time.Second)
-	c.bob.WaitEvent(t, "CALL_CLOSED", 10*time.Second)
+	c.alice.WaitEventType(t, "CALL_CLOSED", 10*time.Second)
+	c.bob.WaitEventType(t, "CALL_CLOSED", 10*time.Second)
 
 	// Each side hears the other's tone.
 	for _, x := range []struct {
-		who  *phone
+		who  *testbed.Baresip
 		freq float64
 	}{{c.alice, bobHz}, {c.bob, aliceHz}} {
 		files := x.who.ReceivedAudio()
@@ -154,12 +154,12 @@ func runCall(t *testing.T, c call) {
 			t.Errorf("%s: %d recordings of received audio, want 1: %v", x.who.Name, len(files), files)
 			continue
 		}
-		w, err := interop.ReadWAV(files[0])
+		w, err := testbed.ReadWAV(files[0])
 		if err != nil {
 			t.Error(err)
 			continue
 		}
-		tone := interop.MeasureTone(w, x.freq)
+		tone := testbed.MeasureTone(w, x.freq)
 		t.Logf("%s received %.1fs of audio, %.0f%% not silent, %.0f%% of it at %.0f Hz",
 			x.who.Name, tone.Seconds, 100*tone.Active, 100*tone.Share, x.freq)
 		if tone.Active < 0.5 || tone.Share < 0.8 {
@@ -181,10 +181,10 @@ func runCall(t *testing.T, c call) {
 	if callID == "" {
 		t.Fatalf("no INVITE in alice's SIP trace")
 	}
-	sent := map[*phone]sdpInfo{}
-	recv := map[*phone]sdpInfo{}
-	for _, p := range []*phone{c.alice, c.bob} {
-		s, r, err := offerAnswer(parseTrace(p.Log()), callID, p.sipAddr())
+	sent := map[*testbed.Baresip]sdpInfo{}
+	recv := map[*testbed.Baresip]sdpInfo{}
+	for _, p := range []*testbed.Baresip{c.alice, c.bob} {
+		s, r, err := offerAnswer(parseTrace(p.Log()), callID, p.SIPAddr())
 		if err != nil {
 			t.Errorf("%s: %v", p.Name, err)
 			continue
@@ -213,7 +213,7 @@ func runCall(t *testing.T, c call) {
 	if s, ok := sent[c.alice]; ok && recv[c.bob] == s {
 		t.Errorf("bob received alice's own SDP address %s: the switch did not anchor the media", s.AudioAddr())
 	}
-	for _, p := range []*phone{c.alice, c.bob} {
+	for _, p := range []*testbed.Baresip{c.alice, c.bob} {
 		srcs := rtpSources(p.Log())
 		if len(srcs) == 0 {
 			t.Errorf("%s: baresip never logged incoming RTP", p.Name)
@@ -230,15 +230,15 @@ func runCall(t *testing.T, c call) {
 	// the switch back to back, and sipgo hands each response to the
 	// transaction in a goroutine of its own: when the 200 wins, the client
 	// transaction is Accepted and the 180 is dropped (emiago/sipgo#306).
-	if countResponses(parseTrace(c.bob.Log()), callID, 180, c.bob.sipAddr(), true) > 0 &&
-		countResponses(aliceMsgs, callID, 180, c.alice.sipAddr(), false) == 0 {
+	if countResponses(parseTrace(c.bob.Log()), callID, 180, c.bob.SIPAddr(), true) > 0 &&
+		countResponses(aliceMsgs, callID, 180, c.alice.SIPAddr(), false) == 0 {
 		t.Logf("note: bob sent 180 Ringing but alice never received it (lost or reordered behind the 200 in the switch)")
 	}
 
 	// The record counts the packets the relay got from each leg.
 	var caller, callee legStats
 	var row, out string
-	if !interop.Poll(10*time.Second, 100*time.Millisecond, func() bool {
+	if !testbed.Poll(10*time.Second, 100*time.Millisecond, func() bool {
 		var err error
 		out, err = c.cdrList()
 		if err != nil {

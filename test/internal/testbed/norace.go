@@ -1,5 +1,5 @@
 //go:build !race
 
-package interop
+package testbed
 
 const raceDetector = false

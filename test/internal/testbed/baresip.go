@@ -1,4 +1,4 @@
-package interop
+package testbed
 
 import (
 	"bufio"
@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -35,15 +34,31 @@ type BaresipConfig struct {
 	AudioFile string
 	// Regint is the registration interval in seconds. Default 600.
 	Regint int
+	// IP is the address baresip binds SIP and RTP to and advertises.
+	// Default 127.0.0.1.
+	IP string
+	// SIPPort is baresip's SIP port (UDP and TCP); SIPPort+1 is taken by
+	// its TLS listener. 0 picks a free pair on 127.0.0.1 (FreePort).
+	SIPPort int
+	// CtrlPort is the ctrl_tcp port, on 127.0.0.1 of the phone's
+	// namespace. 0 picks a free one on 127.0.0.1.
+	CtrlPort int
+	// Netns is the network namespace to run in (NewNetns); "" is the
+	// test's own. Nothing in the config is about NAT: no STUN, no ICE, no
+	// outbound keep-alives, so behind a NAT router the phone writes its
+	// private address into Contact and SDP.
+	Netns string
 }
 
 // Baresip is a running baresip process driven through its ctrl_tcp module.
 type Baresip struct {
 	Name     string
 	Dir      string // config dir (-f); received audio is in Dir/snd
+	IP       string // the address it binds and advertises
 	SIPPort  int    // SIP port (UDP and TCP); SIPPort+1 is its TLS port
 	CtrlPort int
 	AOR      string
+	Netns    string // its network namespace; "" is the test's own
 
 	proc *Process
 	conn net.Conn
@@ -74,12 +89,33 @@ type BaresipResponse struct {
 	Token string `json:"token"`
 }
 
-// StartBaresip writes a config dir, starts `baresip -f DIR -s` (SIP trace on)
-// with stdin from /dev/null and connects to its ctrl_tcp port. The phone is
-// stopped when the test ends; on failure its log is printed.
-func StartBaresip(t testing.TB, name string, c BaresipConfig) *Baresip {
+// baresipModules are the modules the phones load.
+var baresipModules = []string{"ctrl_tcp", "menu", "account", "aufile", "sndfile", "aubridge", "g711"}
+
+// RequireBaresip returns baresip's path, skipping the test (failing it when
+// CI=true) when baresip or one of the modules StartBaresip loads is missing.
+func RequireBaresip(t testing.TB) string {
 	t.Helper()
 	bin := RequireTool(t, "baresip")
+	for _, m := range baresipModules {
+		if _, err := os.Stat("/usr/lib/baresip/modules/" + m + ".so"); err != nil {
+			if InCI() {
+				t.Fatalf("baresip module %s missing (CI=true): %v", m, err)
+			}
+			t.Skipf("baresip module %s missing: %v", m, err)
+		}
+	}
+	return bin
+}
+
+// StartBaresip writes a config dir, starts `baresip -f DIR -s` (SIP trace on)
+// with stdin from /dev/null, inside c.Netns when set (as `ip netns exec NS
+// baresip ...`, so the PID is baresip's), and connects to its ctrl_tcp port
+// (from inside the namespace). The phone is stopped by PID when the test
+// ends; on failure its log is printed.
+func StartBaresip(t testing.TB, name string, c BaresipConfig) *Baresip {
+	t.Helper()
+	bin := RequireBaresip(t)
 	if c.Transport == "" {
 		c.Transport = "udp"
 	}
@@ -89,23 +125,34 @@ func StartBaresip(t testing.TB, name string, c BaresipConfig) *Baresip {
 	if c.Regint == 0 {
 		c.Regint = 600
 	}
-	for _, m := range []string{"ctrl_tcp", "menu", "account", "aufile", "sndfile", "aubridge", "g711"} {
-		if _, err := os.Stat("/usr/lib/baresip/modules/" + m + ".so"); err != nil {
-			if InCI() {
-				t.Fatalf("baresip module %s missing: %v", m, err)
-			}
-			t.Skipf("baresip module %s missing: %v", m, err)
-		}
+	if c.IP == "" {
+		c.IP = "127.0.0.1"
+	}
+	if c.SIPPort == 0 {
+		c.SIPPort = FreePort(t, 2)
+	}
+	if c.CtrlPort == 0 {
+		c.CtrlPort = FreePort(t, 1)
 	}
 	b := &Baresip{
 		Name:     name,
 		Dir:      t.TempDir(),
-		SIPPort:  FreePort(t, 2),
-		CtrlPort: FreePort(t, 1),
+		IP:       c.IP,
+		SIPPort:  c.SIPPort,
+		CtrlPort: c.CtrlPort,
 		AOR:      fmt.Sprintf("sip:%s@%s", c.User, c.Domain),
+		Netns:    c.Netns,
 		changed:  make(chan struct{}),
 		waiting:  map[string]chan BaresipResponse{},
 	}
+	b.writeConfig(t, c)
+	b.start(t, bin, c)
+	return b
+}
+
+// writeConfig writes baresip's config, accounts and contacts files.
+func (b *Baresip) writeConfig(t testing.TB, c BaresipConfig) {
+	t.Helper()
 	snd := filepath.Join(b.Dir, "snd")
 	if err := os.MkdirAll(snd, 0o755); err != nil {
 		t.Fatal(err)
@@ -115,8 +162,8 @@ func StartBaresip(t testing.TB, name string, c BaresipConfig) *Baresip {
 	// (alsa's null device busy-loops); sndfile records each call's audio as
 	// snd/*-enc.wav (sent) and snd/*-dec.wav (received).
 	config := fmt.Sprintf(`poll_method epoll
-sip_listen 127.0.0.1:%d
-net_interface 127.0.0.1
+sip_listen %s
+net_interface %s
 call_local_timeout 60
 call_max_calls 4
 audio_player aubridge,nil
@@ -139,7 +186,7 @@ module_app menu.so
 module_app ctrl_tcp.so
 ctrl_tcp_listen 127.0.0.1:%d
 snd_path %s
-`, b.SIPPort, c.AudioFile, b.CtrlPort, snd)
+`, b.SIPAddr(), c.IP, c.AudioFile, b.CtrlPort, snd)
 	account := fmt.Sprintf("<sip:%s@%s;transport=%s>;auth_pass=%s;audio_codecs=pcmu;answermode=%s;regint=%d;outbound=\"sip:%s;transport=%s\"\n",
 		c.User, c.Domain, c.Transport, c.Password, c.AnswerMode, c.Regint, c.Proxy, c.Transport)
 	for f, s := range map[string]string{"config": config, "accounts": account, "contacts": ""} {
@@ -147,8 +194,13 @@ snd_path %s
 			t.Fatal(err)
 		}
 	}
+}
 
-	cmd := exec.Command(bin, "-f", b.Dir, "-s")
+// start runs baresip and connects to its ctrl_tcp port.
+func (b *Baresip) start(t testing.TB, bin string, c BaresipConfig) {
+	t.Helper()
+	name := b.Name
+	cmd := InNetns(c.Netns, bin, "-f", b.Dir, "-s")
 	cmd.Dir = b.Dir
 	proc, err := StartProcess("baresip "+name, cmd, filepath.Join(b.Dir, "baresip.log"))
 	if err != nil {
@@ -158,23 +210,32 @@ snd_path %s
 	t.Cleanup(func() { b.stop(t) })
 
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(b.CtrlPort))
+	dial := Dialer(c.Netns)
+	var lastErr error
 	Poll(10*time.Second, 20*time.Millisecond, func() bool {
 		if proc.Exited() {
 			return true
 		}
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		conn, err := dial(addr)
 		if err != nil {
+			lastErr = err
 			return false
 		}
 		b.conn = conn
 		return true
 	})
 	if b.conn == nil {
-		t.Fatalf("baresip %s: no ctrl_tcp on %s (exited=%v)\n%s", name, addr, proc.Exited(), tail(proc.Out.String(), 40))
+		t.Fatalf("baresip %s: no ctrl_tcp on %s in netns %q (exited=%v, last error %v)\n%s",
+			name, addr, c.Netns, proc.Exited(), lastErr, Tail(proc.Out.String(), 40))
 	}
 	go b.read()
-	return b
 }
+
+// SIPAddr is the phone's own SIP address, ip:port.
+func (b *Baresip) SIPAddr() string { return net.JoinHostPort(b.IP, strconv.Itoa(b.SIPPort)) }
+
+// PID returns baresip's process id.
+func (b *Baresip) PID() int { return b.proc.Cmd.Process.Pid }
 
 func (b *Baresip) stop(t testing.TB) {
 	if b.conn != nil {
@@ -182,7 +243,7 @@ func (b *Baresip) stop(t testing.TB) {
 	}
 	b.proc.Stop(syscall.SIGTERM, 5*time.Second)
 	if t.Failed() {
-		t.Logf("baresip %s log (%s):\n%s", b.Name, filepath.Join(b.Dir, "baresip.log"), tail(b.proc.Out.String(), 150))
+		t.Logf("baresip %s log (%s):\n%s", b.Name, filepath.Join(b.Dir, "baresip.log"), Tail(b.proc.Out.String(), 150))
 	}
 }
 
@@ -263,12 +324,18 @@ func (b *Baresip) Command(ctx context.Context, command, params string) (BaresipR
 			return r, fmt.Errorf("baresip %s: %s %s: %s", b.Name, command, params, strings.TrimSpace(r.Data))
 		}
 		return r, nil
+	case <-b.proc.Done():
+		return BaresipResponse{}, fmt.Errorf("baresip %s: %s: baresip exited", b.Name, command)
 	case <-ctx.Done():
 		return BaresipResponse{}, fmt.Errorf("baresip %s: %s: no response: %w", b.Name, command, ctx.Err())
 	}
 }
 
 var ansi = regexp.MustCompile("\x1b\\[[0-9;]*m")
+
+// StripANSI removes the terminal colour codes baresip writes into its
+// output.
+func StripANSI(s string) string { return ansi.ReplaceAllString(s, "") }
 
 // RegState returns the account's registration state as `reginfo` shows it:
 // "OK" (registered), "ERR" (failed) or "zzz" (not yet), with the line.
@@ -317,6 +384,9 @@ func (b *Baresip) WaitEvent(ctx context.Context, match func(BaresipEvent) bool) 
 	seen := 0
 	for {
 		b.mu.Lock()
+		if seen > len(b.events) {
+			seen = 0 // ClearEvents
+		}
 		evs := b.events[seen:]
 		ch := b.changed
 		b.mu.Unlock()
@@ -336,6 +406,14 @@ func (b *Baresip) WaitEvent(ctx context.Context, match func(BaresipEvent) bool) 
 	}
 }
 
+// ClearEvents forgets the events received so far: later waits see only
+// newer ones.
+func (b *Baresip) ClearEvents() {
+	b.mu.Lock()
+	b.events = nil
+	b.mu.Unlock()
+}
+
 // WaitEventType waits up to timeout for an event of the given type.
 func (b *Baresip) WaitEventType(t testing.TB, typ string, timeout time.Duration) BaresipEvent {
 	t.Helper()
@@ -350,6 +428,17 @@ func (b *Baresip) WaitEventType(t testing.TB, typ string, timeout time.Duration)
 		t.Fatalf("baresip %s: no %s event within %s (%v); events so far: %v", b.Name, typ, timeout, err, types)
 	}
 	return ev
+}
+
+// ReceivedBytes is the size of the received-audio recordings so far.
+func (b *Baresip) ReceivedBytes() int64 {
+	var n int64
+	for _, f := range b.ReceivedAudio() {
+		if st, err := os.Stat(f); err == nil {
+			n += st.Size()
+		}
+	}
+	return n
 }
 
 // ReceivedAudio returns the paths of the WAV files of audio baresip received

@@ -1,4 +1,4 @@
-package interop
+package testbed
 
 import (
 	"context"
@@ -29,10 +29,33 @@ type ServerConfig struct {
 	DigestAlgorithms []string
 	// MediaRelay is media.relay (always, nat, never); "" keeps the default.
 	MediaRelay string
+	// MediaIP is media.public_ip and media.bind_ip. Default 127.0.0.1.
+	MediaIP string
+	// Media is YAML added inside the generated media: flow mapping, for
+	// example "timeout: 30s".
+	Media string
+	// Registrar is the registrar: section as a YAML flow mapping. Default
+	// {default_expires: 3600, min_expires: 60, max_expires: 86400}.
+	Registrar string
+	// Security is YAML added inside the generated security: flow mapping,
+	// overriding its defaults (auth_failures: 10, auth_window: 1m, ban:
+	// 5m), for example "auth_failures: 0".
+	Security string
+	// HTTP is http.listen. Default 127.0.0.1:0.
+	HTTP string
+	// Netns is a network namespace (NewNetns) to run the server in, as
+	// `ip netns exec NS switchboard serve` (so the PID is the server's).
+	// The CLI still runs in the test's namespace: it only opens the
+	// database.
+	Netns string
 	// TURN turns the TURN server on, listening on ephemeral UDP and TCP
 	// ports of 127.0.0.1 (logged as "turn/udp" and "turn/tcp" in Addrs when
 	// the server logs them). Off by default: its default ports are fixed.
 	TURN bool
+	// TURNOptions is YAML added inside the generated turn: flow mapping
+	// when TURN is on, overriding its keys, for example "allow_peers:
+	// [127.0.0.0/8]".
+	TURNOptions string
 	// Extra is YAML appended to the generated config file at top level, for
 	// sections the fields above do not cover.
 	Extra string
@@ -68,7 +91,8 @@ type Server struct {
 }
 
 // StartServer writes a config into a temp dir, starts `switchboard serve`
-// and waits until it has logged every listener the config asks for. The
+// and waits until it has logged every listener the config asks for and
+// "switchboard ready". The
 // server is stopped (SIGTERM, then SIGKILL) when the test ends; a data race
 // report or a non-zero exit status then fails the test.
 func StartServer(t testing.TB, bin string, cfg ServerConfig) *Server {
@@ -81,6 +105,18 @@ func StartServer(t testing.TB, bin string, cfg ServerConfig) *Server {
 	}
 	if cfg.LogLevel == "" {
 		cfg.LogLevel = "info"
+	}
+	if cfg.MediaIP == "" {
+		cfg.MediaIP = "127.0.0.1"
+	}
+	if cfg.Registrar == "" {
+		cfg.Registrar = "{default_expires: 3600, min_expires: 60, max_expires: 86400}"
+	}
+	if cfg.HTTP == "" {
+		cfg.HTTP = "127.0.0.1:0"
+	}
+	if cfg.Netns != "" {
+		cfg.Prefix = append([]string{"ip", "netns", "exec", cfg.Netns}, cfg.Prefix...)
 	}
 	dir := t.TempDir()
 	s := &Server{
@@ -105,11 +141,17 @@ func StartServer(t testing.TB, bin string, cfg ServerConfig) *Server {
 	// are drawn from 10000-15999, TURN relay ranges from 16000-19999: below
 	// FreePort's range and the kernel's ephemeral ports.
 	rtp := 10000 + 200*rand.IntN(30)
-	media := fmt.Sprintf("public_ip: 127.0.0.1, bind_ip: 127.0.0.1, rtp_ports: %d-%d", rtp, rtp+199)
+	media := fmt.Sprintf("public_ip: %s, bind_ip: %s, rtp_ports: %d-%d", cfg.MediaIP, cfg.MediaIP, rtp, rtp+199)
 	if cfg.MediaRelay != "" {
 		media += ", relay: " + cfg.MediaRelay
 	}
+	if cfg.Media != "" {
+		media += ", " + cfg.Media
+	}
 	security := "auth_failures: 10, auth_window: 1m, ban: 5m"
+	if cfg.Security != "" {
+		security = overrideFlow(security, cfg.Security)
+	}
 	if cfg.DigestAlgorithms != nil {
 		security += ", digest_algorithms: [" + strings.Join(cfg.DigestAlgorithms, ", ") + "]"
 	}
@@ -117,6 +159,9 @@ func StartServer(t testing.TB, bin string, cfg ServerConfig) *Server {
 	if cfg.TURN {
 		rp := 16000 + 200*rand.IntN(20)
 		turn = fmt.Sprintf("enabled: true, listen: [udp://127.0.0.1:0, tcp://127.0.0.1:0], public_ip: 127.0.0.1, relay_ports: %d-%d", rp, rp+199)
+		if cfg.TURNOptions != "" {
+			turn = overrideFlow(turn, cfg.TURNOptions)
+		}
 	}
 	yaml := fmt.Sprintf(`domain: %s
 database: %s
@@ -124,12 +169,12 @@ log: {level: %s}
 sip:
   listen: [%s]
 http:
-  listen: 127.0.0.1:0
+  listen: %s
 media: {%s}
 turn: {%s}
-registrar: {default_expires: 3600, min_expires: 60, max_expires: 86400}
+registrar: %s
 security: {%s}
-`, cfg.Domain, filepath.Join(dir, "switchboard.db"), cfg.LogLevel, strings.Join(quoted, ", "), media, turn, security)
+`, cfg.Domain, filepath.Join(dir, "switchboard.db"), cfg.LogLevel, strings.Join(quoted, ", "), cfg.HTTP, media, turn, cfg.Registrar, security)
 	if cfg.SIP != "" {
 		lines := strings.Split(strings.TrimRight(cfg.SIP, "\n"), "\n")
 		yaml = strings.Replace(yaml, "\nsip:\n", "\nsip:\n  "+strings.Join(lines, "\n  ")+"\n", 1)
@@ -143,14 +188,14 @@ security: {%s}
 
 	s.yaml, s.want, s.prefix = yaml, want, cfg.Prefix
 	if !s.launch(t) {
-		t.Fatalf("switchboard did not log all listeners %v (got %v, exited=%v); config:\n%s\nlog:\n%s",
-			keys(want), s.Addrs, s.proc.Exited(), yaml, tail(s.proc.Out.String(), 80))
+		t.Fatalf("switchboard did not log all listeners %v and \"switchboard ready\" (got %v, exited=%v); config:\n%s\nlog:\n%s",
+			keys(want), s.Addrs, s.proc.Exited(), yaml, Tail(s.proc.Out.String(), 80))
 	}
 	return s
 }
 
 // launch starts `switchboard serve` on s.Config and waits until it has
-// logged every listener in s.want. The first launch registers the stop at
+// logged every listener in s.want and that it is ready. The first launch registers the stop at
 // the end of the test; later ones (Restart) log to server.N.log.
 func (s *Server) launch(t testing.TB) bool {
 	t.Helper()
@@ -177,6 +222,9 @@ func (s *Server) launch(t testing.TB) bool {
 			return true
 		}
 		s.parseListening()
+		if !strings.Contains(proc.Out.String(), "switchboard ready") {
+			return false
+		}
 		for k := range s.want {
 			if s.Addrs[k] == "" {
 				return false
@@ -222,9 +270,60 @@ func (s *Server) Restart(t testing.TB) {
 	prev := s.proc.Out.String()
 	s.Addrs = map[string]string{}
 	if !s.launch(t) {
-		t.Fatalf("restarted switchboard did not log all listeners %v (got %v, exited=%v); previous run's log:\n%s\nlog:\n%s",
-			keys(s.want), s.Addrs, s.proc.Exited(), tail(prev, 40), tail(s.proc.Out.String(), 80))
+		t.Fatalf("restarted switchboard did not log all listeners %v and \"switchboard ready\" (got %v, exited=%v); previous run's log:\n%s\nlog:\n%s",
+			keys(s.want), s.Addrs, s.proc.Exited(), Tail(prev, 40), Tail(s.proc.Out.String(), 80))
 	}
+}
+
+// overrideFlow returns the entries of the YAML flow mapping body base
+// ("k: v, k: v") with those of extra put in place of the same keys, and
+// extra's other keys added.
+func overrideFlow(base, extra string) string {
+	set := map[string]string{}
+	var order []string
+	for _, kv := range splitFlow(extra) {
+		k, _, _ := strings.Cut(kv, ":")
+		set[strings.TrimSpace(k)] = kv
+		order = append(order, strings.TrimSpace(k))
+	}
+	var out []string
+	for _, kv := range splitFlow(base) {
+		k, _, _ := strings.Cut(kv, ":")
+		if v, ok := set[strings.TrimSpace(k)]; ok {
+			kv = v
+			delete(set, strings.TrimSpace(k))
+		}
+		out = append(out, kv)
+	}
+	for _, k := range order {
+		if v, ok := set[k]; ok {
+			out = append(out, v)
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// splitFlow splits a YAML flow mapping body at its top-level commas.
+func splitFlow(s string) []string {
+	var out []string
+	depth, start := 0, 0
+	for i, c := range s {
+		switch c {
+		case '[', '{':
+			depth++
+		case ']', '}':
+			depth--
+		case ',':
+			if depth == 0 {
+				out = append(out, strings.TrimSpace(s[start:i]))
+				start = i + 1
+			}
+		}
+	}
+	if rest := strings.TrimSpace(s[start:]); rest != "" {
+		out = append(out, rest)
+	}
+	return out
 }
 
 func keys(m map[string]bool) []string {
@@ -292,7 +391,7 @@ func (s *Server) stop(t testing.TB) {
 		t.Errorf("switchboard exited with status %d after SIGTERM", s.proc.ExitCode())
 	}
 	if t.Failed() {
-		t.Logf("switchboard log (%s):\n%s", filepath.Join(s.Dir, "server.log"), tail(log, 150))
+		t.Logf("switchboard log (%s):\n%s", filepath.Join(s.Dir, "server.log"), Tail(log, 150))
 	}
 }
 
@@ -312,7 +411,7 @@ func raceReports(log string) string {
 			in = false
 		}
 	}
-	return tail(b.String(), 200)
+	return Tail(b.String(), 200)
 }
 
 // serverEnv is the environment of switchboard processes: the test's, with

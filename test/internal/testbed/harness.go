@@ -1,4 +1,4 @@
-package interop
+package testbed
 
 import (
 	"bufio"
@@ -39,17 +39,21 @@ func RequireTool(t testing.TB, name string) string {
 	return ""
 }
 
-// ModuleRoot returns the repository root, two levels above this package.
+// ModuleRoot returns the repository root: the nearest directory at or
+// above the working directory (a test's package directory) with a go.mod.
 func ModuleRoot() (string, error) {
 	wd, err := os.Getwd()
 	if err != nil {
 		return "", err
 	}
-	root := filepath.Clean(filepath.Join(wd, "..", ".."))
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		return "", fmt.Errorf("module root not found above %s: %w", wd, err)
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		if filepath.Dir(dir) == dir {
+			return "", fmt.Errorf("module root: no go.mod at or above %s", wd)
+		}
 	}
-	return root, nil
 }
 
 // BuildServer builds ./cmd/switchboard into dir and returns the binary's path.
@@ -76,7 +80,9 @@ func BuildServer(ctx context.Context, dir string, race bool) (string, error) {
 }
 
 // Poll calls cond every interval until it returns true or timeout passes. It
-// reports whether cond became true.
+// reports whether cond became true. It is for waits whose failure is not a
+// test failure by itself (cleanups, best-effort waits, helpers without a
+// test); a test's condition is waited for with Eventually.
 func Poll(timeout, interval time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for {
@@ -87,6 +93,27 @@ func Poll(timeout, interval time.Duration, cond func() bool) bool {
 			return false
 		}
 		time.Sleep(interval)
+	}
+}
+
+// Eventually waits up to timeout for cond to return true, calling it every
+// 20 ms at first and backing off to every 250 ms, and reports whether it
+// did. When it did not, the test fails (t.Errorf, so the caller may add
+// what it saw, or stop with t.FailNow) with "what: not within TIMEOUT".
+func Eventually(t testing.TB, timeout time.Duration, cond func() bool, what string) bool {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	interval := 20 * time.Millisecond
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s: not within %s", what, timeout)
+			return false
+		}
+		time.Sleep(min(interval, max(time.Until(deadline), time.Millisecond)))
+		interval = min(2*interval, 250*time.Millisecond)
 	}
 }
 
@@ -150,8 +177,9 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
+// Tail returns the last n lines of s, after a line saying how many came
+// before them: for failure messages.
+func Tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = append([]string{fmt.Sprintf("[... %d lines before]", len(lines)-n)}, lines[len(lines)-n:]...)
@@ -261,8 +289,8 @@ func (p *Process) Stop(sig syscall.Signal, grace time.Duration) bool {
 	return false
 }
 
-// RaceEnabled reports whether this binary runs with the race detector (see
-// race.go), in which case the server under test is built with it too.
+// RaceEnabled reports whether this test binary runs with the race detector
+// (see race.go), in which case Main builds the server with it too.
 func RaceEnabled() bool { return raceDetector }
 
 // readLines returns the non-empty lines of r.
@@ -278,8 +306,8 @@ func readLines(r io.Reader) []string {
 	return out
 }
 
-// readFile returns a file's content, or "" if it cannot be read or path is "".
-func readFile(path string) string {
+// ReadFile returns a file's content, or "" if it cannot be read or path is "".
+func ReadFile(path string) string {
 	if path == "" {
 		return ""
 	}

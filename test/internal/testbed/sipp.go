@@ -1,4 +1,4 @@
-package interop
+package testbed
 
 import (
 	"context"
@@ -74,15 +74,17 @@ func (r SIPpResult) String() string {
 		}
 	}
 	if r.Errors != "" {
-		fmt.Fprintf(&b, "\nerrors (%d bytes, first part):\n%s", len(r.Errors), head(r.Errors, 6000))
+		fmt.Fprintf(&b, "\nerrors (%d bytes, first part):\n%s", len(r.Errors), Head(r.Errors, 6000))
 	}
 	if r.Successful < 0 || r.ExitCode > 1 {
-		fmt.Fprintf(&b, "\nscreen:\n%s", tail(r.Screen, 60))
+		fmt.Fprintf(&b, "\nscreen:\n%s", Tail(r.Screen, 60))
 	}
 	return b.String()
 }
 
-func head(s string, n int) string {
+// Head returns the first n bytes of s, marked "[...]" when cut:
+// for failure messages.
+func Head(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
