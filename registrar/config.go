@@ -40,6 +40,11 @@ type Config struct {
 	// UAs that give up on a challenge offering anything but MD5 (baresip
 	// 1.0.0 does): they are challenged with MD5 alone.
 	MD5OnlyUserAgents []string
+	// SHA256UserAgents lists User-Agent substrings (case-insensitive) of
+	// UAs known to choose correctly among several challenges: they are
+	// offered SHA-256 first, then MD5, whatever Algorithms says (and
+	// SHA-256 is accepted from them).
+	SHA256UserAgents []string
 	// AuthFailures wrong passwords from one source IP within AuthWindow get
 	// the source refused for Ban. AuthFailures 0 means 10; negative disables.
 	// The budget is shared by every password check of the switch (see

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -41,6 +42,7 @@ type Authenticator struct {
 	users      UserLookup
 	guard      *Guard
 	md5Only    []string // User-Agent substrings offered MD5 alone
+	sha256UA   []string // User-Agent substrings offered SHA-256 first, then MD5
 	secret     [32]byte
 	now        func() time.Time
 
@@ -86,6 +88,12 @@ func (a *Authenticator) Trust(source netip.AddrPort) {
 // SetMD5Only sets the User-Agent substrings (case-insensitive) of UAs that
 // fail on any challenge but MD5: they are offered MD5 alone. Call before use.
 func (a *Authenticator) SetMD5Only(userAgents []string) { a.md5Only = userAgents }
+
+// SetSHA256UserAgents sets the User-Agent substrings (case-insensitive) of
+// UAs known to choose correctly among several challenges (RFC 8760 §2.4):
+// they are offered SHA-256 first, then MD5, whatever the algorithms
+// offered to everyone else. Call before use.
+func (a *Authenticator) SetSHA256UserAgents(userAgents []string) { a.sha256UA = userAgents }
 
 // Realm returns the digest realm.
 func (a *Authenticator) Realm() string { return a.realm }
@@ -133,15 +141,27 @@ func (a *Authenticator) Challenge(proxy, stale bool) []sip.Header {
 // challengeFor is Challenge for a request: a UA whose User-Agent is on the
 // MD5-only list is offered MD5 alone.
 func (a *Authenticator) challengeFor(req *sip.Request, proxy, stale bool) []sip.Header {
-	if h := req.GetHeader("User-Agent"); h != nil && len(a.md5Only) > 0 {
+	if h := req.GetHeader("User-Agent"); h != nil {
 		ua := strings.ToLower(h.Value())
-		for _, q := range a.md5Only {
-			if q != "" && strings.Contains(ua, strings.ToLower(q)) {
-				return a.challenge(proxy, stale, []string{AlgMD5})
-			}
+		switch {
+		case uaMatches(ua, a.sha256UA):
+			return a.challenge(proxy, stale, []string{AlgSHA256, AlgMD5})
+		case uaMatches(ua, a.md5Only):
+			return a.challenge(proxy, stale, []string{AlgMD5})
 		}
 	}
 	return a.Challenge(proxy, stale)
+}
+
+// uaMatches reports whether the (lower-case) User-Agent ua contains one of
+// the substrings.
+func uaMatches(ua string, substrings []string) bool {
+	for _, q := range substrings {
+		if q != "" && strings.Contains(ua, strings.ToLower(q)) {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *Authenticator) challenge(proxy, stale bool, algorithms []string) []sip.Header {
@@ -237,13 +257,9 @@ func (a *Authenticator) Verify(ctx context.Context, req *sip.Request, proxy bool
 	return user.Name, nil
 }
 
+// offers reports whether alg is offered to some UA (and so accepted).
 func (a *Authenticator) offers(alg string) bool {
-	for _, x := range a.algorithms {
-		if x == alg {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(a.algorithms, alg) || alg == AlgSHA256 && len(a.sha256UA) > 0 || alg == AlgMD5 && len(a.md5Only) > 0
 }
 
 // fail counts a failed digest against source and the user name given.

@@ -1,11 +1,13 @@
 package registrar
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	gosip "github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
 
 	"github.com/switchboard/switchboard/internal/siptest"
@@ -479,5 +481,55 @@ func TestUnregisterOneContact(t *testing.T) {
 	res = h.mustRegister(alice, u)
 	if len(contacts(res)) != 1 {
 		t.Errorf("removing an unknown contact changed the bindings: %q", contacts(res))
+	}
+}
+
+// TestChallengesByUserAgent: with the shipped rule (MD5 to everyone), a UA
+// gets one MD5 challenge and SHA-256 credentials are refused; a UA on the
+// SHA-256 list gets SHA-256 first, then MD5, and registers with SHA-256; a
+// UA on the MD5-only list gets MD5 alone even when SHA-256 is offered.
+func TestChallengesByUserAgent(t *testing.T) {
+	algs := func(res *gosip.Response) []string {
+		var out []string
+		for _, v := range headerValues(res, "WWW-Authenticate") {
+			c, err := digest.ParseChallenge(v)
+			if err != nil {
+				t.Fatalf("challenge %q: %v", v, err)
+			}
+			out = append(out, c.Algorithm)
+		}
+		return out
+	}
+	tests := []struct {
+		name    string
+		cfg     Config
+		ua      string
+		want    []string
+		use     string
+		outcome int
+	}{
+		{"MD5 to everyone", Config{Algorithms: []string{AlgMD5}, SHA256UserAgents: []string{"Linphone"}}, "JsSIP 3.13.0", []string{"MD5"}, "MD5", 200},
+		{"known to choose", Config{Algorithms: []string{AlgMD5}, SHA256UserAgents: []string{"linphone"}}, "Linphone/5.1.2 (belle-sip/5.1.2)", []string{"SHA-256", "MD5"}, "SHA-256", 200},
+		{"MD5-only phone", Config{Algorithms: []string{AlgMD5, AlgSHA256}, MD5OnlyUserAgents: []string{"baresip"}}, "baresip v1.0.0 (x86_64/linux)", []string{"MD5"}, "MD5", 200},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.cfg)
+			alice := h.phone("alice")
+			m := alice.Register(3600)
+			m.Set("User-Agent", tc.ua)
+			res := h.do(alice, m)
+			wantStatus(t, res, 401)
+			if got := algs(res); !slices.Equal(got, tc.want) {
+				t.Fatalf("challenges %q, want %q", got, tc.want)
+			}
+			n := alice.Authenticate(m, res, tc.use)
+			wantStatus(t, h.do(alice, n), tc.outcome)
+		})
+	}
+	// SHA-256 credentials are taken only where SHA-256 is offered.
+	h := newHarness(t, Config{Algorithms: []string{AlgMD5}})
+	if h.r.Authenticator().offers(AlgSHA256) {
+		t.Error("SHA-256 accepted although offered to nobody")
 	}
 }

@@ -56,6 +56,7 @@ func New(ctx context.Context, cfg Config) (*Registrar, error) {
 		return nil, err
 	}
 	auth.SetMD5Only(cfg.MD5OnlyUserAgents)
+	auth.SetSHA256UserAgents(cfg.SHA256UserAgents)
 	loc, err := NewLocation(ctx, db, log)
 	if err != nil {
 		return nil, err

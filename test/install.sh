@@ -69,6 +69,10 @@ if ! "$gobin/golangci-lint" version 2>/dev/null | grep -q "version ${GOLANGCI_VE
 	GOFLAGS=-mod=mod go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$GOLANGCI_VERSION"
 fi
 
+if [[ -f test/interop/wsclients/package.json ]]; then
+	echo "install.sh: npm ci in test/interop/wsclients (JsSIP, SIP.js)" >&2
+	(cd test/interop/wsclients && npm ci --no-audit --no-fund)
+fi
 if [[ -f test/browser/package.json ]]; then
 	echo "install.sh: npm ci in test/browser" >&2
 	(cd test/browser && npm ci --no-audit --no-fund)

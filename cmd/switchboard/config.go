@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"strconv"
@@ -56,6 +57,17 @@ type fileConfig struct {
 		Listen         string   `yaml:"listen"`
 		AllowedOrigins []string `yaml:"allowed_origins"`
 		Metrics        string   `yaml:"metrics"`
+		HTTPS          struct {
+			Listen string `yaml:"listen"`
+			Cert   string `yaml:"cert"`
+			Key    string `yaml:"key"`
+			ACME   struct {
+				Domains   []string `yaml:"domains"`
+				Email     string   `yaml:"email"`
+				Directory string   `yaml:"directory"`
+				CARoot    string   `yaml:"ca_root"`
+			} `yaml:"acme"`
+		} `yaml:"https"`
 	} `yaml:"http"`
 	Media struct {
 		PublicIP string        `yaml:"public_ip"`
@@ -95,6 +107,7 @@ type fileConfig struct {
 		NonceTTL     time.Duration `yaml:"nonce_ttl"`
 		Algorithms   []string      `yaml:"digest_algorithms"`
 		MD5Only      []string      `yaml:"md5_only_user_agents"`
+		SHA256UA     []string      `yaml:"sha256_user_agents"`
 
 		AuthFailuresPerUser int `yaml:"auth_failures_per_user"` // per-user budget of the shared guard
 		// Strangers: parties that are not local users.
@@ -224,9 +237,6 @@ func (c *fileConfig) check() error {
 		if _, err := sip.ParseListen(l); err != nil {
 			return fmt.Errorf("sip.listen[%d]: %w", i, err)
 		}
-		if strings.HasPrefix(l, "tls://") && (c.SIP.TLS.Cert == "" || c.SIP.TLS.Key == "") {
-			return fmt.Errorf("sip.listen[%d]: %s needs sip.tls.cert and sip.tls.key", i, l)
-		}
 	}
 	if c.ShutdownGrace < 0 {
 		return errors.New("shutdown_grace: must not be negative")
@@ -269,11 +279,6 @@ func (c *fileConfig) check() error {
 		for i, p := range c.TURN.AllowPeers {
 			if _, err := netip.ParsePrefix(p); err != nil {
 				return fmt.Errorf("turn.allow_peers[%d]: %q is not a CIDR prefix", i, p)
-			}
-		}
-		for i, l := range c.TURN.Listen {
-			if strings.HasPrefix(l, "tls://") && (c.SIP.TLS.Cert == "" || c.SIP.TLS.Key == "") {
-				return fmt.Errorf("turn.listen[%d]: %s needs sip.tls.cert and sip.tls.key", i, l)
 			}
 		}
 	}
@@ -324,6 +329,9 @@ func (c *fileConfig) checkComponents() error {
 	sc, err := c.sipConfig()
 	if err != nil {
 		return err
+	}
+	if sc.TLS == nil {
+		sc.TLS = &tls.Config{} // the shared certificate (certs), made at start
 	}
 	return fielderr.Named("sip", sipKeys, sc.Validate())
 }
@@ -390,6 +398,7 @@ func (c *fileConfig) registrarConfig() registrar.Config {
 		Ban:               c.Security.Ban,
 		Algorithms:        c.Security.Algorithms,
 		MD5OnlyUserAgents: c.Security.MD5Only,
+		SHA256UserAgents:  c.Security.SHA256UA,
 
 		AuthFailuresPerUser: perUser,
 	}
@@ -501,6 +510,19 @@ func (c *fileConfig) checkHTTP() error {
 	case metricsLoopback, metricsOpen, metricsOff:
 	default:
 		return fmt.Errorf("http.metrics: %q is not loopback, open or off", c.HTTP.Metrics)
+	}
+	if h := c.HTTP.HTTPS; (h.Cert == "") != (h.Key == "") {
+		return errors.New("http.https: cert and key go together")
+	}
+	if h := c.HTTP.HTTPS.Listen; h != "" {
+		if _, _, err := net.SplitHostPort(h); err != nil {
+			return fmt.Errorf("http.https.listen: %w", err)
+		}
+	}
+	for i, d := range c.HTTP.HTTPS.ACME.Domains {
+		if d == "" || strings.ContainsAny(d, " /:@") {
+			return fmt.Errorf("http.https.acme.domains[%d]: %q is not a host name", i, d)
+		}
 	}
 	for i, o := range c.HTTP.AllowedOrigins {
 		if err := checkOriginPattern(o); err != nil {

@@ -83,7 +83,7 @@ func TestWrongPassword(t *testing.T) {
 	t.Run("baresip", func(t *testing.T) {
 		testbed.RequireTool(t, "baresip")
 		testbed.RequireTool(t, "sox")
-		srv := testbed.StartServer(t, testbed.Binary(t), testbed.ServerConfig{DigestAlgorithms: baresipDigest})
+		srv := testbed.StartServer(t, testbed.Binary(t), testbed.ServerConfig{})
 		addUsers(t, srv, []testbed.Cred{{User: "carol", Password: "carol-password"}})
 		b := testbed.StartBaresip(t, "carol", testbed.BaresipConfig{
 			User: "carol", Password: "not-carols-password", Domain: srv.Domain, Proxy: srv.Addr(t, "udp"),

@@ -15,7 +15,3 @@
 // the rig, this package imports nothing from the switch: it only knows its
 // command line, config file and log lines.
 package nat
-
-// baresipDigest is the switch's security.digest_algorithms for baresip
-// 1.0.0, which gives up on a 401/407 that offers any algorithm besides MD5.
-var baresipDigest = []string{"MD5"}

@@ -56,14 +56,13 @@ func TestNATCall(t *testing.T) {
 			// refreshes its binding (and the NAT's mapping) well within the
 			// routers' UDP timeouts.
 			srv := testbed.StartServer(t, bin, testbed.ServerConfig{
-				Netns:            n.Public,
-				Listen:           []string{fmt.Sprintf("udp://%s:5060", n.PublicIP)},
-				LogLevel:         "debug",
-				MediaIP:          n.PublicIP,
-				MediaRelay:       tc.relay,
-				Media:            "timeout: 30s",
-				Registrar:        "{default_expires: 60, min_expires: 30, max_expires: 120}",
-				DigestAlgorithms: baresipDigest,
+				Netns:      n.Public,
+				Listen:     []string{fmt.Sprintf("udp://%s:5060", n.PublicIP)},
+				LogLevel:   "debug",
+				MediaIP:    n.PublicIP,
+				MediaRelay: tc.relay,
+				Media:      "timeout: 30s",
+				Registrar:  "{default_expires: 60, min_expires: 30, max_expires: 120}",
 			})
 			srv.AddUser(t, "alice", "alice-pw-1")
 			srv.AddUser(t, "bob", "bob-pw-2")

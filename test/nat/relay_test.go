@@ -25,8 +25,7 @@ func TestRelayedCallTones(t *testing.T) {
 	testbed.RequireBaresip(t)
 	testbed.RequireTool(t, "sox")
 	srv := testbed.StartServer(t, testbed.Binary(t), testbed.ServerConfig{
-		DigestAlgorithms: baresipDigest,
-		MediaRelay:       "always",
+		MediaRelay: "always",
 	})
 	lo, hi := rtpRange(t, srv.Config)
 	srv.AddUser(t, "alice", "alice-pw-1")
