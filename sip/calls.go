@@ -240,7 +240,6 @@ func (t *callTracker) fromCaller(callID, fromTag string) bool {
 	return true
 }
 
-
 // maxCallAge bounds how long a call is remembered without a BYE (a UA that
 // ignored our Record-Route, a BYE lost for good): its record is closed then.
 const maxCallAge = 12 * time.Hour

@@ -85,17 +85,22 @@ func (s *Server) isOwnAddress(dest string) bool {
 	return false
 }
 
-// ifaceFor returns the interface to send over transport.
+// ifaceFor returns the interface to send over transport; WSS without a
+// secure WebSocket listener goes out as the WS one is advertised.
 func (s *Server) ifaceFor(transport string) (iface, bool) {
 	t := strings.ToLower(transport)
-	if t == "wss" {
-		t = "ws"
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, i := range s.ifaces {
 		if i.transport == t {
 			return i, true
+		}
+	}
+	if t == "wss" {
+		for _, i := range s.ifaces {
+			if i.transport == "ws" {
+				return i, true
+			}
 		}
 	}
 	return iface{}, false

@@ -59,7 +59,7 @@ type CallRecorder interface {
 
 // iface is one address the switch receives SIP on, as it is advertised.
 type iface struct {
-	transport string // lower case: udp, tcp, tls, ws
+	transport string // lower case: udp, tcp, tls, ws, wss
 	bound     netip.AddrPort
 	adv       string // host written into Via/Record-Route
 	port      int
@@ -82,7 +82,8 @@ type Server struct {
 	ifaces   []iface
 	localIPs map[netip.Addr]bool
 	closers  []func() error
-	ws       *hijackListener
+	ws       *hijackListener // SIP over WebSocket on the HTTP listener
+	wss      *hijackListener // and on the HTTPS listener
 	serving  sync.WaitGroup
 	running  bool           // Serve has started the loops
 	pending  []func() error // loops waiting for Serve
@@ -97,8 +98,8 @@ type Server struct {
 	stopCalls chan struct{} // closed when the switch hangs every call up
 	stopOnce  sync.Once
 	flood     *floodGuard
-	conns     *connTracker  // accepted TCP, TLS and WS connections
-	sweeping  bool // the idle connection sweeper runs
+	conns     *connTracker // accepted TCP, TLS and WS connections
+	sweeping  bool         // the idle connection sweeper runs
 	strangers *strangers
 	txLive    atomic.Int64 // server transactions alive
 
@@ -296,14 +297,41 @@ func (s *Server) WebSocketHandler(addr net.Addr) http.Handler {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ws == nil {
-		s.ws = newHijackListener(addr)
-		s.addIfaceLocked("ws", addr)
-		s.startConnSweeperLocked()
-		fl := newFlowListener(s.ws, "WS", s.conns, s.log)
-		s.closers = append(s.closers, fl.Close)
-		s.serveLocked(func() error { return s.srv.ServeWS(fl) })
+		s.ws = s.webSocketLocked("ws", addr)
 	}
 	return s.ws
+}
+
+// WebSocketTLSHandler returns the http.Handler for SIP over secure
+// WebSocket (RFC 7118 §5: "wss"), to mount at /sip on the HTTPS listener
+// bound at addr. net/http terminates TLS, so the connections it hands over
+// are plain; they are a transport of their own, WSS, in Via and
+// Record-Route and for sipgo.
+func (s *Server) WebSocketTLSHandler(addr net.Addr) http.Handler {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.wss == nil {
+		s.wss = s.webSocketLocked("wss", addr)
+	}
+	return s.wss
+}
+
+// webSocketLocked attaches a WebSocket transport (ws or wss) whose
+// connections an HTTP server hands over.
+func (s *Server) webSocketLocked(transport string, addr net.Addr) *hijackListener {
+	hl := newHijackListener(addr)
+	s.addIfaceLocked(transport, addr)
+	s.startConnSweeperLocked()
+	fl := newFlowListener(hl, strings.ToUpper(transport), s.conns, s.log)
+	s.closers = append(s.closers, fl.Close)
+	if transport == "wss" {
+		// sipgo's WSS transport upgrades what it accepts like WS does
+		// (its TLS is only for dialling out), and labels it WSS.
+		s.serveLocked(func() error { return s.srv.ServeWSS(fl) })
+	} else {
+		s.serveLocked(func() error { return s.srv.ServeWS(fl) })
+	}
+	return hl
 }
 
 // serve runs f (a read loop or a sweeper) in a goroutine the server owns,

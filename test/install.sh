@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 # aubridge and g711 modules. coturn: turnutils_* client tools. sox: tones and
 # audio checks. chromium + chromium-driver: browser tests. iproute2, iptables:
 # network namespaces and NAT for the NAT tests. sipvicious: svwar and svcrack
-# for the hostile-network tests (test/hostile).
+# for the hostile-network tests (test/hostile). pebble: the ACME test server
+# the certificate tests (certs/) obtain and renew certificates from.
 declare -A needs=(
 	[sip-tester]=/usr/bin/sipp
 	[baresip-core]=/usr/lib/baresip/modules/ctrl_tcp.so
@@ -23,6 +24,7 @@ declare -A needs=(
 	[iptables]=/usr/sbin/iptables
 	[ca-certificates]=/etc/ssl/certs/ca-certificates.crt
 	[sipvicious]=/usr/bin/svcrack
+	[pebble]=/usr/bin/pebble
 )
 # baresip modules the interop tests load.
 baresip_modules=(ctrl_tcp aufile sndfile aubridge g711 account)
@@ -48,7 +50,7 @@ if ((${#missing[@]} > 0)); then
 	apt-get update
 	apt-get install -y --no-install-recommends \
 		sip-tester baresip-core coturn sox chromium chromium-driver \
-		iproute2 iptables ca-certificates sipvicious
+		iproute2 iptables ca-certificates sipvicious pebble
 	# coturn's package enables a server on install in some setups; the tests
 	# start their own servers, so make sure no system turnserver holds ports.
 	if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet coturn 2>/dev/null; then

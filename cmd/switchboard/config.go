@@ -19,6 +19,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/switchboard/switchboard/certs"
 	"github.com/switchboard/switchboard/configs"
 	"github.com/switchboard/switchboard/gateway"
 	"github.com/switchboard/switchboard/media"
@@ -472,6 +473,21 @@ func (c *fileConfig) checkWebRTC() error {
 		return errors.New("webrtc: ring_timeout and answer_timeout must not be negative")
 	}
 	return nil
+}
+
+// certsConfig is the certificate source's configuration (http.https).
+func (c *fileConfig) certsConfig() certs.Config {
+	h := c.HTTP.HTTPS
+	return certs.Config{
+		CertFile: h.Cert,
+		KeyFile:  h.Key,
+		ACME: certs.ACMEConfig{
+			Domains:   h.ACME.Domains,
+			Email:     h.ACME.Email,
+			Directory: h.ACME.Directory,
+			CARoot:    h.ACME.CARoot,
+		},
+	}
 }
 
 // gatewayConfig is the WebRTC gateway's configuration. proxy is the SIP UDP

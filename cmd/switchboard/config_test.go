@@ -42,7 +42,7 @@ func TestDefaultConfig(t *testing.T) {
 	if c.Registrar.MinExpires != 60 || c.Registrar.DefaultExpires != 3600 || c.Registrar.MaxExpires != 86400 || c.Registrar.MaxContacts != 10 {
 		t.Errorf("registrar %+v", c.Registrar)
 	}
-	if strings.Join(c.Security.Algorithms, ",") != "MD5,SHA-256" {
+	if strings.Join(c.Security.Algorithms, ",") != "MD5" {
 		t.Errorf("digest algorithms %q", c.Security.Algorithms)
 	}
 	rc := c.registrarConfig()
@@ -100,7 +100,10 @@ func TestConfigErrors(t *testing.T) {
 		{"bad log level", "log: {level: loud}\n", []string{"log.level", "loud"}},
 		{"bad listener", "sip:\n  listen: [\"udp://example.org:5060\"]\n", []string{"sip.listen[0]"}},
 		{"websocket listener", "sip:\n  listen: [\"ws://127.0.0.1:80\"]\n", []string{"sip.listen[0]"}},
-		{"tls without certificate", "sip:\n  listen: [\"tls://127.0.0.1:5061\"]\n", []string{"sip.tls.cert"}},
+		{"tls certificate without key", "sip:\n  tls: {cert: /nonexistent.pem}\n", []string{"sip.tls"}},
+		{"https certificate without key", "http:\n  https: {cert: /nonexistent.pem}\n", []string{"http.https"}},
+		{"https listen not host:port", "http:\n  https: {listen: \"8443\"}\n", []string{"http.https.listen"}},
+		{"acme domain with a port", "http:\n  https: {acme: {domains: [\"a.example:443\"]}}\n", []string{"http.https.acme.domains[0]"}},
 		{"timer C too short", "sip:\n  timer_c: 100ms\n", []string{"sip.timer_c"}},
 		{"no idle timeout", "sip:\n  connections: {idle_timeout: 0s}\n", []string{"sip.connections"}},
 		{"negative connection cap", "sip:\n  connections: {max: -1}\n", []string{"sip.connections"}},

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/switchboard/switchboard/cdr"
+	"github.com/switchboard/switchboard/certs"
 	"github.com/switchboard/switchboard/gateway"
 	"github.com/switchboard/switchboard/internal/hostaddr"
 	"github.com/switchboard/switchboard/internal/ratelog"
@@ -111,10 +112,15 @@ type switchboard struct {
 	db    *sql.DB
 	sip   *sip.Server
 	host  netip.Addr // the host's address, for parts not told their own
-	parts []part     // in start order; shut down in reverse
-	g     *errgroup.Group
-	ctx   context.Context // ends when a part's Serve fails (or at shutdown)
-	stop  context.CancelFunc
+	certs *certs.Source
+	// The HTTP and HTTPS listeners, bound before everything (bindHTTP)
+	// and closed by shutdown whether or not their servers were built.
+	httpLn, httpsLn net.Listener
+	listeners       []net.Listener
+	parts           []part // in start order; shut down in reverse
+	g               *errgroup.Group
+	ctx             context.Context // ends when a part's Serve fails (or at shutdown)
+	stop            context.CancelFunc
 }
 
 // add appends a built component.
@@ -154,6 +160,12 @@ func start(ctx context.Context, cfg *fileConfig, log *slog.Logger) (*switchboard
 // in front of them.
 func (sw *switchboard) build(ctx context.Context, cfg *fileConfig) error {
 	log, db := sw.log, sw.db
+	if err := sw.bindHTTP(cfg); err != nil {
+		return err
+	}
+	if err := sw.buildCerts(ctx, cfg); err != nil {
+		return err
+	}
 	rc := cfg.registrarConfig()
 	rc.DB, rc.Logger = db, log
 	reg, err := registrar.New(ctx, rc)
@@ -179,6 +191,9 @@ func (sw *switchboard) build(ctx context.Context, cfg *fileConfig) error {
 		sipCfg.Advertise = host.String()
 	}
 	sw.host = host
+	if sipCfg.TLS == nil {
+		sipCfg.TLS = sw.certs.TLSConfig() // TURN over TLS shares it too
+	}
 	sipCfg.Registrar, sipCfg.Authenticator, sipCfg.Recorder, sipCfg.Logger = reg, reg.Authenticator(), calls, log
 	// Kept in the database so that the signatures in Record-Route (and so
 	// the dialogs set up before a restart) stay valid across restarts.
@@ -271,20 +286,36 @@ func (sw *switchboard) buildGateway(cfg *fileConfig, srv *sip.Server, reg *regis
 	return gw, nil
 }
 
-// buildHTTP binds the HTTP listener: the web phone, SIP over WebSocket, the
-// TURN credentials API, metrics and health.
+// buildHTTP makes the HTTP and HTTPS servers on the listeners bindHTTP
+// bound: the web phone, SIP over WebSocket, the TURN credentials API,
+// metrics and health. While HTTPS runs, plain HTTP answers ACME HTTP-01
+// challenges and sends clients that are not on loopback to HTTPS.
 func (sw *switchboard) buildHTTP(cfg *fileConfig, srv *sip.Server, reg *registrar.Registrar, turnSrv *turn.Server, gw *gateway.Gateway, metrics *prometheus.Registry) error {
-	if cfg.HTTP.Listen == "" {
+	if ln := sw.httpsLn; ln != nil {
+		sw.serveHTTPS(newMux(cfg, srv.WebSocketTLSHandler(ln.Addr()), reg, turnSrv, gw, metrics))
+	}
+	ln := sw.httpLn
+	if ln == nil {
 		return nil
 	}
-	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
-	if err != nil {
-		return fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)
+	h := http.Handler(newMux(cfg, srv.WebSocketHandler(ln.Addr()), reg, turnSrv, gw, metrics))
+	if sw.httpsLn != nil {
+		_, port := hostPort(sw.httpsLn.Addr())
+		h = redirectToHTTPS(h, port)
 	}
+	hs := newHTTPServer(sw, sw.certs.HTTPChallengeHandler(h))
+	sw.log.Info("listening", "component", "http", "addr", ln.Addr().String())
+	sw.add("http", httpServer{hs, ln})
+	return nil
+}
+
+// newMux routes what HTTP and HTTPS serve alike; sipWS is SIP over
+// WebSocket of that listener (ws or wss).
+func newMux(cfg *fileConfig, sipWS http.Handler, reg *registrar.Registrar, turnSrv *turn.Server, gw *gateway.Gateway, metrics *prometheus.Registry) *http.ServeMux {
 	mux := http.NewServeMux()
 	// Pages of other sites must not drive SIP through their visitors'
 	// browsers (the gateway applies the same rule to /ws).
-	mux.Handle("/sip", checkOrigin(cfg.HTTP.AllowedOrigins, srv.WebSocketHandler(ln.Addr())))
+	mux.Handle("/sip", checkOrigin(cfg.HTTP.AllowedOrigins, sipWS))
 	if turnSrv != nil {
 		mux.Handle("/api/turn", refuseBanned(reg.Guard(), turnSrv.ICEServersHandler(basicAuth(reg.Users(), reg.Guard()))))
 	}
@@ -301,20 +332,26 @@ func (sw *switchboard) buildHTTP(cfg *fileConfig, srv *sip.Server, reg *registra
 				return
 			}
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			fmt.Fprintf(w, "switchboard %s\nSIP domain: %s\nSIP over WebSocket: ws://%s/sip\n", version, cfg.Domain, r.Host)
+			scheme := "ws"
+			if r.TLS != nil {
+				scheme = "wss"
+			}
+			fmt.Fprintf(w, "switchboard %s\nSIP domain: %s\nSIP over WebSocket: %s://%s/sip\n", version, cfg.Domain, scheme, r.Host)
 		})
 	}
-	// Idle keep-alive connections are closed after two minutes, so that
-	// idle HTTP clients cannot hold file descriptors forever (WebSockets are
-	// hijacked and not affected); net/http's accept loop backs off on
-	// EMFILE by itself. Its error log is rate-limited like everything the
-	// network can make loud.
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	return mux
+}
+
+// newHTTPServer is the net/http server of the HTTP and HTTPS listeners.
+// Idle keep-alive connections are closed after two minutes, so that idle
+// HTTP clients cannot hold file descriptors forever (WebSockets are
+// hijacked and not affected); net/http's accept loop backs off on EMFILE
+// by itself. Its error log (TLS handshake failures among it) is
+// rate-limited like everything the network can make loud.
+func newHTTPServer(sw *switchboard, h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(ratelog.New(sw.log.Handler(), 5, 20, slog.LevelInfo), slog.LevelWarn)}
-	sw.log.Info("listening", "component", "http", "addr", ln.Addr().String())
-	sw.add("http", httpServer{hs, ln})
-	return nil
 }
 
 // httpServer gives net/http's server the component shape.
@@ -358,6 +395,9 @@ func (sw *switchboard) shutdown(ctx context.Context) error {
 		if err := p.c.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", p.name, err))
 		}
+	}
+	for _, ln := range sw.listeners {
+		ln.Close() // those no server took (a server closed its own already)
 	}
 	if sw.stop != nil {
 		sw.stop()

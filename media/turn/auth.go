@@ -63,7 +63,7 @@ func restPassword(secret []byte, username string) string {
 
 // longTermKey is the RFC 8489 §9.2.2 key MD5(username ":" realm ":" password).
 func longTermKey(username, realm, password string) []byte {
-	h := md5.New()                                           //nolint:gosec // mandated by RFC 8489 §9.2.2
+	h := md5.New() //nolint:gosec // mandated by RFC 8489 §9.2.2
 	h.Write([]byte(username + ":" + realm + ":" + password))
 
 	return h.Sum(nil)

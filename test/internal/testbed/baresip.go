@@ -26,8 +26,10 @@ type BaresipConfig struct {
 	// Proxy is the switch's host:port; every request goes there (baresip's
 	// outbound proxy), so Domain need not resolve.
 	Proxy string
-	// Transport is udp (default) or tcp.
+	// Transport is udp (default), tcp or tls.
 	Transport string
+	// CAFile is a PEM file of roots baresip trusts for TLS (sip_cafile).
+	CAFile string
 	// AnswerMode is manual (default) or auto.
 	AnswerMode string
 	// AudioFile is the WAV (8 kHz, mono, 16-bit) baresip sends in calls.
@@ -189,6 +191,9 @@ snd_path %s
 `, b.SIPAddr(), c.IP, c.AudioFile, b.CtrlPort, snd)
 	account := fmt.Sprintf("<sip:%s@%s;transport=%s>;auth_pass=%s;audio_codecs=pcmu;answermode=%s;regint=%d;outbound=\"sip:%s;transport=%s\"\n",
 		c.User, c.Domain, c.Transport, c.Password, c.AnswerMode, c.Regint, c.Proxy, c.Transport)
+	if c.CAFile != "" {
+		config += "sip_cafile " + c.CAFile + "\n"
+	}
 	for f, s := range map[string]string{"config": config, "accounts": account, "contacts": ""} {
 		if err := os.WriteFile(filepath.Join(b.Dir, f), []byte(s), 0o644); err != nil {
 			t.Fatal(err)

@@ -43,6 +43,11 @@ type ServerConfig struct {
 	Security string
 	// HTTP is http.listen. Default 127.0.0.1:0.
 	HTTP string
+	// HTTPS is YAML added inside the generated http.https flow mapping,
+	// overriding its keys: the default "listen: 127.0.0.1:0" (so that
+	// servers of parallel tests do not compete for the shipped 8443), for
+	// example "cert: a.pem, key: a.key", or `listen: ""` for no HTTPS.
+	HTTPS string
 	// Netns is a network namespace (NewNetns) to run the server in, as
 	// `ip netns exec NS switchboard serve` (so the PID is the server's).
 	// The CLI still runs in the test's namespace: it only opens the
@@ -79,7 +84,7 @@ type Server struct {
 
 	// Addrs maps a SIP transport (udp, tcp, tls, ws) to the host:port the
 	// server listens on, as its "listening" log lines say. "http" is the
-	// HTTP listener.
+	// HTTP listener, "https" the HTTPS one (and "wss" SIP over it).
 	Addrs map[string]string
 
 	proc      *Process
@@ -128,6 +133,13 @@ func StartServer(t testing.TB, bin string, cfg ServerConfig) *Server {
 	}
 	var quoted []string
 	want := map[string]bool{"http": true}
+	https := "listen: 127.0.0.1:0"
+	if cfg.HTTPS != "" {
+		https = overrideFlow(https, cfg.HTTPS)
+	}
+	if !strings.Contains(https, `listen: ""`) {
+		want["https"] = true
+	}
 	for _, l := range cfg.Listen {
 		quoted = append(quoted, fmt.Sprintf("%q", l))
 		u, err := url.Parse(l)
@@ -170,11 +182,12 @@ sip:
   listen: [%s]
 http:
   listen: %s
+  https: {%s}
 media: {%s}
 turn: {%s}
 registrar: %s
 security: {%s}
-`, cfg.Domain, filepath.Join(dir, "switchboard.db"), cfg.LogLevel, strings.Join(quoted, ", "), cfg.HTTP, media, turn, cfg.Registrar, security)
+`, cfg.Domain, filepath.Join(dir, "switchboard.db"), cfg.LogLevel, strings.Join(quoted, ", "), cfg.HTTP, https, media, turn, cfg.Registrar, security)
 	if cfg.SIP != "" {
 		lines := strings.Split(strings.TrimRight(cfg.SIP, "\n"), "\n")
 		yaml = strings.Replace(yaml, "\nsip:\n", "\nsip:\n  "+strings.Join(lines, "\n  ")+"\n", 1)
@@ -346,8 +359,8 @@ func (s *Server) parseListening() {
 			if tr := strings.ToLower(kv["transport"]); tr != "" {
 				s.Addrs[tr] = kv["addr"]
 			}
-		case "http":
-			s.Addrs["http"] = kv["addr"]
+		case "http", "https":
+			s.Addrs[kv["component"]] = kv["addr"]
 		default:
 			if c := kv["component"]; c != "" {
 				if tr := kv["transport"]; tr != "" {
