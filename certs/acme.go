@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
@@ -21,14 +22,50 @@ type acmeManager struct {
 	cache   *certmagic.Cache
 	magic   *certmagic.Config
 	issuer  *certmagic.ACMEIssuer
+	// renewCheck is the renewal check interval given to certmagic (zero:
+	// its default).
+	renewCheck time.Duration
 
 	mu     sync.Mutex
 	cancel context.CancelFunc // ends ManageAsync's retries
 }
 
+// renewCheckEnv names the environment variable that sets
+// ACMEConfig.RenewCheckInterval when the config leaves it zero (see the
+// package documentation).
+const renewCheckEnv = "SWITCHBOARD_ACME_RENEW_CHECK"
+
+// renewCheckFromEnv returns the interval renewCheckEnv gives, or zero when
+// it is unset or empty.
+func renewCheckFromEnv() (time.Duration, error) {
+	v := os.Getenv(renewCheckEnv)
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("certs: %s=%q: %w", renewCheckEnv, v, err)
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("certs: %s=%q: must be positive", renewCheckEnv, v)
+	}
+	return d, nil
+}
+
 // newACME prepares certmagic for cfg; nothing is requested before start.
 func newACME(cfg ACMEConfig, log *slog.Logger) (*acmeManager, error) {
 	m := &acmeManager{domains: cfg.Domains, log: log}
+	if cfg.RenewCheckInterval == 0 {
+		d, err := renewCheckFromEnv()
+		if err != nil {
+			return nil, err
+		}
+		if d > 0 {
+			log.Info("ACME: renewal check interval from the environment (a test and operations knob)", "env", renewCheckEnv, "interval", d)
+		}
+		cfg.RenewCheckInterval = d
+	}
+	m.renewCheck = cfg.RenewCheckInterval
 	zl := zap.New(&zapToSlog{h: log.Handler()})
 	var roots *x509.CertPool
 	if cfg.CARoot != "" {

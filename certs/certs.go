@@ -67,7 +67,9 @@ type ACMEConfig struct {
 	ListenHost        string
 	HTTPPort, TLSPort int
 	// RenewCheckInterval is how often certmagic checks for renewal. Zero
-	// means certmagic's default (10 minutes).
+	// means the environment's SWITCHBOARD_ACME_RENEW_CHECK (a Go duration;
+	// see the package documentation), else certmagic's default (10
+	// minutes).
 	RenewCheckInterval time.Duration
 	// RenewalWindowRatio is the part of a certificate's lifetime left at
 	// which it is renewed. Zero means certmagic's default (1/3).

@@ -10,7 +10,8 @@ import (
 // zapToSlog is a zapcore.Core that hands certmagic's zap logs to slog.
 // certmagic logs every step of its work at info; those go to debug, its
 // warnings and errors to warn (the outcomes that matter are logged once by
-// acmeManager.onEvent).
+// acmeManager.onEvent), except the ones that only repeat a failed attempt's
+// error, which onEvent's line already carries: those go to debug too.
 type zapToSlog struct {
 	h     slog.Handler
 	attrs []slog.Attr
@@ -21,6 +22,22 @@ func level(l zapcore.Level) slog.Level {
 		return slog.LevelWarn
 	}
 	return slog.LevelDebug
+}
+
+// repeats are certmagic's (and its ACME client's) messages about one
+// failed issuance attempt that onEvent's "certificate not obtained" line
+// reports with the same error. certmagic's "will retry" stays: it says when.
+var repeats = map[string]bool{
+	"could not get certificate from issuer": true,
+	"HTTP request failed; retrying":         true, // acmez: three tries a request
+}
+
+// entryLevel is level(e.Level), or debug for the repeats.
+func entryLevel(e zapcore.Entry) slog.Level {
+	if repeats[e.Message] {
+		return slog.LevelDebug
+	}
+	return level(e.Level)
 }
 
 // Enabled implements zapcore.LevelEnabler.
@@ -43,7 +60,11 @@ func (z *zapToSlog) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.Ch
 
 // Write implements zapcore.Core.
 func (z *zapToSlog) Write(e zapcore.Entry, fields []zapcore.Field) error {
-	r := slog.NewRecord(e.Time, level(e.Level), "certmagic: "+e.Message, 0)
+	lvl := entryLevel(e)
+	if !z.h.Enabled(context.Background(), lvl) {
+		return nil
+	}
+	r := slog.NewRecord(e.Time, lvl, "certmagic: "+e.Message, 0)
 	r.AddAttrs(z.attrs...)
 	r.AddAttrs(attrsOf(fields)...)
 	if e.LoggerName != "" {

@@ -1,6 +1,8 @@
 // Package interop runs the real switchboard binary against real SIP clients:
 // SIPp (Debian's sip-tester) for registrations and calls under load, and
-// baresip for a call between two phones with audio.
+// baresip for a call between two phones with audio; and pebble, an ACME
+// server, for certificates obtained and renewed (internal/pebbletest runs
+// it).
 //
 // The tests live in the _test.go files; the rig they drive (the server with
 // a throw-away config and database, SIPp, baresip, audio checks, polling
@@ -9,5 +11,6 @@
 // by test/install.sh; without it a test is skipped, or fails when CI=true.
 //
 // This package imports nothing from the switch: it only knows the binary's
-// command line, its config file and its log lines.
+// command line, its config file and its log lines (internal/pebbletest is a
+// test helper that imports nothing from the switch either).
 package interop

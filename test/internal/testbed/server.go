@@ -43,6 +43,10 @@ type ServerConfig struct {
 	Security string
 	// HTTP is http.listen. Default 127.0.0.1:0.
 	HTTP string
+	// HTTPOptions is YAML added inside the generated http: section (which
+	// Extra cannot repeat), one key a line, unindented: for example
+	// "allowed_origins: [https://198.51.100.11:9443]".
+	HTTPOptions string
 	// HTTPS is YAML added inside the generated http.https flow mapping,
 	// overriding its keys: the default "listen: 127.0.0.1:0" (so that
 	// servers of parallel tests do not compete for the shipped 8443), for
@@ -73,6 +77,10 @@ type ServerConfig struct {
 	// []string{"prlimit", "--nofile=256:256", "--"}. It must exec the server
 	// in its own process, so that PID and signals reach the server.
 	Prefix []string
+	// Env is added to the server process's environment ("NAME=value"
+	// entries), for example the certs package's
+	// SWITCHBOARD_ACME_RENEW_CHECK; the CLI does not get it.
+	Env []string
 }
 
 // Server is a running switchboard process.
@@ -89,6 +97,7 @@ type Server struct {
 
 	proc      *Process
 	prefix    []string        // ServerConfig.Prefix
+	env       []string        // ServerConfig.Env
 	yaml      string          // the config written, for failure messages
 	want      map[string]bool // the listeners to wait for at start
 	starts    int             // processes started on this Dir so far
@@ -192,6 +201,10 @@ security: {%s}
 		lines := strings.Split(strings.TrimRight(cfg.SIP, "\n"), "\n")
 		yaml = strings.Replace(yaml, "\nsip:\n", "\nsip:\n  "+strings.Join(lines, "\n  ")+"\n", 1)
 	}
+	if cfg.HTTPOptions != "" {
+		lines := strings.Split(strings.TrimRight(cfg.HTTPOptions, "\n"), "\n")
+		yaml = strings.Replace(yaml, "\nhttp:\n", "\nhttp:\n  "+strings.Join(lines, "\n  ")+"\n", 1)
+	}
 	if cfg.Extra != "" {
 		yaml += strings.TrimRight(cfg.Extra, "\n") + "\n"
 	}
@@ -199,7 +212,7 @@ security: {%s}
 		t.Fatal(err)
 	}
 
-	s.yaml, s.want, s.prefix = yaml, want, cfg.Prefix
+	s.yaml, s.want, s.prefix, s.env = yaml, want, cfg.Prefix, cfg.Env
 	if !s.launch(t) {
 		t.Fatalf("switchboard did not log all listeners %v and \"switchboard ready\" (got %v, exited=%v); config:\n%s\nlog:\n%s",
 			keys(want), s.Addrs, s.proc.Exited(), yaml, Tail(s.proc.Out.String(), 80))
@@ -215,7 +228,7 @@ func (s *Server) launch(t testing.TB) bool {
 	args := append(append([]string{}, s.prefix...), s.Bin, "serve", "--config", s.Config)
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = s.Dir
-	cmd.Env = serverEnv()
+	cmd.Env = append(serverEnv(), s.env...)
 	s.starts++
 	logName := "server.log"
 	if s.starts > 1 {
