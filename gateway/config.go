@@ -128,6 +128,11 @@ type Config struct {
 	// AcceptOptions.OriginPatterns (path.Match, case-insensitive). Requests
 	// without an Origin (not from a browser) are accepted.
 	OriginPatterns []string
+	// HTTPSPort is the port of the switch's HTTPS listener. A web phone
+	// opened where the browser gives it no microphone (not a secure
+	// context: plain HTTP from another machine) links to the same host on
+	// this port. Zero: the switch serves no HTTPS, and the page says so.
+	HTTPSPort int
 
 	// UserAgent is the User-Agent header of the gateway's SIP requests.
 	// Default "switchboard-gateway".
@@ -162,6 +167,9 @@ func (c *Config) validate() error {
 	}
 	if c.SIPPort < 0 || c.SIPPort > 65535 {
 		return fmt.Errorf("SIP port %d is out of range", c.SIPPort)
+	}
+	if c.HTTPSPort < 0 || c.HTTPSPort > 65535 {
+		return fmt.Errorf("HTTPS port %d is out of range", c.HTTPSPort)
 	}
 	for _, s := range c.ICEIPs {
 		if _, err := netip.ParseAddr(s); err != nil {

@@ -88,7 +88,7 @@ func New(cfg Config) (*Gateway, error) {
 	if g.guard == nil {
 		g.guard = newLoginGuard(cfg.LoginFailures, cfg.LoginWindow)
 	}
-	g.web = webHandler()
+	g.web = webHandler(cfg.HTTPSPort)
 	srv := ua.srv
 	srv.OnInvite(g.onInvite)
 	srv.OnAck(g.onAck)

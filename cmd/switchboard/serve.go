@@ -271,6 +271,9 @@ func (sw *switchboard) buildGateway(cfg *fileConfig, srv *sip.Server, reg *regis
 	gc := cfg.gatewayConfig(proxy, local, iceServersFor(turnSrv))
 	gc.Guard = reg.Guard() // counted per browser address and user
 	gc.Logger = sw.log
+	if sw.httpsLn != nil {
+		_, gc.HTTPSPort = hostPort(sw.httpsLn.Addr()) // the page's link when opened insecurely
+	}
 	gw, err := gateway.New(gc)
 	if err != nil {
 		return nil, err

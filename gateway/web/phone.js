@@ -519,5 +519,29 @@ function setConn(t) { $('conn').textContent = t; }
 function setCallState(t) { $('callstate').textContent = t; }
 function alertMsg(t) { $('alert').textContent = t; }
 
+// ---- secure context
+
+// Browsers give a page the microphone only in a secure context (HTTPS, or
+// the machine itself). Opened otherwise, the page says so and links to the
+// switch's HTTPS port on the same host, which the switch writes into
+// <html data-https-port>.
+function checkSecure() {
+  if (window.isSecureContext && navigator.mediaDevices) return;
+  $('insecure').hidden = false;
+  const port = document.documentElement.dataset.httpsPort;
+  if (!port) {
+    $('insecure-nohttps').hidden = false;
+    return;
+  }
+  const u = new URL(location.href);
+  u.protocol = 'https:';
+  u.port = port;
+  const a = $('insecure-link');
+  a.href = u.href;
+  a.textContent = u.href;
+  $('insecure-https').hidden = false;
+}
+
 $('video').setAttribute('aria-pressed', String(phone.wantVideo));
+checkSecure();
 connect();

@@ -14,7 +14,11 @@
 // this suite's playwright script.
 //
 // Screenshots of the phone (signed in, in a call) are written to
-// test/artifacts/. The tests need root, ip, node with test/browser's
+// test/artifacts/. TestWebPhoneOverHTTPS gives the namespace a veth pair
+// (198.51.100.10 and .11) so that the browser sees the switch at a
+// non-loopback address, as a remote user does, over HTTPS with a test CA's
+// certificate; it bundles JsSIP with esbuild (both from node_modules) into a
+// page of its own. The tests need root, ip, node with test/browser's
 // node_modules (npm ci), chromium, baresip and sox; without them they skip,
 // and fail when CI=true.
 package browser

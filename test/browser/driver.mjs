@@ -8,12 +8,15 @@
 // fake microphone (a WAV tone) is a launch flag and every user needs its own.
 import { chromium } from 'playwright-core';
 import { createInterface } from 'node:readline';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:https';
+import { build } from 'esbuild';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const browsers = new Map(); // name -> {ctx, page}
+const servers = []; // HTTPS servers of test pages (serveJsSIP)
 
 function log(...args) {
   process.stderr.write('[driver] ' + args.join(' ') + '\n');
@@ -40,9 +43,10 @@ function page(name) {
 const viewport = { width: 390, height: 844 };
 
 const ops = {
-  async launch({ name, tone, url }) {
+  // args: more Chromium flags, e.g. --ignore-certificate-errors-spki-list.
+  async launch({ name, tone, url, args }) {
     const dir = mkdtempSync(join(tmpdir(), `chromium-${name}-`));
-    const ctx = await chromium.launchPersistentContext(dir, { executablePath, headless: true, args: flags(tone), viewport });
+    const ctx = await chromium.launchPersistentContext(dir, { executablePath, headless: true, args: [...flags(tone), ...(args || [])], viewport });
     const p = ctx.pages()[0] || await ctx.newPage();
     p.on('console', (m) => log(`${name} console.${m.type()}: ${m.text()}`));
     p.on('pageerror', (e) => log(`${name} page error: ${e.message}`));
@@ -124,6 +128,52 @@ const ops = {
   async eval({ name, expr }) {
     return await page(name).evaluate(expr);
   },
+  // Serves a page with JsSIP (bundled here by esbuild: the npm package has
+  // no browser build) over HTTPS on host:port (0: any free port) with the
+  // given PEM files; returns the page's origin.
+  async serveJsSIP({ host, port, cert, key }) {
+    const out = await build({
+      stdin: { contents: "import JsSIP from 'jssip'; window.JsSIP = JsSIP;", resolveDir: process.cwd() },
+      bundle: true, write: false, format: 'iife', platform: 'browser', logLevel: 'error',
+    });
+    const js = out.outputFiles[0].contents;
+    const html = '<!doctype html><meta charset="utf-8"><title>JsSIP</title><script src="/jssip.js"></script><p>JsSIP test page</p>';
+    const srv = createServer({ cert: readFileSync(cert), key: readFileSync(key) }, (req, res) => {
+      if (req.url === '/jssip.js') {
+        res.writeHead(200, { 'Content-Type': 'text/javascript' });
+        res.end(js);
+      } else if (req.url === '/') {
+        res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+        res.end(html);
+      } else {
+        res.writeHead(404);
+        res.end();
+      }
+    });
+    await new Promise((resolve, reject) => {
+      srv.once('error', reject);
+      srv.listen(port || 0, host, resolve);
+    });
+    servers.push(srv);
+    return `https://${host}:${srv.address().port}`;
+  },
+  // Registers user with JsSIP in the page (a serveJsSIP page) over the
+  // WebSocket url; {ok, detail}.
+  async jssipRegister({ name, url, user, password, domain }) {
+    return await page(name).evaluate(async ({ url, user, password, domain }) => {
+      const ua = new window.JsSIP.UA({ sockets: [new window.JsSIP.WebSocketInterface(url)], uri: `sip:${user}@${domain}`,
+        password, register: true, register_expires: 300 });
+      const r = await new Promise((res) => {
+        const timer = setTimeout(() => res({ ok: false, detail: 'no registration within 15s' }), 15000);
+        const done = (v) => { clearTimeout(timer); res(v); };
+        ua.on('registered', (e) => done({ ok: true, detail: 'registered: ' + e.response.status_code }));
+        ua.on('registrationFailed', (e) => done({ ok: false, detail: `registrationFailed: ${e.cause}${e.response ? ' ' + e.response.status_code : ''}` }));
+        ua.start();
+      });
+      ua.stop();
+      return r;
+    }, { url, user, password, domain });
+  },
   async close({ name }) {
     const b = browsers.get(name);
     if (b) {
@@ -160,6 +210,7 @@ rl.on('close', async () => {
   for (const name of [...browsers.keys()]) {
     try { await ops.close({ name }); } catch (e) { log('close', name, e.message); }
   }
+  for (const srv of servers) srv.close();
   process.exit(0);
 });
 log('ready');
