@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"database/sql"
 	"encoding/pem"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/netip"
@@ -206,5 +208,30 @@ func TestBadFilesFailStartUp(t *testing.T) {
 				t.Fatalf("New: %v, want an error mentioning %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestExpiredFileCertificateWarns: an expired certificate given in files
+// loads (it is what the operator gave) with a clear warning.
+func TestExpiredFileCertificateWarns(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writePair(t, cert, key, 7)
+	var buf bytes.Buffer
+	f, err := loadFileCert(cert, key, time.Second, slog.New(slog.NewTextHandler(&buf, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(buf.String(), "expired") {
+		t.Fatalf("a valid certificate was called expired: %s", buf.String())
+	}
+	f.warnValidity(time.Now().Add(2 * time.Hour))
+	if !strings.Contains(buf.String(), "certificate has expired") || !strings.Contains(buf.String(), cert) {
+		t.Fatalf("no clear warning for an expired certificate: %q", buf.String())
+	}
+	buf.Reset()
+	f.warnValidity(time.Now().Add(-2 * time.Hour))
+	if !strings.Contains(buf.String(), "not valid yet") {
+		t.Fatalf("no warning for a certificate not valid yet: %q", buf.String())
 	}
 }

@@ -66,7 +66,22 @@ func (f *fileCert) load() error {
 		}
 	}
 	f.cert, f.stamp = &c, [2]fileStamp{s1, s2}
+	f.warnValidity(time.Now())
 	return nil
+}
+
+// warnValidity says, once per load, when the loaded certificate is outside
+// its validity period: browsers and phones will refuse it, but it is what
+// the operator gave, so it is served until the files change.
+func (f *fileCert) warnValidity(now time.Time) {
+	leaf := f.cert.Leaf
+	switch {
+	case now.After(leaf.NotAfter):
+		f.log.Warn("certificate has expired: clients will refuse it; replace the files (they are reloaded)",
+			"cert", f.certPath, "expired", leaf.NotAfter)
+	case now.Before(leaf.NotBefore):
+		f.log.Warn("certificate is not valid yet (is the clock right?)", "cert", f.certPath, "valid_from", leaf.NotBefore)
+	}
 }
 
 func firstErr(errs ...error) error {

@@ -153,11 +153,13 @@ func TestHTTPSGivenCertificateSendsHSTS(t *testing.T) {
 
 // TestBaresipRegistersOverTLSWithSharedCertificate has baresip register
 // over a sip tls:// listener that names no certificate of its own: the
-// switch's shared (self-signed) certificate serves it, the one HTTPS serves.
+// switch's shared (self-signed) certificate serves it, the one HTTPS and
+// TURN over TLS serve.
 func TestBaresipRegistersOverTLSWithSharedCertificate(t *testing.T) {
 	testbed.RequireTool(t, "baresip")
 	srv := testbed.StartServer(t, testbed.Binary(t), testbed.ServerConfig{
-		Listen: []string{"udp://127.0.0.1:0", "tls://127.0.0.1:0"}})
+		Listen: []string{"udp://127.0.0.1:0", "tls://127.0.0.1:0"},
+		TURN:   true, TURNOptions: "listen: [udp://127.0.0.1:0, tls://127.0.0.1:0]"})
 	addUsers(t, srv, []testbed.Cred{{User: "alice", Password: "alice-pw-1"}})
 	served := func(addr string) *x509.Certificate {
 		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // inspecting what is served
@@ -170,6 +172,10 @@ func TestBaresipRegistersOverTLSWithSharedCertificate(t *testing.T) {
 	sipCert, httpsCert := served(srv.Addr(t, "tls")), served(srv.Addr(t, "https"))
 	if !sipCert.Equal(httpsCert) {
 		t.Fatalf("sip tls serves %s, HTTPS %s: not one certificate", sipCert.Subject, httpsCert.Subject)
+	}
+	// TURN over TLS names no certificate either: the same one.
+	if turnCert := served(srv.Addr(t, "turn/tls")); !turnCert.Equal(httpsCert) {
+		t.Fatalf("TURN over TLS serves %s, HTTPS %s: not one certificate", turnCert.Subject, httpsCert.Subject)
 	}
 	ca := filepath.Join(t.TempDir(), "switch.pem")
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: sipCert.Raw}), 0o600); err != nil {
