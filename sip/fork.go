@@ -106,7 +106,7 @@ func (f *fork) start(ctx context.Context, targets []target, recordRoute bool) er
 			continue
 		}
 		txCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		tx, err := s.client.TransactionRequest(txCtx, fwd, noBuild)
+		tx, err := s.transactionRequest(txCtx, fwd)
 		cancel()
 		if err != nil {
 			s.log.Debug("branch not sent", "dest", t.dest, "transport", t.transport, "error", err)
@@ -357,7 +357,7 @@ func (s *Server) sendCancel(b *branch) {
 func (s *Server) startOwn(req *gosip.Request) gosip.ClientTransaction {
 	ctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
 	defer stop()
-	tx, err := s.client.TransactionRequest(ctx, req, noBuild)
+	tx, err := s.transactionRequest(ctx, req)
 	if err != nil {
 		s.log.Debug("request not sent", "method", string(req.Method), "error", err)
 		return nil
@@ -399,7 +399,7 @@ func (s *Server) relay(req *gosip.Request, stx gosip.ServerTransaction, res *gos
 	out.SetDestination(req.Source())
 	out.SetSource("")
 	if err := stx.Respond(out); err != nil {
-		if out.StatusCode >= 200 && out.StatusCode < 300 {
+		if out.StatusCode >= 200 && out.StatusCode < 300 && !s.isClosed() {
 			if err := s.ua.TransportLayer().WriteMsg(out); err != nil {
 				s.log.Debug("2xx not relayed", "error", err)
 			}

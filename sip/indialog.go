@@ -44,6 +44,9 @@ func (s *Server) forwardAck(req *gosip.Request, signed bool) error {
 		return err
 	}
 	s.rewriteBody(fwd, req.CallID().Value(), s.isFromCaller(req), req.Source())
+	if s.isClosed() {
+		return errClosed
+	}
 	return s.client.WriteRequest(fwd, noBuild)
 }
 

@@ -543,6 +543,30 @@ func (s *Server) hangUpAll(ctx context.Context, reason string) int {
 	return len(calls)
 }
 
+// errClosed refuses to send once the server is closed: sipgo would bind a
+// fresh socket to a closed listener's address to send from (and leave its
+// read loop running).
+var errClosed = errors.New("sip server closed")
+
+// isClosed reports whether Close has begun.
+func (s *Server) isClosed() bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// transactionRequest starts a client transaction for req (built in full:
+// noBuild), unless the server is closed.
+func (s *Server) transactionRequest(ctx context.Context, req *gosip.Request) (gosip.ClientTransaction, error) {
+	if s.isClosed() {
+		return nil, errClosed
+	}
+	return s.client.TransactionRequest(ctx, req, noBuild)
+}
+
 // Close stops everything at once: calls are not hung up (Shutdown does
 // that). Calling it again does nothing.
 func (s *Server) Close() error {
@@ -563,7 +587,23 @@ func (s *Server) Close() error {
 	}
 	errs = append(errs, s.ua.Close())
 	s.serving.Wait()
+	s.closeLateConnections()
 	return errors.Join(errs...)
+}
+
+// closeLateConnections works around sipgo v1.7.2's transport layer, which
+// has no closed state: a response it sends on its own after Close (the
+// stateless 400 to a malformed request read just before) finds no pooled
+// connection and binds a new UDP socket, whose read loop nobody stops. Our
+// own sends check isClosed; for sipgo's, once our handlers are done and a
+// moment has passed, the pool is cleared again, which closes such sockets.
+func (s *Server) closeLateConnections() {
+	deadline := time.Now().Add(time.Second)
+	for s.inflight.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	_ = s.ua.TransportLayer().Close()
 }
 
 // bigBuffers raises socket buffers so bursts are not dropped by the kernel
