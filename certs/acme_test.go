@@ -12,30 +12,11 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/switchboard/switchboard/internal/pebbletest"
 )
-
-// syncBuf collects the Source's log lines.
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestACMEObtainServeRenew obtains a certificate from pebble for a test
 // name, serves it over a real HTTPS server (chain verified with pebble's
@@ -53,7 +34,7 @@ func TestACMEObtainServeRenew(t *testing.T) {
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	var tlsPort int
 	fmt.Sscan(port, &tlsPort)
-	var logs syncBuf
+	var logs pebbletest.SyncBuffer
 	src, err := New(context.Background(), Config{
 		DB:     openDB(t, dir),
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})),

@@ -71,18 +71,7 @@ func (s *source) read() {
 }
 
 // callID returns the Call-ID of SIP text, or "".
-func callID(text string) string {
-	for _, l := range strings.Split(text, "\r\n") {
-		if l == "" {
-			break
-		}
-		k, v, ok := strings.Cut(l, ":")
-		if k = strings.TrimSpace(k); ok && (strings.EqualFold(k, "Call-ID") || k == "i") {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
-}
+func callID(text string) string { return hostile.HeaderValue(text, "Call-ID", "i") }
 
 // answers counts the first final statuses over sources, per Call-ID (each
 // INVITE or datagram answered counts once).

@@ -42,7 +42,7 @@ type Pebble struct {
 	// Client is an HTTP client that trusts CAFile.
 	Client *http.Client
 
-	out *syncBuf
+	out *SyncBuffer
 }
 
 // Require returns pebble's path; a missing pebble skips the test, or fails
@@ -67,7 +67,7 @@ func Start(t testing.TB, validity time.Duration) *Pebble {
 	t.Helper()
 	bin := Require(t)
 	dir := t.TempDir()
-	p := &Pebble{CAFile: filepath.Join(dir, "ca.pem"), out: &syncBuf{}}
+	p := &Pebble{CAFile: filepath.Join(dir, "ca.pem"), out: &SyncBuffer{}}
 	// pebble's HTTPS certificate: one of our own for 127.0.0.1, which is
 	// also its root.
 	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
@@ -211,19 +211,22 @@ func selfSignedFor127(t testing.TB) (certPEM, keyPEM []byte) {
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
 }
 
-// syncBuf is a bytes sink safe for pebble's stdout and stderr at once.
-type syncBuf struct {
+// SyncBuffer collects text from several writers at once (pebble's stdout
+// and stderr, a logger's goroutines).
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  strings.Builder
 }
 
-func (s *syncBuf) Write(p []byte) (int, error) {
+// Write appends p.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuf) String() string {
+// String returns what was written.
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()

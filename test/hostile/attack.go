@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 )
 
 // Stranger is the host of the attackers' From: a documentation address
@@ -256,4 +257,20 @@ var mutations = []func(m *Mutator, b []byte) []byte{
 		}
 		return append(bytes.Clone(b[:min(len(b), 40)]), bytes.Repeat([]byte("x"), 1000+m.rng.IntN(60000))...)
 	},
+}
+
+// HeaderValue returns the first value of a header (long or compact name)
+// in SIP text, or "".
+func HeaderValue(text, name, compact string) string {
+	for _, l := range strings.Split(text, "\r\n") {
+		if l == "" {
+			break
+		}
+		k, v, ok := strings.Cut(l, ":")
+		k = strings.TrimSpace(k)
+		if ok && (strings.EqualFold(k, name) || strings.EqualFold(k, compact)) {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }

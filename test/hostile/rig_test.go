@@ -507,7 +507,7 @@ func (s *udpSource) read() {
 		line, _, _ := strings.Cut(string(buf[:n]), "\r\n")
 		if code, ok := strings.CutPrefix(line, "SIP/2.0 "); ok && len(code) >= 3 {
 			if c, err := strconv.Atoi(code[:3]); err == nil {
-				id := headerValue(string(buf[:n]), "Call-ID", "i")
+				id := HeaderValue(string(buf[:n]), "Call-ID", "i")
 				s.mu.Lock()
 				s.got[c]++
 				if _, seen := s.final[id]; !seen && c >= 200 && id != "" {
@@ -522,22 +522,6 @@ func (s *udpSource) read() {
 func (s *udpSource) close() {
 	s.pc.Close()
 	<-s.done
-}
-
-// headerValue returns the first value of a header (long or compact name)
-// in SIP text, or "".
-func headerValue(text, name, compact string) string {
-	for _, l := range strings.Split(text, "\r\n") {
-		if l == "" {
-			break
-		}
-		k, v, ok := strings.Cut(l, ":")
-		k = strings.TrimSpace(k)
-		if ok && (strings.EqualFold(k, name) || strings.EqualFold(k, compact)) {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
 }
 
 // finals returns the first final status per Call-ID over sources.
