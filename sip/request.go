@@ -107,9 +107,7 @@ func (s *Server) route(ctx context.Context, req *gosip.Request, tx gosip.ServerT
 		// registrar handles (its nonce count is a replay: 401 stale, and
 		// the phone registers afresh). This keeps no transaction per
 		// registration for Timer J.
-		err = tx.Respond(res)
-		tx.Terminate()
-		return err
+		return respondStateless(tx, res)
 	}
 	if s.draining.Load() {
 		return status(503, "Service Unavailable", errors.New("shutting down"), gosip.NewHeader("Retry-After", "30"))
@@ -117,9 +115,7 @@ func (s *Server) route(ctx context.Context, req *gosip.Request, tx gosip.ServerT
 	if req.Method == gosip.OPTIONS && local && req.Recipient.User == "" && req.Route() == nil {
 		// A keep-alive ping (or a scanner's probe): answered statelessly,
 		// like a refusal, so that no transaction holds it for Timer J.
-		err := tx.Respond(s.optionsResponse(req))
-		tx.Terminate()
-		return err
+		return respondStateless(tx, s.optionsResponse(req))
 	}
 
 	authUser, err := s.identify(ctx, req, src)
@@ -193,3 +189,12 @@ func (s *Server) optionsResponse(req *gosip.Request) *gosip.Response {
 
 // noBuild stops sipgo's client from adding headers to a request we built.
 func noBuild(*sipgo.Client, *gosip.Request) error { return nil }
+
+// respondStateless sends res and ends tx at once, holding no transaction
+// for Timer J (RFC 3261 §17.2.2): a retransmission of the request is
+// simply answered again.
+func respondStateless(tx gosip.ServerTransaction, res *gosip.Response) error {
+	err := tx.Respond(res)
+	tx.Terminate()
+	return err
+}

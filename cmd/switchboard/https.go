@@ -23,7 +23,6 @@ func (sw *switchboard) bindHTTP(cfg *fileConfig) error {
 			return fmt.Errorf("http.listen %s: %w", l, err)
 		}
 		sw.httpLn = ln
-		sw.listeners = append(sw.listeners, ln)
 	}
 	if l := cfg.HTTP.HTTPS.Listen; l != "" {
 		ln, err := net.Listen("tcp", l)
@@ -31,7 +30,6 @@ func (sw *switchboard) bindHTTP(cfg *fileConfig) error {
 			return fmt.Errorf("http.https.listen %s: %w", l, err)
 		}
 		sw.httpsLn = ln
-		sw.listeners = append(sw.listeners, ln)
 	}
 	return nil
 }

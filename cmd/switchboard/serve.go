@@ -116,7 +116,6 @@ type switchboard struct {
 	// The HTTP and HTTPS listeners, bound before everything (bindHTTP)
 	// and closed by shutdown whether or not their servers were built.
 	httpLn, httpsLn net.Listener
-	listeners       []net.Listener
 	parts           []part // in start order; shut down in reverse
 	g               *errgroup.Group
 	ctx             context.Context // ends when a part's Serve fails (or at shutdown)
@@ -399,8 +398,10 @@ func (sw *switchboard) shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("%s: %w", p.name, err))
 		}
 	}
-	for _, ln := range sw.listeners {
-		ln.Close() // those no server took (a server closed its own already)
+	for _, ln := range []net.Listener{sw.httpLn, sw.httpsLn} {
+		if ln != nil {
+			ln.Close() // those no server took (a server closed its own already)
+		}
 	}
 	if sw.stop != nil {
 		sw.stop()
