@@ -28,7 +28,7 @@ func BenchmarkAccept(b *testing.B) {
 		binary.BigEndian.PutUint16(p[2:], seq)
 		binary.BigEndian.PutUint32(p[4:], uint32(seq)*160)
 		s.mu.Lock()
-		if _, _, ok := s.accept(A, false, p, from, int64(seq)*20e6); !ok {
+		if _, _, _, ok := s.accept(A, false, p, from, int64(seq)*20e6); !ok {
 			b.Fatal("dropped")
 		}
 		s.mu.Unlock()

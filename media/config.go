@@ -19,6 +19,7 @@ const (
 	DefaultTimeout      = 60 * time.Second
 	DefaultQuarantine   = 30 * time.Second
 	DefaultSocketBuffer = 1 << 20
+	DefaultICETimeout   = 10 * time.Second
 )
 
 // Config is the media relay's configuration. The zero value is usable: every
@@ -52,6 +53,11 @@ type Config struct {
 	// socket, in bytes; the kernel caps it at net.core.rmem_max/wmem_max.
 	// Zero: 1 MiB.
 	SocketBuffer int
+	// ICETimeout is how long a WebRTC leg has, from the moment its party
+	// has the relay's SDP and the relay has the party's, to complete an ICE
+	// check and the DTLS handshake; a leg that does not is reported to the
+	// stream's OnFailure. Zero: 10 s. Negative: no limit.
+	ICETimeout time.Duration
 	// Workers is the number of packet loops sharing the sockets (Linux).
 	// Zero: GOMAXPROCS.
 	Workers int
@@ -68,6 +74,7 @@ func (c Config) withDefaults() Config {
 	c.Timeout = cmp.Or(c.Timeout, DefaultTimeout)
 	c.Quarantine = cmp.Or(c.Quarantine, DefaultQuarantine)
 	c.SocketBuffer = cmp.Or(c.SocketBuffer, DefaultSocketBuffer)
+	c.ICETimeout = cmp.Or(c.ICETimeout, DefaultICETimeout)
 	if c.Workers == 0 {
 		c.Workers = runtime.GOMAXPROCS(0)
 	}

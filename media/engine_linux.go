@@ -5,6 +5,7 @@ package media
 import (
 	"encoding/binary"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -391,6 +392,10 @@ func (l *loop) add(s *Stream) {
 
 func (l *loop) closeStream(s *Stream) {
 	delete(l.streams, s)
+	// Under the stream's lock: a DTLS handshake goroutine sends from these
+	// sockets (writeTo) and must never see a descriptor number reused.
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for i := range s.legs {
 		lg := &s.legs[i]
 		for _, k := range lg.socks {
@@ -461,9 +466,10 @@ func (l *loop) serve(k *sock) {
 			s.drop(k.side, dropOversize, 1)
 			continue
 		}
-		b := l.rxBufs[i*rxBufSize : i*rxBufSize+int(h.Len)]
+		// Capped at the slot: SRTP grows a packet in place by its tag.
+		b := l.rxBufs[i*rxBufSize : i*rxBufSize+int(h.Len) : (i+1)*rxBufSize]
 		from := parseSockaddr(&l.rxNames[i])
-		out, dst, ok := s.accept(k.side, k.rtcp, b, from, now)
+		out, dst, b, ok := s.accept(k.side, k.rtcp, b, from, now)
 		if !ok {
 			continue
 		}
@@ -524,6 +530,26 @@ func (l *loop) send(from *sock, m int) {
 	for i := 0; i < m; i++ {
 		l.txOut[i] = nil
 	}
+}
+
+// writeTo sends one datagram from k outside the packet path (DTLS
+// handshake records). The caller holds k's stream's lock, under which the
+// loop closes the socket.
+func (e *engine) writeTo(k *sock, b []byte, dst netip.AddrPort) error {
+	if k == nil || k.fd < 0 || len(b) == 0 {
+		return net.ErrClosed
+	}
+	var name [nameSize]byte
+	if !putSockaddr(&name, dst, e.v6) {
+		return fmt.Errorf("media: cannot send to %v from this socket", dst)
+	}
+	_, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(k.fd),
+		uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), unix.MSG_DONTWAIT,
+		uintptr(unsafe.Pointer(&name[0])), uintptr(nameSizeFor(dst, e.v6)))
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // parseSockaddr reads a struct sockaddr_in or sockaddr_in6.

@@ -124,6 +124,16 @@ func (e *engine) close() {
 	e.wg.Wait()
 }
 
+// writeTo sends one datagram from k outside the packet path (DTLS
+// handshake records).
+func (e *engine) writeTo(k *sock, b []byte, dst netip.AddrPort) error {
+	if k == nil {
+		return net.ErrClosed
+	}
+	_, err := k.conn.WriteToUDPAddrPort(b, dst)
+	return err
+}
+
 func (e *engine) serve(k *sock) {
 	defer e.wg.Done()
 	s := k.st
@@ -144,14 +154,14 @@ func (e *engine) serve(k *sock) {
 			s.mu.Unlock()
 			continue
 		}
-		out, dst, ok := s.accept(k.side, k.rtcp, buf[:n], from, now)
+		out, dst, b, ok := s.accept(k.side, k.rtcp, buf[:n], from, now)
 		s.mu.Unlock()
 		if !ok {
 			continue
 		}
-		if _, err := out.conn.WriteToUDPAddrPort(buf[:n], dst); err != nil {
+		if _, err := out.conn.WriteToUDPAddrPort(b, dst); err != nil {
 			s.mu.Lock()
-			s.unsent(k.side, 1, uint64(n))
+			s.unsent(k.side, 1, uint64(len(b)))
 			s.mu.Unlock()
 		}
 	}

@@ -67,7 +67,7 @@ func FuzzPacket(f *testing.F) {
 				from = netip.AddrPortFrom(from.Addr(), from.Port()+1)
 			}
 			s.mu.Lock()
-			_, dst, relayed := s.accept(side, flags&2 != 0, b, from, now)
+			_, dst, _, relayed := s.accept(side, flags&2 != 0, b, from, now)
 			s.mu.Unlock()
 			if relayed && !ok {
 				t.Fatalf("relayed a datagram classify rejects: %x", b)

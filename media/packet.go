@@ -36,6 +36,12 @@ const (
 	dropOversize
 	// dropSendError: the kernel refused to send it on.
 	dropSendError
+	// dropNotReady: SRTP or DTLS on a WebRTC leg whose handshake has not
+	// reached the point where it could be used.
+	dropNotReady
+	// dropAuth: a STUN check or SRTP/SRTCP packet on a WebRTC leg that did
+	// not authenticate (wrong credentials, bad tag, replay).
+	dropAuth
 	numDropReasons
 )
 
@@ -46,6 +52,8 @@ var dropReasonNames = [numDropReasons]string{
 	dropUnroutable: "unroutable",
 	dropOversize:   "oversize",
 	dropSendError:  "send_error",
+	dropNotReady:   "not_ready",
+	dropAuth:       "auth",
 }
 
 func (r dropReason) String() string {

@@ -31,9 +31,12 @@ type Relay struct {
 	reg      prometheus.Registerer
 	coll     *collector
 
+	id *identity // DTLS certificate of WebRTC legs
+
 	streamsTotal atomic.Uint64
 	exhausted    atomic.Uint64
 	timeouts     atomic.Uint64
+	rtcFailures  atomic.Uint64
 
 	mu      sync.Mutex
 	closed  bool
@@ -65,7 +68,12 @@ func New(cfg Config) (*Relay, error) {
 	} else {
 		public = hostaddr.Primary()
 	}
+	id, err := newIdentity()
+	if err != nil {
+		return nil, err
+	}
 	r := &Relay{
+		id:       id,
 		cfg:      cfg,
 		log:      log,
 		publicIP: public.Unmap(),
@@ -88,7 +96,7 @@ func New(cfg Config) (*Relay, error) {
 			return nil, fmt.Errorf("media: register metrics: %w", err)
 		}
 	}
-	if cfg.Timeout > 0 {
+	if cfg.Timeout > 0 || cfg.ICETimeout > 0 {
 		r.wg.Add(1)
 		go r.timeoutLoop()
 	}
@@ -117,9 +125,16 @@ func (r *Relay) Close() error {
 		return nil
 	}
 	r.closed = true
+	live := make([]*Stream, 0, len(r.streams))
+	for s := range r.streams {
+		live = append(live, s)
+	}
 	r.mu.Unlock()
 	close(r.stop)
 	r.wg.Wait()
+	for _, s := range live {
+		s.closeRTC()
+	}
 	r.eng.close()
 	if r.coll != nil {
 		r.reg.Unregister(r.coll)
@@ -243,8 +258,13 @@ func (r *Relay) clock() int64 { return int64(r.cfg.now().Sub(r.epoch)) }
 
 func (r *Relay) timeoutLoop() {
 	defer r.wg.Done()
-	every := r.cfg.Timeout / 4
-	every = min(max(every, 10*time.Millisecond), time.Second)
+	every := time.Second
+	for _, d := range []time.Duration{r.cfg.Timeout, r.cfg.ICETimeout} {
+		if d > 0 {
+			every = min(every, d/4)
+		}
+	}
+	every = max(every, 10*time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -252,7 +272,10 @@ func (r *Relay) timeoutLoop() {
 		case <-r.stop:
 			return
 		case <-t.C:
-			r.scanTimeouts()
+			if r.cfg.Timeout > 0 {
+				r.scanTimeouts()
+			}
+			r.scanRTC(r.clock())
 		}
 	}
 }

@@ -183,10 +183,11 @@ func TestRTCPMux(t *testing.T) {
 	p := rtpPacket(0, 1, 0, 0xa, 160)
 	c.aRTP.send(c.a, p)
 	c.bRTP.expect(p, c.b)
-	// RFC 5761: RTCP on the RTP port goes on like RTP, to B's RTP address.
+	// RFC 5761 §5.1.3: RTCP on the RTP port is demultiplexed towards a
+	// party that does not multiplex: from B's RTCP port to its RTCP address.
 	rr := rtcpPacket(0xa)
 	c.aRTP.send(c.a, rr)
-	c.bRTP.expect(rr, c.b)
+	c.bRTCP.expect(rr, c.b1)
 	p = rtpPacket(0, 2, 160, 0xa, 160)
 	c.aRTP.send(c.a, p)
 	c.bRTP.expect(p, c.b)
@@ -323,7 +324,7 @@ func TestHoldUnspecifiedAddress(t *testing.T) {
 	// Which of two sockets the relay serves first is not defined, so the
 	// packet towards nowhere is handed to the stream directly.
 	c.s.mu.Lock()
-	_, _, ok := c.s.accept(B, false, rtpPacket(0, 1, 0, 0xb, 20), c.bRTP.addr(), r.clock())
+	_, _, _, ok := c.s.accept(B, false, rtpPacket(0, 1, 0, 0xb, 20), c.bRTP.addr(), r.clock())
 	got := c.s.legs[B].dropped[dropUnroutable]
 	c.s.mu.Unlock()
 	if ok || got != 1 {

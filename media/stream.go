@@ -57,6 +57,10 @@ type Peer struct {
 	// ClockRates gives the clock rate of payload types (SDP a=rtpmap).
 	// Static payload types default to their RFC 3551 rates.
 	ClockRates map[uint8]uint32
+	// WebRTC, when set, makes the side a WebRTC leg: the relay speaks ICE
+	// (lite) and DTLS-SRTP with the party, which it reaches at the source
+	// of its connectivity checks (RTP, RTCP and Allowed are then not used).
+	WebRTC *WebRTCPeer
 }
 
 // port indexes: a side's RTP and RTCP sockets.
@@ -83,6 +87,8 @@ type leg struct {
 	rtcpPackets, rtcpBytes uint64
 	relayed, relayedBytes  uint64 // accepted from this party and sent on
 	dropped                [numDropReasons]uint64
+
+	rtc *rtcLeg // nil: plain RTP
 }
 
 // Stream relays one media stream (one SDP m-line) between the party on side
@@ -96,9 +102,14 @@ type Stream struct {
 	lastActive atomic.Int64
 	timedOut   atomic.Bool
 
-	mu     sync.Mutex
-	legs   [2]leg
-	closed bool
+	mu        sync.Mutex
+	legs      [2]leg
+	closed    bool
+	onFailure func(error)
+
+	hasRTC   atomic.Bool    // a side is (or was) a WebRTC leg
+	failOnce atomic.Bool    // onFailure was called
+	rtcWG    sync.WaitGroup // DTLS handshake goroutines
 
 	eng streamEngine // engine-specific state
 }
@@ -160,10 +171,26 @@ func (s *Stream) SetPeer(side Side, p Peer) {
 	defer s.mu.Unlock()
 	l := &s.legs[side]
 	l.hasPeer = true
+	if p.WebRTC != nil {
+		// Reached where its checks come from, RTCP multiplexed (RFC 8834
+		// §5.1.1); a re-INVITE keeps the ICE and DTLS state.
+		s.hasRTC.Store(true)
+		s.setRemoteLocked(side, *p.WebRTC)
+		rtp, rtcp, allowed = netip.AddrPort{}, netip.AddrPort{}, nil
+		p.RTCPMux = true
+	} else if l.rtc != nil {
+		if l.rtc.dtls != nil {
+			l.rtc.dtls.close()
+		}
+		l.rtc = nil
+		l.latched = [2]netip.AddrPort{}
+	}
 	l.dst = [2]netip.AddrPort{rtp, rtcp}
 	l.mux = p.RTCPMux
 	l.allowed = allowed
-	l.latched = [2]netip.AddrPort{}
+	if l.rtc == nil {
+		l.latched = [2]netip.AddrPort{}
+	}
 	for pt := range l.rates {
 		if r := staticClockRates[pt]; r != 0 {
 			l.rates[pt] = r
@@ -214,6 +241,7 @@ func (s *Stream) Close() {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	s.closeRTC()
 	s.r.removeStream(s)
 }
 
@@ -229,9 +257,9 @@ func (s *Stream) armed() bool {
 // port (rtcpPort false) or RTCP port, at relay clock time now. It updates
 // the side's counters and, if the datagram is to be relayed, returns the
 // socket to send it from and the destination. The caller holds s.mu.
-func (s *Stream) accept(side Side, rtcpPort bool, b []byte, from netip.AddrPort, now int64) (*sock, netip.AddrPort, bool) {
+func (s *Stream) accept(side Side, rtcpPort bool, b []byte, from netip.AddrPort, now int64) (*sock, netip.AddrPort, []byte, bool) {
 	if s.closed {
-		return nil, netip.AddrPort{}, false
+		return nil, netip.AddrPort{}, nil, false
 	}
 	l := &s.legs[side]
 	pi := portRTP
@@ -241,16 +269,30 @@ func (s *Stream) accept(side Side, rtcpPort bool, b []byte, from netip.AddrPort,
 	from = unmapAP(from)
 
 	// Symmetric RTP (RFC 4961): once latched, only the latched source is
-	// accepted; before, only sources whose IP the proxy allowed.
+	// accepted; before, only sources whose IP the proxy allowed. A WebRTC
+	// leg latches on ICE instead, and its packets are decrypted first.
 	latch := false
-	if lt := l.latched[pi]; lt.IsValid() {
+	if l.rtc != nil {
+		if rtcpPort {
+			l.dropped[dropStranger]++ // RTCP is multiplexed on WebRTC legs
+			return nil, netip.AddrPort{}, nil, false
+		}
+		out, reply, relay := s.acceptRTC(side, b, from, now)
+		switch {
+		case reply:
+			return l.socks[portRTP], from, out, true
+		case !relay:
+			return nil, netip.AddrPort{}, nil, false
+		}
+		b = out
+	} else if lt := l.latched[pi]; lt.IsValid() {
 		if from != lt {
 			l.dropped[dropStranger]++
-			return nil, netip.AddrPort{}, false
+			return nil, netip.AddrPort{}, nil, false
 		}
 	} else if !l.isAllowed(from.Addr()) {
 		l.dropped[dropStranger]++
-		return nil, netip.AddrPort{}, false
+		return nil, netip.AddrPort{}, nil, false
 	} else {
 		latch = true
 	}
@@ -258,7 +300,7 @@ func (s *Stream) accept(side Side, rtcpPort bool, b []byte, from netip.AddrPort,
 	kind, reason, ok := classify(b, rtcpPort)
 	if !ok {
 		l.dropped[reason]++
-		return nil, netip.AddrPort{}, false
+		return nil, netip.AddrPort{}, nil, false
 	}
 	if latch {
 		l.latched[pi] = from
@@ -277,12 +319,12 @@ func (s *Stream) accept(side Side, rtcpPort bool, b []byte, from netip.AddrPort,
 		l.rtcpBytes += uint64(len(b))
 	}
 
-	// RTP port in, RTP port out (multiplexed RTCP included); RTCP port in,
-	// RTCP port out, unless the other party multiplexes.
+	// RTP to the RTP port, RTCP to the RTCP port unless the other party
+	// multiplexes (RFC 5761 §5.1.3), whichever port it came in on.
 	o := &s.legs[side.other()]
-	oi := pi
-	if o.mux {
-		oi = portRTP
+	oi := portRTP
+	if kind == kindRTCP && !o.mux {
+		oi = portRTCP
 	}
 	dst := o.latched[oi]
 	if !dst.IsValid() {
@@ -290,11 +332,19 @@ func (s *Stream) accept(side Side, rtcpPort bool, b []byte, from netip.AddrPort,
 	}
 	if !dst.IsValid() {
 		l.dropped[dropUnroutable]++
-		return nil, netip.AddrPort{}, false
+		return nil, netip.AddrPort{}, nil, false
+	}
+	if o.rtc != nil {
+		sealed, ok := s.sealRTC(side.other(), kind, b)
+		if !ok {
+			l.dropped[dropNotReady]++
+			return nil, netip.AddrPort{}, nil, false
+		}
+		b = sealed
 	}
 	l.relayed++
 	l.relayedBytes += uint64(len(b))
-	return o.socks[oi], dst, true
+	return o.socks[oi], dst, b, true
 }
 
 // drop counts n datagrams received on side that were not relayed for reason.
