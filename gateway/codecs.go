@@ -25,13 +25,6 @@ var supportedCodecs = map[string]map[string]uint32{
 	"video": {"vp8": 90000, "h264": 90000},
 }
 
-// staticPT are the RFC 3551 §6 payload types an SDP may use without rtpmap.
-var staticPT = map[uint8]codec{
-	0: {PT: 0, Name: "PCMU", Clock: 8000},
-	8: {PT: 8, Name: "PCMA", Clock: 8000},
-	9: {PT: 9, Name: "G722", Clock: 8000},
-}
-
 // feedbackRelayed is the RTCP feedback the gateway can honour end to end:
 // picture loss and full intra requests are passed between the legs so that
 // video recovers (RFC 4585 §6.3.1, RFC 5104 §4.3.1). NACK is not: nothing

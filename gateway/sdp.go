@@ -3,18 +3,17 @@ package gateway
 import (
 	"fmt"
 	"net/netip"
-	"strconv"
 	"strings"
 
-	"github.com/pion/sdp/v3"
+	"github.com/switchboard/switchboard/internal/sdpmedia"
 )
 
 // SDP directions (RFC 3264 §5.1, §6.1).
 const (
-	dirSendRecv = "sendrecv"
-	dirSendOnly = "sendonly"
-	dirRecvOnly = "recvonly"
-	dirInactive = "inactive"
+	dirSendRecv = sdpmedia.SendRecv
+	dirSendOnly = sdpmedia.SendOnly
+	dirRecvOnly = sdpmedia.RecvOnly
+	dirInactive = sdpmedia.Inactive
 )
 
 // reverseDir is the direction an answerer writes for an offered one
@@ -95,169 +94,25 @@ type session struct {
 	raw   string
 }
 
-// parseSDP reads an SDP body (a browser's or a SIP party's).
+// parseSDP reads an SDP body (a browser's or a SIP party's) through
+// internal/sdpmedia, the reader the proxy uses too.
 func parseSDP(body string) (*session, error) {
-	var sd sdp.SessionDescription
-	if err := sd.UnmarshalString(body); err != nil {
+	sd, err := sdpmedia.Parse([]byte(body))
+	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
 	}
-	if len(sd.MediaDescriptions) == 0 {
-		return nil, fmt.Errorf("%w: no media", ErrBadSDP)
-	}
-	sessAddr, _ := connAddr(sd.ConnectionInformation)
-	sessDir := dirSendRecv
-	for _, a := range sd.Attributes {
-		if isDir(a.Key) {
-			sessDir = a.Key
-		}
-	}
 	s := &session{raw: body}
-	for _, md := range sd.MediaDescriptions {
-		m, err := parseMedia(md, sessAddr, sessDir)
-		if err != nil {
-			return nil, err
+	for _, m := range sd.Media {
+		d := mediaDesc{
+			Kind: m.Kind, Port: m.Port, Proto: m.Proto, Formats: m.Formats, Addr: m.Addr,
+			RTCP: m.RTCP, Mux: m.Mux, Dir: m.Dir, Mid: m.Mid,
 		}
-		s.Media = append(s.Media, m)
+		for _, c := range m.Codecs {
+			d.Codecs = append(d.Codecs, codec(c))
+		}
+		s.Media = append(s.Media, d)
 	}
 	return s, nil
-}
-
-// parseMedia reads one m-line and its attributes; the session's address
-// and direction apply where the line has none (RFC 4566 §5.7, RFC 3264
-// §5.1).
-func parseMedia(md *sdp.MediaDescription, sessAddr netip.Addr, sessDir string) (mediaDesc, error) {
-	m := mediaDesc{
-		Kind:    md.MediaName.Media,
-		Port:    md.MediaName.Port.Value,
-		Proto:   strings.Join(md.MediaName.Protos, "/"),
-		Formats: md.MediaName.Formats,
-		Dir:     sessDir,
-	}
-	if a, ok := connAddr(md.ConnectionInformation); ok {
-		m.Addr = a
-	} else {
-		m.Addr = sessAddr
-	}
-	if m.Port < 0 || m.Port > 65535 {
-		return m, fmt.Errorf("%w: port %d", ErrBadSDP, m.Port)
-	}
-	byPT := map[uint8]*codec{}
-	var order []uint8
-	for _, f := range md.MediaName.Formats {
-		pt, err := strconv.ParseUint(f, 10, 7)
-		if err != nil {
-			continue // not RTP (m=application ... webrtc-datachannel)
-		}
-		c := staticPT[uint8(pt)]
-		c.PT = uint8(pt)
-		byPT[uint8(pt)] = &c
-		order = append(order, uint8(pt))
-	}
-	var wildcardFB []string
-	for _, a := range md.Attributes {
-		switch {
-		case isDir(a.Key):
-			m.Dir = a.Key
-		case a.Key == "mid":
-			m.Mid = a.Value
-		case a.Key == "rtcp-mux":
-			m.Mux = true
-		case a.Key == "rtcp":
-			if ap, ok := parseRTCPAttr(a.Value, m.Addr); ok {
-				m.RTCP = ap
-			}
-		case a.Key == "rtpmap":
-			parseRTPMap(a.Value, byPT)
-		case a.Key == "fmtp":
-			pt, rest, ok := strings.Cut(a.Value, " ")
-			if c := lookupPT(byPT, pt); ok && c != nil {
-				c.Fmtp = strings.TrimSpace(rest)
-			}
-		case a.Key == "rtcp-fb":
-			pt, rest, ok := strings.Cut(a.Value, " ")
-			if !ok {
-				continue
-			}
-			if pt == "*" {
-				wildcardFB = append(wildcardFB, strings.TrimSpace(rest))
-			} else if c := lookupPT(byPT, pt); c != nil {
-				c.Feedback = append(c.Feedback, strings.TrimSpace(rest))
-			}
-		}
-	}
-	for _, pt := range order {
-		c := byPT[pt]
-		if c.Name == "" {
-			continue // dynamic type without rtpmap: unusable
-		}
-		c.Feedback = append(c.Feedback, wildcardFB...)
-		m.Codecs = append(m.Codecs, *c)
-	}
-	return m, nil
-}
-
-// parseRTCPAttr reads a=rtcp (RFC 3605): a port, and maybe an address
-// (else addr, the m-line's).
-func parseRTCPAttr(v string, addr netip.Addr) (netip.AddrPort, bool) {
-	f := strings.Fields(v)
-	if len(f) == 0 {
-		return netip.AddrPort{}, false
-	}
-	p, err := strconv.ParseUint(f[0], 10, 16)
-	if err != nil {
-		return netip.AddrPort{}, false
-	}
-	if len(f) == 4 {
-		if x, err := netip.ParseAddr(f[3]); err == nil {
-			addr = x.Unmap()
-		}
-	}
-	return netip.AddrPortFrom(addr, uint16(p)), true
-}
-
-// parseRTPMap reads a=rtpmap (RFC 4566 §6: "pt name/clock[/channels]")
-// into the codec of its payload type, when the m-line lists it.
-func parseRTPMap(v string, byPT map[uint8]*codec) {
-	pt, rest, ok := strings.Cut(v, " ")
-	c := lookupPT(byPT, pt)
-	if !ok || c == nil {
-		return
-	}
-	parts := strings.Split(strings.TrimSpace(rest), "/")
-	c.Name = parts[0]
-	c.Clock, c.Channels = 0, 0
-	if len(parts) > 1 {
-		r, _ := strconv.ParseUint(parts[1], 10, 32)
-		c.Clock = uint32(r)
-	}
-	if len(parts) > 2 {
-		ch, _ := strconv.ParseUint(parts[2], 10, 16)
-		c.Channels = uint16(ch)
-	}
-}
-
-func lookupPT(m map[uint8]*codec, s string) *codec {
-	pt, err := strconv.ParseUint(s, 10, 7)
-	if err != nil {
-		return nil
-	}
-	return m[uint8(pt)]
-}
-
-func isDir(k string) bool {
-	return k == dirSendRecv || k == dirSendOnly || k == dirRecvOnly || k == dirInactive
-}
-
-func connAddr(ci *sdp.ConnectionInformation) (netip.Addr, bool) {
-	if ci == nil || ci.Address == nil {
-		return netip.Addr{}, false
-	}
-	host, _, _ := strings.Cut(ci.Address.Address, "/") // multicast TTL
-	a, err := netip.ParseAddr(host)
-	if err != nil {
-		return netip.Addr{}, false
-	}
-	return a.Unmap(), true
 }
 
 // sipMedia is one m-line of an SDP the gateway sends to the SIP side.

@@ -72,13 +72,13 @@ func TestParseBrowserOffer(t *testing.T) {
 }
 
 func TestStaticPayloadTypes(t *testing.T) {
-	s, err := parseSDP("v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8 0 18\r\na=rtcp:4003\r\na=sendonly\r\n")
+	s, err := parseSDP("v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8 0 99\r\na=rtcp:4003\r\na=sendonly\r\n")
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := s.Media[0]
 	if len(m.Codecs) != 2 || m.Codecs[0].Name != "PCMA" || m.Codecs[1].Name != "PCMU" {
-		t.Fatalf("codecs %+v (18 without rtpmap is unknown)", m.Codecs)
+		t.Fatalf("codecs %+v (dynamic 99 without rtpmap is unusable)", m.Codecs)
 	}
 	if m.rtpAddr() != netip.MustParseAddrPort("10.0.0.1:4000") || m.rtcpAddr() != netip.MustParseAddrPort("10.0.0.1:4003") || m.Dir != dirSendOnly {
 		t.Fatalf("addresses %v %v dir %s", m.rtpAddr(), m.rtcpAddr(), m.Dir)

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/pion/srtp/v3"
 )
 
 func BenchmarkClassify(b *testing.B) {
@@ -73,5 +75,84 @@ func BenchmarkRelayLoopback(b *testing.B) {
 				c.bRTP.conn.ReadFromUDPAddrPort(buf)
 			}
 		})
+	}
+}
+
+// webrtcBenchStream is a stream whose side A is a WebRTC leg with SRTP
+// keys in place (as after the handshake), side B plain; enc encrypts as
+// the browser would.
+func webrtcBenchStream(b *testing.B) (s *Stream, from netip.AddrPort, enc *srtp.Context) {
+	s = fuzzStream()
+	from = netip.MustParseAddrPort("127.0.0.2:4000")
+	key, salt := make([]byte, 16), make([]byte, 14)
+	ctx := func() *srtp.Context {
+		c, err := srtp.CreateContext(key, salt, srtp.ProtectionProfileAes128CmHmacSha1_80)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return c
+	}
+	s.mu.Lock()
+	l := s.rtcLocked(A)
+	l.checked, l.addr, l.ready, l.in, l.out = true, from, true, ctx(), ctx()
+	s.legs[A].latched = [2]netip.AddrPort{from, from}
+	s.mu.Unlock()
+	return s, from, ctx()
+}
+
+// BenchmarkAcceptSRTP is BenchmarkAccept for a packet from a browser:
+// SRTP decrypted in place (AES-CM, HMAC-SHA1-80) and relayed as RTP.
+func BenchmarkAcceptSRTP(b *testing.B) {
+	s, from, enc := webrtcBenchStream(b)
+	const n = 4096 // packets encrypted ahead, outside the timed loop
+	pkts := make([][]byte, n)
+	for i := range pkts {
+		p, err := enc.EncryptRTP(nil, rtpPacket(111, uint16(i+1), uint32(i)*960, 1, 160), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pkts[i] = p
+	}
+	buf := make([]byte, 0, 2048)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if i == n {
+			b.StopTimer()
+			s, from, enc = webrtcBenchStream(b) // fresh replay window for the same packets
+			i = 0
+			b.StartTimer()
+		}
+		p := append(buf[:0], pkts[i]...)
+		i++
+		s.mu.Lock()
+		if _, _, _, ok := s.accept(A, false, p, from, int64(i)*20e6); !ok {
+			b.Fatalf("dropped: %+v", s.legs[A].dropped)
+		}
+		s.mu.Unlock()
+	}
+	_ = enc
+}
+
+// BenchmarkAcceptToSRTP is a phone's RTP packet leaving towards a browser:
+// encrypted in place.
+func BenchmarkAcceptToSRTP(b *testing.B) {
+	s, _, _ := webrtcBenchStream(b)
+	from := netip.MustParseAddrPort("127.0.0.3:5000")
+	tmpl := rtpPacket(111, 1, 0, 2, 160)
+	p := make([]byte, len(tmpl), 2048)
+	b.ReportAllocs()
+	var seq uint16
+	for b.Loop() {
+		seq++
+		q := p[:len(tmpl)]
+		copy(q, tmpl) // encrypted in place last round
+		binary.BigEndian.PutUint16(q[2:], seq)
+		binary.BigEndian.PutUint32(q[4:], uint32(seq)*960)
+		s.mu.Lock()
+		if _, _, _, ok := s.accept(B, false, q, from, int64(seq)*20e6); !ok {
+			b.Fatalf("dropped: %+v", s.legs[B].dropped)
+		}
+		s.mu.Unlock()
 	}
 }

@@ -39,6 +39,7 @@ type collector struct {
 	relayed, relayedBytes, dropped *prometheus.Desc
 	streams, streamsTotal, pairs   *prometheus.Desc
 	exhausted, timeouts            *prometheus.Desc
+	webrtcLegs, webrtcFailures     *prometheus.Desc
 }
 
 func newCollector(r *Relay) *collector {
@@ -55,13 +56,16 @@ func newCollector(r *Relay) *collector {
 		pairs:        d("port_pairs", "RTP/RTCP port pairs, by state.", "state"),
 		exhausted:    d("port_exhausted_total", "Streams refused because no port pair was free."),
 		timeouts:     d("timeouts_total", "Streams whose parties both stopped sending for the configured timeout."),
+		webrtcLegs:   d("webrtc_legs", "Sides of live streams that are WebRTC legs (ICE and DTLS-SRTP terminated by the relay)."),
+		webrtcFailures: d("webrtc_failures_total",
+			"WebRTC legs that failed: no ICE check or DTLS handshake within the ICE timeout, or a failed handshake."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.relayed, c.relayedBytes, c.dropped, c.streams,
-		c.streamsTotal, c.pairs, c.exhausted, c.timeouts} {
+		c.streamsTotal, c.pairs, c.exhausted, c.timeouts, c.webrtcLegs, c.webrtcFailures} {
 		ch <- d
 	}
 }
@@ -76,9 +80,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		live = append(live, s)
 	}
 	r.mu.Unlock()
+	legs := 0
 	for _, s := range live {
 		s.mu.Lock()
 		total.add(s.countersLocked())
+		for i := range s.legs {
+			if s.legs[i].rtc != nil {
+				legs++
+			}
+		}
 		s.mu.Unlock()
 	}
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
@@ -100,4 +110,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.pairs, used, "used")
 	counter(c.exhausted, r.exhausted.Load())
 	counter(c.timeouts, r.timeouts.Load())
+	gauge(c.webrtcLegs, legs)
+	counter(c.webrtcFailures, r.rtcFailures.Load())
 }

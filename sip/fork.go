@@ -101,6 +101,9 @@ func (f *fork) start(ctx context.Context, targets []target, recordRoute bool) er
 	var setupErr error
 	for _, t := range targets {
 		fwd, err := s.prepare(req, t, recordRoute, "")
+		if err == nil && f.c != nil {
+			err = s.branchOffer(fwd, t)
+		}
 		if err != nil {
 			setupErr = err
 			continue

@@ -30,8 +30,8 @@ func TestParseSDP(t *testing.T) {
 			{kind: "audio", rtp: ap("10.0.0.5:4000"), mux: true, clock: 48000},
 			{kind: "video", rtp: ap("10.0.0.6:4002"), rtcp: ap("10.0.0.7:4009"), clock: 90000},
 		}},
-		{"hold", holdOffer, []sdpMedia{{kind: "audio", rtp: ap("10.0.0.5:4000")}}},
-		{"disabled stream", disabledVideo, []sdpMedia{{kind: "audio", rtp: ap("10.1.0.9:5000")}, {kind: "video", disabled: true}}},
+		{"hold", holdOffer, []sdpMedia{{kind: "audio", rtp: ap("10.0.0.5:4000"), clock: 8000}}}, // PCMU: static 8 kHz
+		{"disabled stream", disabledVideo, []sdpMedia{{kind: "audio", rtp: ap("10.1.0.9:5000"), clock: 8000}, {kind: "video", disabled: true}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

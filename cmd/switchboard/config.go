@@ -76,6 +76,8 @@ type fileConfig struct {
 		RTPPorts string        `yaml:"rtp_ports"`
 		Relay    string        `yaml:"relay"`
 		Timeout  time.Duration `yaml:"timeout"`
+		// ICETimeout bounds a WebRTC leg's ICE check and DTLS handshake.
+		ICETimeout time.Duration `yaml:"ice_timeout"`
 	} `yaml:"media"`
 	TURN struct {
 		Enabled               bool     `yaml:"enabled"`
@@ -265,6 +267,9 @@ func (c *fileConfig) check() error {
 	if _, _, err := parseRange(c.Media.RTPPorts); err != nil {
 		return fmt.Errorf("media.rtp_ports: %w", err)
 	}
+	if c.Media.ICETimeout < 0 {
+		return errors.New("media.ice_timeout: must not be negative")
+	}
 	if c.Media.Timeout < 0 {
 		return errors.New("media.timeout: must not be negative")
 	}
@@ -353,7 +358,8 @@ func parseRange(s string) (int, int, error) {
 
 func (c *fileConfig) mediaConfig() media.Config {
 	lo, hi, _ := parseRange(c.Media.RTPPorts)
-	return media.Config{PublicIP: c.Media.PublicIP, BindIP: c.Media.BindIP, PortMin: lo, PortMax: hi, Timeout: c.Media.Timeout}
+	return media.Config{PublicIP: c.Media.PublicIP, BindIP: c.Media.BindIP, PortMin: lo, PortMax: hi, Timeout: c.Media.Timeout,
+		ICETimeout: c.Media.ICETimeout}
 }
 
 // turnConfig builds the TURN server's config; secret is the REST secret
