@@ -150,3 +150,30 @@ func mustSD(t *testing.T, body string) *sdp.SessionDescription {
 	}
 	return sd
 }
+
+// FuzzRenderSDP: whatever SDP a party sends, writing it in either form for
+// the other party neither panics nor yields an SDP the reader refuses.
+func FuzzRenderSDP(f *testing.F) {
+	f.Add([]byte(chromeOffer), true)
+	f.Add([]byte(plainOffer), false)
+	f.Fuzz(func(t *testing.T, body []byte, toWebRTC bool) {
+		sd, lines, err := parseSDP(body)
+		if err != nil || len(lines) > 16 {
+			return
+		}
+		n := len(sd.MediaDescriptions)
+		form := sdpForm{ip: netip.MustParseAddr("192.0.2.1"), ports: make([]int, n), convert: true, webrtc: toWebRTC,
+			offer: true, ice: make([][2]string, n), fingerprint: media.Fingerprint{Hash: "sha-256", Value: "AA"}}
+		for i := range form.ports {
+			form.ports[i] = 20000 + 4*i
+			form.ice[i] = [2]string{"ufrag", "password"}
+		}
+		out, err := renderSDP(sd, form)
+		if err != nil {
+			return
+		}
+		if _, err := sdpmedia.Parse(out); err != nil {
+			t.Fatalf("rendered SDP does not parse: %v\n%s", err, out)
+		}
+	})
+}
