@@ -46,6 +46,9 @@ var quietDTLS = func() logging.LoggerFactory {
 // started it (a ClientHello). The caller holds s.mu.
 func (s *Stream) startDTLS(side Side, first []byte) {
 	l := s.legs[side].rtc
+	if s.closed || l.failed {
+		return // closeRTC may be waiting: no new goroutine
+	}
 	d := &dtlsSession{s: s, side: side, in: make(chan []byte, dtlsQueue),
 		closed: make(chan struct{}), rd: deadline.New()}
 	l.dtls = d
