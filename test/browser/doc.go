@@ -18,7 +18,15 @@
 // (198.51.100.10 and .11) so that the browser sees the switch at a
 // non-loopback address, as a remote user does, over HTTPS with a test CA's
 // certificate; it bundles JsSIP with esbuild (both from node_modules) into a
-// page of its own. The tests need root, ip, node with test/browser's
+// page of its own.
+//
+// TestSIPClients (sipclients_test.go, driven by sipclients.mjs with
+// pages/sipclients.js in every page) is the browser SIP stacks through the
+// switch's WebRTC relay: JsSIP and SIP.js (bundled by esbuild into a page the
+// driver serves) register over ws://…/sip and call baresip, each other, the
+// web phone and, with video, another JsSIP tab, in one Chromium with a
+// context per user. Their microphones are WebAudio oscillators; what a page
+// hears is measured by frequency with an AnalyserNode on the remote track. The tests need root, ip, node with test/browser's
 // node_modules (npm ci), chromium, baresip and sox; without them they skip,
 // and fail when CI=true.
 package browser
