@@ -46,7 +46,6 @@ type mediaSession struct {
 	offer   [2]bool
 	setups  [2][]string
 	out     [2]map[legKind][]byte // rendered SDP of the other side's last body, by form
-	webrtcN [2]int                // m-lines whose relay ICE credentials a side was given
 }
 
 // legKind is what a party speaks.

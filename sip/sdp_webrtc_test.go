@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -134,7 +135,7 @@ func TestRenderNoCommonCodec(t *testing.T) {
 	g729 := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18\r\n"
 	_, err := renderSDP(mustSD(t, g729), sdpForm{ip: netip.MustParseAddr("192.0.2.1"), ports: []int{20000}, convert: true, webrtc: true,
 		offer: true, ice: [][2]string{{"u", "p"}}})
-	if err != errNoCodec {
+	if !errors.Is(err, errNoCodec) {
 		t.Fatalf("err = %v, want errNoCodec", err)
 	}
 	if st := mediaError(err, RelayAlways); st == nil || !strings.Contains(st.Error(), "codec") {
