@@ -42,10 +42,10 @@ type mediaSession struct {
 	// its m-lines (for the DTLS role of the answer written to it); a
 	// retransmitted or re-sent body is recognised without touching the
 	// streams (which would reset their latching).
-	lastIn  [2][]byte
-	offer   [2]bool
-	setups  [2][]string
-	out     [2]map[legKind][]byte // rendered SDP of the other side's last body, by form
+	lastIn [2][]byte
+	offer  [2]bool
+	setups [2][]string
+	out    [2]map[legKind][]byte // rendered SDP of the other side's last body, by form
 }
 
 // legKind is what a party speaks.
