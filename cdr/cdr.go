@@ -104,17 +104,20 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 // alive.
 func (s *Store) Serve(ctx context.Context) error {
 	return s.loop.Run(ctx, func(ctx context.Context) {
+		// The first note is queued before the writer runs, so that it is
+		// written even if ctx ends at once (the writer flushes its queue).
+		s.alive(time.Now())
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
 			t := time.NewTicker(heartbeat)
 			defer t.Stop()
 			for {
-				s.alive(time.Now())
 				select {
 				case <-ctx.Done():
 					return
-				case <-t.C:
+				case now := <-t.C:
+					s.alive(now)
 				}
 			}
 		}()
