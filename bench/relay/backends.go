@@ -215,7 +215,7 @@ func (e *rtpengine) pid() int { return e.p }
 func (e *rtpengine) closeCalls() error {
 	var first error
 	for _, id := range e.calls {
-		if _, err := e.do(map[string]any{"command": "delete", "call-id": id, "from-tag": "a"}); err != nil && first == nil {
+		if _, err := e.do(map[string]any{"command": "delete", "call-id": id, "from-tag": "a", "delete-delay": 0}); err != nil && first == nil {
 			first = err
 		}
 	}

@@ -47,6 +47,8 @@ type loadConfig struct {
 	sockets          int
 	poll             bool
 	quantiles        bool
+	webrtc           bool // side A is a WebRTC browser (webrtc.go)
+	rtc              rtcConfig
 }
 
 type result struct {
@@ -56,6 +58,8 @@ type result struct {
 	cpuPerPkt  float64 // µs of relay CPU per relayed packet
 	cpuPer100  float64 // % of one core per 100 calls
 	p50, p99   time.Duration
+	added      time.Duration // p99 minus the direct path's p99 at the same load (WebRTC table)
+	setupCPU   float64       // ms of relay CPU per call set up (signalling, ICE, DTLS)
 	loss       float64
 	memPerCall float64 // bytes of RSS per call
 	genCPU     float64 // % of one core used by the generator
@@ -63,7 +67,7 @@ type result struct {
 
 func load(args []string) error {
 	fs := flag.NewFlagSet("load", flag.ExitOnError)
-	kind := fs.String("backend", "switchboard", "switchboard | rtpengine | direct (phones send straight to each other)")
+	kinds := fs.String("backend", "switchboard", "switchboard | rtpengine | direct (phones send straight to each other); a comma-separated list runs each at every -n")
 	streams := fs.String("n", "100,300,600", "comma-separated numbers of concurrent calls, one run each")
 	duration := fs.Duration("duration", 20*time.Second, "sending time per run")
 	warmup := fs.Duration("warmup", 3*time.Second, "time before the measured window")
@@ -75,7 +79,13 @@ func load(args []string) error {
 	ngAddr := fs.String("ng", "127.0.0.1:2223", "rtpengine ng control address")
 	ngPID := fs.Int("rtpengine-pid", 0, "rtpengine process id, for its CPU time and memory")
 	header := fs.Bool("header", true, "print the table header")
-	quantiles := fs.Bool("quantiles", false, "print more latency quantiles on stderr")
+	quantiles := fs.Bool("quantiles", false, "print more latency quantiles (and the WebRTC packet counts) on stderr")
+	webrtc := fs.Bool("webrtc", false, "side A is a WebRTC browser (ICE, DTLS-SRTP) and the relay converts to plain RTP; "+
+		"direct runs plain RTP as the baseline of the added latency")
+	profile := fs.String("srtp", "aes128-cm-sha1-80", "SRTP protection profile the browser offers: aes128-cm-sha1-80 | aead-aes128-gcm")
+	parallel := fs.Int("setup-parallel", 16, "WebRTC calls set up (ICE and DTLS) at once")
+	consent := fs.Duration("consent", 5*time.Second, "interval of each browser's ICE consent checks (0: none)")
+	iceTimeout := fs.Duration("ice-timeout", 20*time.Second, "time a call has for ICE and the DTLS handshake")
 	fs.Parse(args)
 
 	if *duration <= *warmup+time.Second {
@@ -90,37 +100,89 @@ func load(args []string) error {
 		ns = append(ns, n)
 	}
 	cfg := loadConfig{duration: *duration, warmup: *warmup, sockets: *sockets, poll: *poll, quantiles: *quantiles}
+	if *webrtc {
+		p, ok := srtpProfiles[*profile]
+		if !ok {
+			return fmt.Errorf("unknown -srtp %q", *profile)
+		}
+		if !*poll {
+			return errors.New("-webrtc needs -poll")
+		}
+		cfg.rtc = rtcConfig{profile: p, parallel: *parallel, consent: *consent, timeout: *iceTimeout}
+	}
 	if *header {
-		printHeader()
+		if *webrtc {
+			printHeaderRTC()
+		} else {
+			printHeader()
+		}
 	}
 	for _, n := range ns {
-		var be backend
-		var err error
-		switch *kind {
-		case "switchboard":
-			bin := *relayBin
-			if bin == "" {
-				bin, _ = os.Executable()
+		var direct time.Duration // the direct path's p99 at this n
+		for _, kind := range strings.Split(*kinds, ",") {
+			var be backend
+			var err error
+			switch kind {
+			case "switchboard":
+				bin := *relayBin
+				if bin == "" {
+					bin, _ = os.Executable()
+				}
+				be, err = startSwitchboard(bin, *serverCPU, *workers)
+			case "rtpengine":
+				be, err = dialRtpengine(*ngAddr, *ngPID)
+			case "direct":
+				be = directBackend{}
+			default:
+				return fmt.Errorf("unknown backend %q", kind)
 			}
-			be, err = startSwitchboard(bin, *serverCPU, *workers)
-		case "rtpengine":
-			be, err = dialRtpengine(*ngAddr, *ngPID)
-		case "direct":
-			be = directBackend{}
-		default:
-			return fmt.Errorf("unknown backend %q", *kind)
+			if err != nil {
+				return err
+			}
+			c := cfg
+			c.webrtc = *webrtc && kind != "direct"
+			res, err := run(be, kind, n, c)
+			be.stop()
+			if err != nil {
+				return fmt.Errorf("%s with %d calls: %w", kind, n, err)
+			}
+			if !*webrtc {
+				printRow(res)
+				continue
+			}
+			if kind == "direct" {
+				direct = res.p99
+			} else if direct != 0 {
+				res.added = res.p99 - direct
+			}
+			printRowRTC(res)
 		}
-		if err != nil {
-			return err
-		}
-		res, err := run(be, *kind, n, cfg)
-		be.stop()
-		if err != nil {
-			return fmt.Errorf("%s with %d calls: %w", *kind, n, err)
-		}
-		printRow(res)
 	}
 	return nil
+}
+
+func printHeaderRTC() {
+	fmt.Println("| relay | calls | pps relayed | CPU µs/packet | loss | latency p50 | latency p99 | p99 added | setup CPU per call | memory per call | generator CPU |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+}
+
+func printRowRTC(r result) {
+	name, cpu, added, setup, mem := r.backend+" WebRTC⇄RTP", "–", "–", "–", "–"
+	if r.backend == "direct" {
+		name = "direct (plain RTP)"
+	}
+	if r.cpuPerPkt != 0 {
+		cpu = fmt.Sprintf("%.2f", r.cpuPerPkt)
+		setup = fmt.Sprintf("%.2f ms", r.setupCPU)
+	}
+	if r.added != 0 {
+		added = fmtDur(r.added)
+	}
+	if r.memPerCall != 0 {
+		mem = fmt.Sprintf("%.1f KiB", r.memPerCall/1024)
+	}
+	fmt.Printf("| %s | %d | %.0f | %s | %.3f%% | %s | %s | %s | %s | %s | %.0f%% |\n",
+		name, r.streams, r.pps, cpu, 100*r.loss, fmtDur(r.p50), fmtDur(r.p99), added, setup, mem, r.genCPU)
 }
 
 func printHeader() {
@@ -199,20 +261,39 @@ func run(be backend, name string, n int, cfg loadConfig) (result, error) {
 	for i := range calls {
 		c := &calls[i]
 		c.sockA, c.sockB = i%cfg.sockets, i%cfg.sockets
-		a := as[c.sockA].LocalAddr().(*net.UDPAddr).AddrPort()
-		b := bs[c.sockB].LocalAddr().(*net.UDPAddr).AddrPort()
-		toA, toB, err := be.newCall(i, a, b)
-		if err != nil {
-			return res, fmt.Errorf("call %d: %w", i, err)
+	}
+	var rtc []*rtcCall
+	if cfg.webrtc {
+		rb, ok := be.(rtcBackend)
+		if !ok {
+			return res, fmt.Errorf("backend %s has no WebRTC mode", name)
 		}
-		c.dstA, c.dstB = net.UDPAddrFromAddrPort(toA), net.UDPAddrFromAddrPort(toB)
-		c.pktA, c.pktB = newPacket(i, 0), newPacket(i, 1)
-		c.bufA, c.bufB = [][]byte{c.pktA}, [][]byte{c.pktB}
+		cpu := cpuSeconds(be.pid())
+		rtc, err = setupRTC(rb, calls, as, bs, cfg)
+		if err != nil {
+			be.closeCalls()
+			return res, err
+		}
+		res.setupCPU = (cpuSeconds(be.pid()) - cpu) / float64(n) * 1e3
+		defer closeRTC(rtc) // after closeCalls below
+	} else {
+		for i := range calls {
+			c := &calls[i]
+			a := as[c.sockA].LocalAddr().(*net.UDPAddr).AddrPort()
+			b := bs[c.sockB].LocalAddr().(*net.UDPAddr).AddrPort()
+			toA, toB, err := be.newCall(i, a, b)
+			if err != nil {
+				return res, fmt.Errorf("call %d: %w", i, err)
+			}
+			c.dstA, c.dstB = net.UDPAddrFromAddrPort(toA), net.UDPAddrFromAddrPort(toB)
+			c.pktA, c.pktB = newPacket(i, 0), newPacket(i, 1)
+			c.bufA, c.bufB = [][]byte{c.pktA}, [][]byte{c.pktB}
+		}
 	}
 	defer be.closeCalls()
 
 	t := &traffic{
-		be: be, cfg: cfg, calls: calls, conns: all,
+		be: be, cfg: cfg, calls: calls, conns: all, rtc: rtc,
 		winStart: int64(cfg.warmup), winEnd: int64(cfg.duration),
 	}
 	var err2 error
@@ -245,6 +326,14 @@ func run(be backend, name string, n int, cfg loadConfig) (result, error) {
 	if cfg.quantiles {
 		fmt.Fprintf(os.Stderr, "quantiles p90 %v p95 %v p98 %v p99 %v p99.9 %v\n",
 			h.quantile(0.90), h.quantile(0.95), h.quantile(0.98), h.quantile(0.99), h.quantile(0.999))
+		var bad uint64
+		for _, rc := range recvs {
+			bad += rc.bad
+		}
+		if cfg.webrtc {
+			fmt.Fprintf(os.Stderr, "%s %d calls: bad %d, at the browsers: STUN %d, SRTCP %d, other %d, undecryptable SRTP %d\n",
+				name, n, bad, t.rtcRx.stun, t.rtcRx.rtcp, t.rtcRx.other, t.rtcRx.failed)
+		}
 	}
 	if sentWindow > 0 {
 		res.loss = 1 - float64(got)/float64(sentWindow)
@@ -420,12 +509,15 @@ type traffic struct {
 	cfg      loadConfig
 	calls    []callState
 	conns    []*net.UDPConn // caller sockets, then callee sockets
+	rtc      []*rtcCall     // WebRTC mode: the browsers (side A) of the calls
 	winStart int64
 	winEnd   int64
+	rtcRx    rtcReceive
 
 	start      time.Time
 	recvs      []*receiver
 	batches    [][]ipv4.Message
+	batchCalls [][]int32 // WebRTC mode: the calls of the browsers' batches
 	pcs        []*ipv4.PacketConn
 	seq        uint16
 	sentWindow uint64
@@ -438,10 +530,14 @@ func (t *traffic) init() {
 	t.start = time.Now()
 	t.recvs = make([]*receiver, len(t.conns))
 	t.batches = make([][]ipv4.Message, len(t.conns))
+	t.batchCalls = make([][]int32, len(t.conns))
 	t.pcs = make([]*ipv4.PacketConn, len(t.conns))
 	for i, c := range t.conns {
 		t.recvs[i] = &receiver{conn: c}
 		t.pcs[i] = ipv4.NewPacketConn(c)
+	}
+	if t.rtc != nil {
+		t.initRTC()
 	}
 }
 
@@ -462,20 +558,35 @@ func (t *traffic) tick(tick int) (bool, error) {
 	}
 	for i := range t.batches {
 		t.batches[i] = t.batches[i][:0]
+		t.batchCalls[i] = t.batchCalls[i][:0]
 	}
 	k := t.cfg.sockets
 	for i := slot; i < len(t.calls); i += slots {
 		c := &t.calls[i]
+		if t.rtc != nil {
+			c.bufA[0] = t.rtc[i].packet(int(t.seq) - 1) // sequence number t.seq
+			t.batchCalls[c.sockA] = append(t.batchCalls[c.sockA], int32(i))
+		}
 		t.batches[c.sockA] = append(t.batches[c.sockA], ipv4.Message{Buffers: c.bufA, Addr: c.dstA})
 		t.batches[k+c.sockB] = append(t.batches[k+c.sockB], ipv4.Message{Buffers: c.bufB, Addr: c.dstB})
+	}
+	if t.rtc != nil {
+		t.consent(tick)
 	}
 	for si, msgs := range t.batches {
 		if len(msgs) == 0 {
 			continue
 		}
 		now := int64(time.Since(t.start))
-		for _, m := range msgs {
-			stamp(m.Buffers[0], t.seq, now)
+		if t.rtc != nil && si < k {
+			// Pre-encrypted: the send time goes in the table, not the payload.
+			for _, ci := range t.batchCalls[si] {
+				t.rtc[ci].sent[t.seq&sentMask] = now
+			}
+		} else {
+			for _, m := range msgs {
+				stamp(m.Buffers[0], t.seq, now)
+			}
 		}
 		for len(msgs) > 0 {
 			n, err := t.pcs[si].WriteBatch(msgs, 0)
@@ -571,8 +682,19 @@ func (t *traffic) runPoll() error {
 			}
 			now := int64(time.Since(t.start))
 			rc := t.recvs[i]
-			for j := 0; j < n; j++ {
-				rc.account(rx.packet(j), now, t.winStart, t.winEnd)
+			switch {
+			case t.rtc == nil:
+				for j := 0; j < n; j++ {
+					rc.account(rx.packet(j), now, t.winStart, t.winEnd)
+				}
+			case i < t.cfg.sockets: // a browser socket
+				for j := 0; j < n; j++ {
+					t.accountBrowser(rc, i, rx.packet(j), rx.from(j), now)
+				}
+			default: // a phone socket
+				for j := 0; j < n; j++ {
+					t.accountPhone(rc, rx.packet(j), now)
+				}
 			}
 		}
 	}
@@ -582,9 +704,10 @@ func (t *traffic) runPoll() error {
 
 // rxBatch is a reusable recvmmsg batch.
 type rxBatch struct {
-	hdrs [64]mmsghdr
-	iovs [64]unix.Iovec
-	bufs [64][2048]byte
+	hdrs  [64]mmsghdr
+	iovs  [64]unix.Iovec
+	bufs  [64][2048]byte
+	names [64]unix.RawSockaddrInet4
 }
 
 type mmsghdr struct {
@@ -598,6 +721,8 @@ func (b *rxBatch) init() {
 		b.iovs[i].SetLen(len(b.bufs[i]))
 		b.hdrs[i].hdr.Iov = &b.iovs[i]
 		b.hdrs[i].hdr.SetIovlen(1)
+		b.hdrs[i].hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+		b.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet4
 	}
 }
 
@@ -607,7 +732,17 @@ func (b *rxBatch) recv(fd int) int {
 	if errno != 0 {
 		return 0
 	}
+	for i := range int(n) {
+		b.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet4 // the kernel wrote the length it used
+	}
 	return int(n)
 }
 
 func (b *rxBatch) packet(i int) []byte { return b.bufs[i][:b.hdrs[i].len] }
+
+// from is the source of packet i.
+func (b *rxBatch) from(i int) netip.AddrPort {
+	sa := &b.names[i]
+	port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
+	return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), port)
+}

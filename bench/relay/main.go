@@ -12,6 +12,14 @@
 // carries the send time, so the receiving phone measures the latency. The
 // relay's CPU time comes from /proc/PID/stat over the measured window.
 //
+// With -webrtc the caller is a WebRTC browser instead (webrtc.go: pion ICE,
+// DTLS client and SRTP, its packets encrypted before the run) and the relay
+// converts its SRTP to plain RTP for the callee and back: switchboard's
+// relay through serve's WEBRTC command (serve_webrtc.go), rtpengine with
+// ICE=force DTLS=passive towards the browser and ICE=remove RTP/AVP towards
+// the phone (webrtc_backends.go). webrtc_test.go has the benchmarks that
+// count the relay's allocations per packet and its memory per call.
+//
 // run.sh in this directory runs the usual series and prints the table kept in
 // RESULTS.md.
 package main

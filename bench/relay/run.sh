@@ -6,6 +6,15 @@
 #   bench/relay/run.sh                     # N = 100,300,600 calls, 20 s each
 #   NS=600 DUR=10s REPEAT=3 bench/relay/run.sh
 #   TAGS=media_netpoll RTPENGINE=no bench/relay/run.sh   # goroutine-per-socket engine
+#   MODE=webrtc bench/relay/run.sh         # WebRTC⇄plain: N = 100,200,400 calls
+#
+# MODE=webrtc makes the caller of every call a browser (pion ICE agent,
+# DTLS client and SRTP, relay.go's -webrtc) and its callee a plain RTP
+# phone: switchboard's relay and rtpengine (ICE=force DTLS=passive towards
+# the browser, ICE=remove RTP/AVP towards the phone) convert, in the same
+# run, after a plain direct run at the same load as the latency baseline.
+# When rtpengine is missing and this runs as root with apt-get, it installs
+# the Debian package rtpengine-daemon (RTPENGINE=no: skip rtpengine).
 #
 # Each call sends one 172-byte RTP packet every 20 ms each way (100 pps per
 # call). The relay runs pinned to CPU $SERVER_CPU, the generator to
@@ -23,13 +32,15 @@ if [ "$(id -u)" = 0 ] && [ -w /proc/self/autogroup ]; then
 	echo -15 >/proc/self/autogroup || true
 fi
 
-NS=${NS:-100,300,600}
+MODE=${MODE:-plain} # plain | webrtc
+if [ "$MODE" = webrtc ]; then NS=${NS:-100,200,400}; else NS=${NS:-100,300,600}; fi
 DUR=${DUR:-20s}
 WARM=${WARM:-3s}
 REPEAT=${REPEAT:-1}
 SERVER_CPU=${SERVER_CPU:-0}
 GEN_CPU=${GEN_CPU:-1}
-RTPENGINE=${RTPENGINE:-auto} # auto | no
+RTPENGINE=${RTPENGINE:-auto} # auto (install if missing) | no
+NG=127.0.0.1:22223           # not the packaged service's 2223, should it run
 TAGS=${TAGS:-}               # go build -tags for the relay (media_netpoll: portable engine)
 
 cd "$(dirname "$0")/../.."
@@ -44,6 +55,17 @@ cleanup() {
 trap cleanup EXIT
 
 go build -tags "$TAGS" -o "$tmp/relay" ./bench/relay
+
+if [ "$RTPENGINE" != no ] && ! command -v rtpengine >/dev/null; then
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		echo "run.sh: installing rtpengine-daemon (RTPENGINE=no to skip rtpengine)" >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q rtpengine-daemon >&2
+	else
+		echo "run.sh: rtpengine not installed (Debian: apt-get install rtpengine-daemon); its rows are skipped" >&2
+	fi
+fi
+have_rtpe=false
+if [ "$RTPENGINE" != no ] && command -v rtpengine >/dev/null; then have_rtpe=true; fi
 
 gen=("$tmp/relay")
 if command -v taskset >/dev/null; then gen=(taskset -c "$GEN_CPU" "${gen[@]}"); else SERVER_CPU=""; fi
@@ -61,23 +83,48 @@ row() { # backend args...
 	"${gen[@]}" load -header=$h -n "$NS" -duration "$DUR" -warmup "$WARM" "$@"
 }
 
+start_rtpengine() {
+	local rtpe=(rtpengine --config-file=none --table=-1 --interface=127.0.0.1 --listen-ng="$NG"
+		--port-min=20002 --port-max=29999 --foreground --log-stderr --log-level=3
+		--num-threads=1 --pidfile="$tmp/rtpengine.pid")
+	if [ -n "$SERVER_CPU" ]; then rtpe=(taskset -c "$SERVER_CPU" "${rtpe[@]}"); fi
+	if [ "$(id -u)" = 0 ]; then rtpe=(nice -n -15 "${rtpe[@]}"); fi
+	"${rtpe[@]}" 2>"$tmp/rtpengine.log" &
+	rtpe_pid=$!
+	for _ in $(seq 50); do [ -s "$tmp/rtpengine.pid" ] && break; sleep 0.1; done
+	if [ ! -s "$tmp/rtpengine.pid" ]; then
+		cat "$tmp/rtpengine.log" >&2
+		echo "run.sh: rtpengine did not start" >&2
+		exit 1
+	fi
+}
+stop_rtpengine() {
+	kill "$rtpe_pid"
+	wait "$rtpe_pid" 2>/dev/null || true
+	rtpe_pid=""
+	rm -f "$tmp/rtpengine.pid"
+}
+
 for rep in $(seq "$REPEAT"); do
+	if [ "$MODE" = webrtc ]; then
+		# One process runs, at each N: direct (plain, the baseline), switchboard, rtpengine.
+		backends=direct,switchboard
+		extra=()
+		if $have_rtpe; then
+			start_rtpengine
+			backends=$backends,rtpengine
+			extra=(-ng "$NG" -rtpengine-pid "$(cat "$tmp/rtpengine.pid")")
+		fi
+		row -webrtc -backend "$backends" -server-cpu "$SERVER_CPU" -relay-bin "$tmp/relay" "${extra[@]}"
+		if $have_rtpe; then stop_rtpengine; fi
+		continue
+	fi
 	row -backend direct
 	row -backend switchboard -server-cpu "$SERVER_CPU" -relay-bin "$tmp/relay"
 
-	if [ "$RTPENGINE" != no ] && command -v rtpengine >/dev/null; then
-		rtpe=(rtpengine --config-file=none --table=-1 --interface=127.0.0.1 --listen-ng=127.0.0.1:2223
-			--port-min=20002 --port-max=29999 --foreground --log-stderr --log-level=3
-			--num-threads=1 --pidfile="$tmp/rtpengine.pid")
-		if [ -n "$SERVER_CPU" ]; then rtpe=(taskset -c "$SERVER_CPU" "${rtpe[@]}"); fi
-		if [ "$(id -u)" = 0 ]; then rtpe=(nice -n -15 "${rtpe[@]}"); fi
-		"${rtpe[@]}" 2>"$tmp/rtpengine.log" &
-		rtpe_pid=$!
-		for _ in $(seq 50); do [ -s "$tmp/rtpengine.pid" ] && break; sleep 0.1; done
-		row -backend rtpengine -ng 127.0.0.1:2223 -rtpengine-pid "$(cat "$tmp/rtpengine.pid")"
-		kill "$rtpe_pid"
-		wait "$rtpe_pid" 2>/dev/null || true
-		rtpe_pid=""
-		rm -f "$tmp/rtpengine.pid"
+	if $have_rtpe; then
+		start_rtpengine
+		row -backend rtpengine -ng "$NG" -rtpengine-pid "$(cat "$tmp/rtpengine.pid")"
+		stop_rtpengine
 	fi
 done

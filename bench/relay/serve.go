@@ -20,6 +20,7 @@ import (
 // control port, which it prints on stdout as "CONTROL addr":
 //
 //	NEW <callerIP:port> <calleeIP:port>  -> OK <portA> <portB>
+//	WEBRTC <phone> <ufrag> <pwd> ...     -> OK <portA> <portB> <ufrag> <pwd> <fp>  (serve_webrtc.go)
 //	STATS                                -> OK <packets> <lost> <dropped>
 //	MEM                                  -> OK <heapInuse> <stackInuse> <goroutines>
 //	CLOSE                                -> OK   (closes all streams)
@@ -90,6 +91,13 @@ func serve(args []string) error {
 				s.SetPeer(media.B, media.Peer{RTP: b})
 				streams = append(streams, s)
 				fmt.Fprintln(w, "OK", s.LocalPort(media.A), s.LocalPort(media.B))
+			case "WEBRTC":
+				s, err := serveWebRTC(r, f, w)
+				if err != nil {
+					fmt.Fprintln(w, "ERR", err)
+					break
+				}
+				streams = append(streams, s)
 			case "STATS":
 				var pk, lost, dropped uint64
 				for _, s := range streams {
