@@ -145,7 +145,7 @@ func (d *dtlsSession) run(client bool, raddr *net.UDPAddr, remoteSet <-chan stru
 			s.mu.Unlock()
 		}
 		if conn != nil {
-			conn.Close()
+			_ = conn.Close() // the handshake's error is what counts
 		}
 		return
 	}
@@ -156,7 +156,8 @@ func (d *dtlsSession) run(client bool, raddr *net.UDPAddr, remoteSet <-chan stru
 			break
 		}
 	}
-	conn.Close()
+	_ = conn.Close() // the stream is closing: nothing to report to
+
 }
 
 // keys derives the SRTP contexts from the finished handshake (RFC 5764
