@@ -199,7 +199,9 @@ func (sw *switchboard) build(ctx context.Context, cfg *fileConfig) error {
 	if sipCfg.Secret, err = sqldb.Setting(ctx, db, "sip_secret", randomSecret); err != nil {
 		return err
 	}
-	if cfg.Media.Relay != sip.RelayNever {
+	// The relay runs in every mode: with `never` it still bridges browsers
+	// (WebRTC) and plain RTP phones, which cannot have media otherwise.
+	{
 		mc := cfg.mediaConfig()
 		mc.Logger, mc.Metrics = log, metrics
 		if mc.PublicIP == "" {
