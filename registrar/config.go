@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/internal/fielderr"
+	"github.com/switchboard/switchboard/internal/natdetect"
 )
 
 // Config configures the registrar. Zero values take the documented defaults.
@@ -57,6 +58,15 @@ type Config struct {
 	AuthFailuresPerUser int
 	AuthWindow          time.Duration // default 1m
 	Ban                 time.Duration // default 5m
+	// NATDetect is the evidence that marks a binding as behind NAT (see
+	// natdetect.Rule): such a UA is reached where its REGISTER came from,
+	// others at their Contact. The zero value is natdetect.Default.
+	NATDetect natdetect.Rule
+	// FlowTimer is the Flow-Timer given to UAs that register an RFC 5626
+	// flow: how often, in seconds, they send keep-alives on it (§4.4.1).
+	// 0 gives none (the UA's own default applies); otherwise whole
+	// seconds, at least 1s.
+	FlowTimer time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -95,6 +105,9 @@ func (c *Config) validate() error {
 	}
 	if c.DefaultExpires < c.MinExpires || c.DefaultExpires > c.MaxExpires {
 		return fielderr.New("DefaultExpires", "%s is outside %s..%s", c.DefaultExpires, c.MinExpires, c.MaxExpires)
+	}
+	if c.FlowTimer < 0 || (c.FlowTimer > 0 && c.FlowTimer < time.Second) {
+		return fielderr.New("FlowTimer", "%s: must be 0 or at least 1s", c.FlowTimer)
 	}
 	if c.MaxContacts < 1 {
 		return fielderr.New("MaxContacts", "%d: must be at least 1", c.MaxContacts)

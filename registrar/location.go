@@ -27,12 +27,32 @@ type Binding struct {
 	// TLS, WS, WSS). A UA behind NAT, or on a connection, is reached there.
 	Source    netip.AddrPort
 	Transport string
-	// NAT is true when the Contact differs from Source: the UA sits behind a
-	// NAT or gave an address it cannot be reached at.
+	// Local is the listener the REGISTER arrived on, when known (the
+	// proxy gives it as the request's destination): a UA behind NAT is
+	// reached from there, the address its NAT mapping is for.
+	Local netip.AddrPort
+	// NAT is true when the REGISTER showed evidence of NAT (Config.NATDetect):
+	// the UA is reached at Source, not at its Contact, and a UDP binding is
+	// kept alive by the proxy's probes.
 	NAT       bool
 	UserAgent string
 	Updated   time.Time
+	// Instance and RegID are the UA's +sip.instance and reg-id (RFC 5626
+	// §4.2) when the binding is a flow: one binding per AOR, instance and
+	// reg-id, replaced when the UA registers over a new flow. RegID is 0
+	// for a binding that is not a flow (RFC 3261 rules apply to it).
+	Instance string
+	RegID    int
 }
+
+// id names a binding within its AOR: its Contact, and for a flow its
+// instance and reg-id (the primary key of the bindings table).
+type bindingID struct {
+	contact, instance string
+	regID             int
+}
+
+func (b *Binding) id() bindingID { return bindingID{b.Contact, b.Instance, b.RegID} }
 
 // ConnectionBound reports whether the binding can only be reached over the
 // connection it registered on (TCP, TLS, WebSocket): such a binding ends when
@@ -61,6 +81,30 @@ var bindingSchema = []string{
 		PRIMARY KEY (aor, contact)
 	);
 	CREATE INDEX bindings_expires ON bindings (expires);`,
+	// RFC 5626 flows: a UA may register the same Contact over several
+	// flows (one per reg-id), so instance and reg-id join the key.
+	`ALTER TABLE bindings RENAME TO bindings_v1;
+	CREATE TABLE bindings (
+		aor TEXT NOT NULL,
+		contact TEXT NOT NULL,
+		q INTEGER NOT NULL,
+		expires INTEGER NOT NULL,
+		call_id TEXT NOT NULL,
+		cseq INTEGER NOT NULL,
+		source TEXT NOT NULL,
+		transport TEXT NOT NULL,
+		nat INTEGER NOT NULL,
+		user_agent TEXT NOT NULL,
+		updated INTEGER NOT NULL,
+		instance TEXT NOT NULL DEFAULT '',
+		reg_id INTEGER NOT NULL DEFAULT 0,
+		local TEXT NOT NULL DEFAULT '',
+		PRIMARY KEY (aor, contact, instance, reg_id)
+	);
+	INSERT INTO bindings (aor, contact, q, expires, call_id, cseq, source, transport, nat, user_agent, updated)
+		SELECT aor, contact, q, expires, call_id, cseq, source, transport, nat, user_agent, updated FROM bindings_v1;
+	DROP TABLE bindings_v1;
+	CREATE INDEX bindings_expires ON bindings (expires);`,
 }
 
 type flowKey struct {
@@ -79,6 +123,7 @@ type Location struct {
 	aors  map[string][]*Binding
 	flows map[flowKey]map[*Binding]struct{}
 	count int
+	nat   int // bindings with NAT set
 
 	writer *sqldb.BatchWriter
 }
@@ -101,7 +146,7 @@ func NewLocation(ctx context.Context, db *sql.DB, log *slog.Logger) (*Location, 
 		`DELETE FROM bindings WHERE expires <= ? OR transport IN ('TCP', 'TLS', 'WS', 'WSS')`, now.Unix()); err != nil {
 		return nil, fmt.Errorf("purge bindings: %w", err)
 	}
-	rows, err := db.QueryContext(ctx, `SELECT aor, contact, q, expires, call_id, cseq, source, transport, nat, user_agent, updated FROM bindings`)
+	rows, err := db.QueryContext(ctx, `SELECT aor, contact, q, expires, call_id, cseq, source, transport, nat, user_agent, updated, instance, reg_id, local FROM bindings`)
 	if err != nil {
 		return nil, fmt.Errorf("load bindings: %w", err)
 	}
@@ -109,13 +154,15 @@ func NewLocation(ctx context.Context, db *sql.DB, log *slog.Logger) (*Location, 
 	for rows.Next() {
 		var b Binding
 		var q, exp, cseq, upd int64
-		var src string
+		var src, local string
 		var nat int
-		if err := rows.Scan(&b.AOR, &b.Contact, &q, &exp, &b.CallID, &cseq, &src, &b.Transport, &nat, &b.UserAgent, &upd); err != nil {
+		if err := rows.Scan(&b.AOR, &b.Contact, &q, &exp, &b.CallID, &cseq, &src, &b.Transport, &nat, &b.UserAgent, &upd,
+			&b.Instance, &b.RegID, &local); err != nil {
 			return nil, fmt.Errorf("load bindings: %w", err)
 		}
 		b.Q, b.Expires, b.CSeq, b.NAT, b.Updated = float64(q)/1000, time.Unix(exp, 0), uint32(cseq), nat != 0, time.Unix(upd, 0)
 		b.Source, _ = netip.ParseAddrPort(src)
+		b.Local, _ = netip.ParseAddrPort(local)
 		l.insertLocked(&b)
 	}
 	if err := rows.Err(); err != nil {
@@ -148,6 +195,23 @@ func (l *Location) Count() int {
 	return l.count
 }
 
+// NATCount returns the number of bindings held that are behind NAT.
+func (l *Location) NATCount() int {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.nat
+}
+
+func natBindings(bs []*Binding) int {
+	n := 0
+	for _, b := range bs {
+		if b.NAT {
+			n++
+		}
+	}
+	return n
+}
+
 // update applies fn to the bindings of aor under the lock. fn returns the new
 // list, the bindings added or replaced (persisted) and those taken out (deleted,
 // unless replaced by a changed binding of the same contact).
@@ -165,6 +229,7 @@ func (l *Location) update(aor string, fn func(cur []*Binding) (next []*Binding, 
 		l.indexLocked(b)
 	}
 	l.count += len(next) - len(l.aors[aor])
+	l.nat += natBindings(next) - natBindings(l.aors[aor])
 	if len(next) == 0 {
 		delete(l.aors, aor)
 	} else {
@@ -174,10 +239,10 @@ func (l *Location) update(aor string, fn func(cur []*Binding) (next []*Binding, 
 	for _, b := range removed {
 		replaced := false
 		for _, c := range changed {
-			replaced = replaced || c.Contact == b.Contact
+			replaced = replaced || c.id() == b.id()
 		}
 		if !replaced {
-			ops = append(ops, deleteBinding(b.AOR, b.Contact))
+			ops = append(ops, deleteBinding(b.AOR, b.id()))
 		}
 	}
 	for _, b := range changed {
@@ -196,6 +261,9 @@ func (l *Location) insertLocked(b *Binding) {
 	l.aors[b.AOR] = append(l.aors[b.AOR], b)
 	l.indexLocked(b)
 	l.count++
+	if b.NAT {
+		l.nat++
+	}
 }
 
 func (l *Location) indexLocked(b *Binding) {
@@ -312,11 +380,11 @@ func (l *Location) Run(ctx context.Context) {
 	}
 }
 
-const upsertBinding = `INSERT INTO bindings (aor, contact, q, expires, call_id, cseq, source, transport, nat, user_agent, updated)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-	ON CONFLICT (aor, contact) DO UPDATE SET q = excluded.q, expires = excluded.expires, call_id = excluded.call_id,
+const upsertBinding = `INSERT INTO bindings (aor, contact, q, expires, call_id, cseq, source, transport, nat, user_agent, updated, instance, reg_id, local)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	ON CONFLICT (aor, contact, instance, reg_id) DO UPDATE SET q = excluded.q, expires = excluded.expires, call_id = excluded.call_id,
 	cseq = excluded.cseq, source = excluded.source, transport = excluded.transport, nat = excluded.nat,
-	user_agent = excluded.user_agent, updated = excluded.updated`
+	user_agent = excluded.user_agent, updated = excluded.updated, local = excluded.local`
 
 func putBinding(b Binding) sqldb.Op {
 	return func(ctx context.Context, tx *sql.Tx) error {
@@ -325,14 +393,23 @@ func putBinding(b Binding) sqldb.Op {
 			nat = 1
 		}
 		_, err := tx.ExecContext(ctx, upsertBinding, b.AOR, b.Contact, int64(b.Q*1000), b.Expires.Unix(), b.CallID,
-			int64(b.CSeq), b.Source.String(), b.Transport, nat, b.UserAgent, b.Updated.Unix())
+			int64(b.CSeq), b.Source.String(), b.Transport, nat, b.UserAgent, b.Updated.Unix(), b.Instance, b.RegID, localString(b.Local))
 		return err
 	}
 }
 
-func deleteBinding(aor, contact string) sqldb.Op {
+func deleteBinding(aor string, id bindingID) sqldb.Op {
 	return func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM bindings WHERE aor = ? AND contact = ?`, aor, contact)
+		_, err := tx.ExecContext(ctx, `DELETE FROM bindings WHERE aor = ? AND contact = ? AND instance = ? AND reg_id = ?`,
+			aor, id.contact, id.instance, id.regID)
 		return err
 	}
+}
+
+// localString is the stored form of Binding.Local: "" when unknown.
+func localString(a netip.AddrPort) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
 }

@@ -115,57 +115,7 @@ func runCall(t *testing.T, c call) {
 
 	c.bob.WaitRegistered(t, 15*time.Second)
 	c.alice.WaitRegistered(t, 15*time.Second)
-	if _, err := c.alice.Command(context.Background(), "dial", "sip:bob@"+c.domain); err != nil {
-		t.Fatal(err)
-	}
-	c.alice.WaitEventType(t, "CALL_ESTABLISHED", 15*time.Second)
-	c.bob.WaitEventType(t, "CALL_ESTABLISHED", 10*time.Second)
-
-	// sndfile records what the decoder produced, 8000 16-bit samples per
-	// second of received audio after a 44-byte header: the recording only
-	// grows while packets arrive. 3 s of the other side's tone are enough
-	// to measure.
-	const want = 44 + 3*8000*2
-	secs := func(p *testbed.Baresip) float64 { return float64(max(p.ReceivedBytes()-44, 0)) / 16000 }
-	if !testbed.Poll(10*time.Second, 100*time.Millisecond, func() bool {
-		return c.alice.ReceivedBytes() >= want && c.bob.ReceivedBytes() >= want
-	}) {
-		t.Errorf("received audio within 10s of the answer: alice %.1fs, bob %.1fs, want 3s each",
-			secs(c.alice), secs(c.bob))
-	}
-	hangup := c.alice
-	if c.byeFromBob {
-		hangup = c.bob
-	}
-	if _, err := hangup.Command(context.Background(), "hangup", ""); err != nil {
-		t.Fatal(err)
-	}
-	c.alice.WaitEventType(t, "CALL_CLOSED", 10*time.Second)
-	c.bob.WaitEventType(t, "CALL_CLOSED", 10*time.Second)
-
-	// Each side hears the other's tone.
-	for _, x := range []struct {
-		who  *testbed.Baresip
-		freq float64
-	}{{c.alice, bobHz}, {c.bob, aliceHz}} {
-		files := x.who.ReceivedAudio()
-		if len(files) != 1 {
-			t.Errorf("%s: %d recordings of received audio, want 1: %v", x.who.Name, len(files), files)
-			continue
-		}
-		w, err := testbed.ReadWAV(files[0])
-		if err != nil {
-			t.Error(err)
-			continue
-		}
-		tone := testbed.MeasureTone(w, x.freq)
-		t.Logf("%s received %.1fs of audio, %.0f%% not silent, %.0f%% of it at %.0f Hz",
-			x.who.Name, tone.Seconds, 100*tone.Active, 100*tone.Share, x.freq)
-		if tone.Active < 0.5 || tone.Share < 0.8 {
-			t.Errorf("%s did not hear the other side's %.0f Hz tone: %.1fs recorded, %.0f%% not silent, %.0f%% at %.0f Hz",
-				x.who.Name, x.freq, tone.Seconds, 100*tone.Active, 100*tone.Share, x.freq)
-		}
-	}
+	callAndHear(t, c.alice, c.bob, c.domain, c.byeFromBob)
 
 	// The SDPs: each phone offered/answered its own address and was told
 	// to send to the relay.
@@ -255,6 +205,65 @@ func runCall(t *testing.T, c call) {
 	if caller.Packets < 50 || callee.Packets < 50 {
 		t.Errorf("cdr media: caller leg %d packets, callee leg %d packets, want >= 50 each: %s",
 			caller.Packets, callee.Packets, row)
+	}
+}
+
+// callAndHear has alice call bob (who answers by himself), lets audio flow
+// until each side recorded 3 s of what it received, hangs up (alice, or bob
+// with byeFromBob; the BYE must reach the other side: CALL_CLOSED on both),
+// and checks that each side heard the other's tone.
+func callAndHear(t *testing.T, alice, bob *testbed.Baresip, domain string, byeFromBob bool) {
+	t.Helper()
+	if _, err := alice.Command(context.Background(), "dial", "sip:bob@"+domain); err != nil {
+		t.Fatal(err)
+	}
+	alice.WaitEventType(t, "CALL_ESTABLISHED", 15*time.Second)
+	bob.WaitEventType(t, "CALL_ESTABLISHED", 10*time.Second)
+
+	// sndfile records what the decoder produced, 8000 16-bit samples per
+	// second of received audio after a 44-byte header: the recording only
+	// grows while packets arrive. 3 s of the other side's tone are enough
+	// to measure.
+	const want = 44 + 3*8000*2
+	secs := func(p *testbed.Baresip) float64 { return float64(max(p.ReceivedBytes()-44, 0)) / 16000 }
+	if !testbed.Poll(10*time.Second, 100*time.Millisecond, func() bool {
+		return alice.ReceivedBytes() >= want && bob.ReceivedBytes() >= want
+	}) {
+		t.Errorf("received audio within 10s of the answer: alice %.1fs, bob %.1fs, want 3s each",
+			secs(alice), secs(bob))
+	}
+	hangup := alice
+	if byeFromBob {
+		hangup = bob
+	}
+	if _, err := hangup.Command(context.Background(), "hangup", ""); err != nil {
+		t.Fatal(err)
+	}
+	alice.WaitEventType(t, "CALL_CLOSED", 10*time.Second)
+	bob.WaitEventType(t, "CALL_CLOSED", 10*time.Second)
+
+	// Each side hears the other's tone.
+	for _, x := range []struct {
+		who  *testbed.Baresip
+		freq float64
+	}{{alice, bobHz}, {bob, aliceHz}} {
+		files := x.who.ReceivedAudio()
+		if len(files) != 1 {
+			t.Errorf("%s: %d recordings of received audio, want 1: %v", x.who.Name, len(files), files)
+			continue
+		}
+		w, err := testbed.ReadWAV(files[0])
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		tone := testbed.MeasureTone(w, x.freq)
+		t.Logf("%s received %.1fs of audio, %.0f%% not silent, %.0f%% of it at %.0f Hz",
+			x.who.Name, tone.Seconds, 100*tone.Active, 100*tone.Share, x.freq)
+		if tone.Active < 0.5 || tone.Share < 0.8 {
+			t.Errorf("%s did not hear the other side's %.0f Hz tone: %.1fs recorded, %.0f%% not silent, %.0f%% at %.0f Hz",
+				x.who.Name, x.freq, tone.Seconds, 100*tone.Active, 100*tone.Share, x.freq)
+		}
 	}
 }
 
