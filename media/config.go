@@ -13,7 +13,7 @@ import (
 
 // Defaults applied to zero fields of Config.
 const (
-	DefaultBindIP       = "0.0.0.0"
+	DefaultBindIP       = "::"
 	DefaultPortMin      = 10000
 	DefaultPortMax      = 20000
 	DefaultTimeout      = 60 * time.Second
@@ -33,9 +33,16 @@ type Config struct {
 	// writes into the SDP it forwards. Empty: hostaddr.Primary(), the first
 	// non-loopback address of the machine.
 	PublicIP string
+	// PublicIP6 is the address IPv6 parties send media to, when the
+	// sockets take IPv6 (BindIP "::" or an IPv6 address); see PublicIPFor.
+	// Empty: hostaddr.Primary6(), the first global or unique-local IPv6
+	// address of the machine, if any (else ::1 to loopback parties and
+	// PublicIP to the others).
+	PublicIP6 string
 	// BindIP is the local address the media sockets are bound to. Empty:
-	// 0.0.0.0 (all IPv4 addresses). An IPv6 address gives IPv6 sockets; "::"
-	// also receives IPv4 as v4-mapped addresses.
+	// "::", every address of both families (IPv4 parties arrive as
+	// v4-mapped addresses), or 0.0.0.0 on a host without IPv6. An IPv4
+	// address gives IPv4 sockets, any other IPv6 address IPv6 ones.
 	BindIP string
 	// PortMin and PortMax bound the UDP ports used for media, both included.
 	// Each side of a stream takes an even RTP port and the odd RTCP port
@@ -89,6 +96,11 @@ func (c Config) validate() error {
 	if c.PublicIP != "" {
 		if _, err := netip.ParseAddr(c.PublicIP); err != nil {
 			return fmt.Errorf("media: public_ip %q: %w", c.PublicIP, err)
+		}
+	}
+	if c.PublicIP6 != "" {
+		if ip, err := netip.ParseAddr(c.PublicIP6); err != nil || !ip.Is6() || ip.Is4In6() {
+			return fmt.Errorf("media: public_ip6 %q: not an IPv6 address", c.PublicIP6)
 		}
 	}
 	if _, err := netip.ParseAddr(c.BindIP); err != nil {

@@ -25,11 +25,14 @@ type Relay struct {
 	log      *slog.Logger
 	publicIP netip.Addr
 	bindIP   netip.Addr
-	epoch    time.Time
-	pool     *portPool
-	eng      *engine
-	reg      prometheus.Registerer
-	coll     *collector
+	// publicIP6 is the address for IPv6 parties; invalid when there is
+	// none (see PublicIPFor).
+	publicIP6 netip.Addr
+	epoch     time.Time
+	pool      *portPool
+	eng       *engine
+	reg       prometheus.Registerer
+	coll      *collector
 
 	id *identity // DTLS certificate of WebRTC legs
 
@@ -77,13 +80,14 @@ func New(cfg Config) (*Relay, error) {
 		cfg:      cfg,
 		log:      log,
 		publicIP: public.Unmap(),
-		bindIP:   netip.MustParseAddr(cfg.BindIP), // validated
+		bindIP:   bindAddr(netip.MustParseAddr(cfg.BindIP), log), // validated
 		epoch:    cfg.now(),
 		pool:     newPortPool(cfg.PortMin, cfg.PortMax, cfg.Quarantine, cfg.now),
 		reg:      reg,
 		streams:  make(map[*Stream]struct{}),
 		stop:     make(chan struct{}),
 	}
+	r.publicIP6 = publicAddr6(cfg.PublicIP6, r.bindIP)
 	eng, err := newEngine(r)
 	if err != nil {
 		return nil, fmt.Errorf("media: start packet loops: %w", err)
@@ -100,7 +104,7 @@ func New(cfg Config) (*Relay, error) {
 		r.wg.Add(1)
 		go r.timeoutLoop()
 	}
-	log.Info("media relay started", "public_ip", r.publicIP, "bind_ip", r.bindIP,
+	log.Info("media relay started", "public_ip", r.publicIP, "public_ip6", r.publicIP6, "bind_ip", r.bindIP,
 		"ports", fmt.Sprintf("%d-%d", cfg.PortMin, cfg.PortMax), "pairs", r.pool.size(),
 		"timeout", cfg.Timeout, "quarantine", cfg.Quarantine, "workers", cfg.Workers)
 	return r, nil

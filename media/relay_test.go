@@ -721,7 +721,7 @@ func TestNoAllocPerPacket(t *testing.T) {
 
 func TestConfig(t *testing.T) {
 	d := Config{}.withDefaults()
-	if d.BindIP != "0.0.0.0" || d.PortMin != 10000 || d.PortMax != 20000 || d.Timeout != 60*time.Second ||
+	if d.BindIP != "::" || d.PortMin != 10000 || d.PortMax != 20000 || d.Timeout != 60*time.Second ||
 		d.Quarantine != 30*time.Second || d.SocketBuffer != 1<<20 || d.Workers < 1 {
 		t.Fatalf("defaults = %+v", d)
 	}

@@ -85,23 +85,23 @@ func (s *Server) isOwnAddress(dest string) bool {
 	return false
 }
 
-// ifaceFor returns the interface to send over transport; WSS without a
-// secure WebSocket listener goes out as the WS one is advertised.
-func (s *Server) ifaceFor(transport string) (iface, bool) {
+// ifaceFor returns the interface to send over transport to dest (host:port,
+// as in target.dest): one of that transport whose socket reaches dest's
+// address family, a listener of that very family first, then one bound to
+// :: (which serves both); its adv is the address to advertise to dest (see
+// iface.forFamily). A dest that is a host name takes the first listener of
+// the transport. WSS without a secure WebSocket listener goes out as the WS
+// one is advertised.
+func (s *Server) ifaceFor(transport, dest string) (iface, bool) {
 	t := strings.ToLower(transport)
+	dst := destAddr(dest)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, i := range s.ifaces {
-		if i.transport == t {
-			return i, true
-		}
+	if i, ok := pickIface(s.ifaces, t, dst); ok {
+		return i, true
 	}
 	if t == "wss" {
-		for _, i := range s.ifaces {
-			if i.transport == "ws" {
-				return i, true
-			}
-		}
+		return pickIface(s.ifaces, "ws", dst)
 	}
 	return iface{}, false
 }
