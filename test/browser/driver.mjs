@@ -121,6 +121,29 @@ const ops = {
       return out;
     });
   },
+  // By role and accessible name (a regular expression, pattern): the
+  // text of the first match, the names of every match, a click on the
+  // first match (the operations console's tests).
+  async roleText({ name, role, pattern, timeout }) {
+    const l = page(name).getByRole(role, { name: new RegExp(pattern) }).first();
+    await l.waitFor({ timeout: timeout || 20000 });
+    return await l.textContent();
+  },
+  async roleNames({ name, role, pattern }) {
+    const out = [];
+    for (const l of await page(name).getByRole(role, { name: new RegExp(pattern) }).all()) {
+      out.push(await l.getAttribute('aria-label') || await l.textContent());
+    }
+    return out;
+  },
+  async clickRole({ name, role, pattern, timeout }) {
+    await page(name).getByRole(role, { name: new RegExp(pattern) }).first().click({ timeout: timeout || 15000 });
+    return true;
+  },
+  async viewport({ name, width, height }) {
+    await page(name).setViewportSize({ width, height });
+    return true;
+  },
   async screenshot({ name, path }) {
     await page(name).screenshot({ path, fullPage: true });
     return path;

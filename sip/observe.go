@@ -1,0 +1,258 @@
+package sip
+
+import (
+	"bytes"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gosip "github.com/emiago/sipgo/sip"
+)
+
+// Message is one SIP message the switch received or sent, as it was on the
+// wire, handed to Config.Observer.
+type Message struct {
+	// Time is when the message was read or written.
+	Time time.Time
+	// Sent is true for a message the switch sent, false for one it
+	// received.
+	Sent bool
+	// Transport is udp, tcp, tls, ws or wss.
+	Transport string
+	// Local is the switch's address, Remote the peer's.
+	Local, Remote netip.AddrPort
+	// Data is the whole message. It is only valid during the call to the
+	// Observer, which copies what it keeps.
+	Data []byte
+}
+
+// Observer is told of every SIP message the switch receives and sends
+// (Config.Observer): tracing, HEP export. It is called on the transport's
+// own goroutines, so it must be quick and must not block.
+type Observer func(m *Message)
+
+// sipgo v1.7.2 has one hook that sees every message on the wire, read and
+// written, on every transport, retransmissions included: its SIP debug
+// tracer (sip.SIPDebug with sip.SIPDebugTracer). It is a process global, and
+// other sipgo user agents of the process (the WebRTC gateway's) use it too,
+// so observed holds, by sipgo's transport name and local port, the
+// listeners of the servers that have an Observer, and wireTracer hands each
+// message to the server whose listener it passed.
+var (
+	observed     atomic.Pointer[map[observedKey]observedIface]
+	observedMu   sync.Mutex // serializes copy-on-write updates of observed
+	installTrace sync.Once
+)
+
+// observedKey is sipgo's transport name ("UDP", "TCP" for TCP and TLS, "WS"
+// for WS and WSS) and a local port.
+type observedKey struct {
+	transport string
+	port      uint16
+}
+
+type observedIface struct {
+	transport string // ours: udp, tcp, tls, ws, wss
+	obs       Observer
+	owner     *Server
+}
+
+func sipgoTransport(t string) string {
+	switch t {
+	case "udp":
+		return "UDP"
+	case "tcp", "tls":
+		return "TCP"
+	}
+	return "WS"
+}
+
+// observeIfaceLocked starts handing what passes through i to the server's
+// Observer, if it has one.
+func (s *Server) observeIfaceLocked(i iface) {
+	if s.cfg.Observer == nil {
+		return
+	}
+	installTrace.Do(func() {
+		gosip.SIPDebugTracer(wireTracer{})
+		gosip.SIPDebug = true
+	})
+	k := observedKey{sipgoTransport(i.transport), uint16(i.port)}
+	updateObserved(func(m map[observedKey]observedIface) {
+		m[k] = observedIface{transport: i.transport, obs: s.cfg.Observer, owner: s}
+	})
+}
+
+// unobserve stops observing the server's listeners (at Close).
+func (s *Server) unobserve() {
+	if s.cfg.Observer == nil {
+		return
+	}
+	updateObserved(func(m map[observedKey]observedIface) {
+		for k, v := range m {
+			if v.owner == s {
+				delete(m, k)
+			}
+		}
+	})
+	splitters.Delete(s)
+}
+
+func updateObserved(f func(m map[observedKey]observedIface)) {
+	observedMu.Lock()
+	defer observedMu.Unlock()
+	next := map[observedKey]observedIface{}
+	if cur := observed.Load(); cur != nil {
+		for k, v := range *cur {
+			next[k] = v
+		}
+	}
+	f(next)
+	observed.Store(&next)
+}
+
+// wireTracer is sipgo's debug tracer: it finds the observed listener a
+// message passed through and hands the message on.
+type wireTracer struct{}
+
+func (wireTracer) SIPTraceRead(transport, laddr, raddr string, msg []byte) {
+	traceWire(false, transport, laddr, raddr, msg)
+}
+
+func (wireTracer) SIPTraceWrite(transport, laddr, raddr string, msg []byte) {
+	traceWire(true, transport, laddr, raddr, msg)
+}
+
+func traceWire(sent bool, transport, laddr, raddr string, data []byte) {
+	m := observed.Load()
+	if m == nil || len(*m) == 0 {
+		return
+	}
+	i := strings.LastIndexByte(laddr, ':')
+	if i < 0 {
+		return
+	}
+	port, err := strconv.ParseUint(laddr[i+1:], 10, 16)
+	if err != nil {
+		return
+	}
+	o, ok := (*m)[observedKey{transport, uint16(port)}]
+	if !ok {
+		return
+	}
+	local, _ := netip.ParseAddrPort(laddr)
+	remote, _ := netip.ParseAddrPort(raddr)
+	msg := Message{Time: time.Now(), Sent: sent, Transport: o.transport,
+		Local: unmapAddrPort(local), Remote: unmapAddrPort(remote)}
+	if transport == "TCP" && !sent {
+		// A stream read is whatever TCP delivered: part of a message,
+		// or several.
+		o.owner.streams().split(laddr, raddr, data, func(one []byte) {
+			msg.Data = one
+			o.obs(&msg)
+		})
+		return
+	}
+	if len(bytes.TrimLeft(data, "\r\n")) == 0 {
+		return // a keep-alive (RFC 5626 §3.5.1), not a message
+	}
+	msg.Data = data
+	o.obs(&msg)
+}
+
+func unmapAddrPort(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// streamSplitters are per server, made when first needed.
+var splitters sync.Map // *Server -> *streamSplitter
+
+func (s *Server) streams() *streamSplitter {
+	if v, ok := splitters.Load(s); ok {
+		return v.(*streamSplitter)
+	}
+	v, _ := splitters.LoadOrStore(s, &streamSplitter{partial: map[string][]byte{}})
+	return v.(*streamSplitter)
+}
+
+// Bounds of the stream reassembly: connections with a message cut across
+// reads, and the bytes kept of one.
+const (
+	maxPartialStreams = 1024
+	maxPartialBytes   = 64 << 10
+)
+
+// streamSplitter cuts what TCP and TLS connections deliver into messages by
+// their Content-Length (RFC 3261 §18.3), keeping the unfinished tail of each
+// connection's last read.
+type streamSplitter struct {
+	mu      sync.Mutex
+	partial map[string][]byte // laddr|raddr -> bytes of an unfinished message
+}
+
+func (p *streamSplitter) split(laddr, raddr string, data []byte, emit func([]byte)) {
+	key := laddr + "|" + raddr
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	buf := data
+	if prev, ok := p.partial[key]; ok {
+		buf = append(prev, data...)
+		delete(p.partial, key)
+	}
+	for {
+		buf = bytes.TrimLeft(buf, "\r\n")
+		if len(buf) == 0 {
+			return
+		}
+		n := messageLength(buf)
+		if n < 0 || n > len(buf) {
+			break
+		}
+		emit(buf[:n])
+		buf = buf[n:]
+	}
+	if len(buf) > maxPartialBytes {
+		return // not SIP we can frame: dropped from the trace
+	}
+	if len(p.partial) >= maxPartialStreams {
+		for k := range p.partial {
+			delete(p.partial, k)
+			break
+		}
+	}
+	p.partial[key] = append([]byte(nil), buf...)
+}
+
+// messageLength returns the length of the message at the start of b
+// (headers, blank line, Content-Length bytes of body), or -1 when its
+// headers are not complete yet.
+func messageLength(b []byte) int {
+	end := bytes.Index(b, []byte("\r\n\r\n"))
+	if end < 0 {
+		return -1
+	}
+	head := b[:end]
+	length := 0
+	for len(head) > 0 {
+		line := head
+		if i := bytes.Index(head, []byte("\r\n")); i >= 0 {
+			line, head = head[:i], head[i+2:]
+		} else {
+			head = nil
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		name = bytes.TrimSpace(name)
+		if bytes.EqualFold(name, []byte("Content-Length")) || bytes.EqualFold(name, []byte("l")) {
+			if n, err := strconv.Atoi(string(bytes.TrimSpace(value))); err == nil && n >= 0 {
+				length = n
+			}
+		}
+	}
+	return end + 4 + length
+}
