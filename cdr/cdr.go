@@ -25,6 +25,10 @@ type Record struct {
 	Reason   string    // reason phrase, or why the call ended
 	HangupBy string    // "caller", "callee", "switch" or "" while up
 	Media    string    // per-leg media statistics, free text ("" when not relayed)
+	// Calls over trunks: the trunk that carried it (the last one tried),
+	// the number as dialled and normalised (E.164), and the route that
+	// matched ("inbound" for a trunk's call to us). Empty otherwise.
+	Trunk, Dialled, Number, Route string
 }
 
 // Duration returns the answered time of the call.
@@ -54,6 +58,11 @@ var schema = []string{
 	// The last time a running switch was known to be alive: the end given
 	// to the records a crash left open.
 	`CREATE TABLE cdr_alive (id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL)`,
+	// Calls over trunks.
+	`ALTER TABLE calls ADD COLUMN trunk TEXT NOT NULL DEFAULT '';
+	ALTER TABLE calls ADD COLUMN dialled TEXT NOT NULL DEFAULT '';
+	ALTER TABLE calls ADD COLUMN number TEXT NOT NULL DEFAULT '';
+	ALTER TABLE calls ADD COLUMN route TEXT NOT NULL DEFAULT '';`,
 }
 
 // heartbeat is how often a running switch notes that it is alive.
@@ -215,18 +224,32 @@ func (s *Store) Ended(callID string, status int, reason, by, media string, at ti
 	})
 }
 
+// Routed records the trunk side of a call (sip.TrunkRecorder): called
+// again when the call fails over to another trunk.
+func (s *Store) Routed(callID, trunk, dialled, number, route string) {
+	s.w.Enqueue(func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE calls SET trunk = ?, dialled = ?, number = ?, route = ? WHERE call_id = ? AND ended_ms IS NULL`,
+			trunk, dialled, number, route, callID)
+		return err
+	})
+}
+
 // List returns up to limit records, newest first.
 func List(ctx context.Context, db *sql.DB, limit int) ([]Record, error) {
 	return sqldb.Collect(ctx, db, "list calls", scanRecord,
-		`SELECT id, call_id, caller, callee, started_ms, answered_ms, ended_ms, status, reason, hangup_by, media
-		FROM calls ORDER BY started_ms DESC, id DESC LIMIT ?`, limit)
+		`SELECT `+recordColumns+` FROM calls ORDER BY started_ms DESC, id DESC LIMIT ?`, limit)
 }
+
+// recordColumns are the columns scanRecord reads, in its order.
+const recordColumns = `id, call_id, caller, callee, started_ms, answered_ms, ended_ms, status, reason, hangup_by, media,
+	trunk, dialled, number, route`
 
 func scanRecord(rows *sql.Rows) (Record, error) {
 	var r Record
 	var started int64
 	var answered, ended sql.NullInt64
-	if err := rows.Scan(&r.ID, &r.CallID, &r.Caller, &r.Callee, &started, &answered, &ended, &r.Status, &r.Reason, &r.HangupBy, &r.Media); err != nil {
+	if err := rows.Scan(&r.ID, &r.CallID, &r.Caller, &r.Callee, &started, &answered, &ended, &r.Status, &r.Reason, &r.HangupBy, &r.Media,
+		&r.Trunk, &r.Dialled, &r.Number, &r.Route); err != nil {
 		return r, err
 	}
 	r.Started = time.UnixMilli(started)

@@ -24,6 +24,31 @@ type User struct {
 	HA1MD5    string // hex MD5(name:realm:password)
 	HA1SHA256 string // hex SHA-256(name:realm:password)
 	Created   time.Time
+	// Calls is the user's calling class: what it may call over trunks
+	// (ClassInternal, ClassNational, ClassInternational).
+	Calls string
+}
+
+// Calling classes (User.Calls). The trunk package gives them their
+// meaning; the registrar stores them.
+const (
+	ClassInternal      = "internal"      // nothing outside the switch
+	ClassNational      = "national"      // numbers of the switch's country
+	ClassInternational = "international" // any number
+	// DefaultClass is the class of a user added without one.
+	DefaultClass = ClassNational
+)
+
+// ErrInvalidClass means a calling class is not one of the three.
+var ErrInvalidClass = errors.New("calling class must be internal, national or international")
+
+// ValidClass reports whether class is a calling class.
+func ValidClass(class string) bool {
+	switch class {
+	case ClassInternal, ClassNational, ClassInternational:
+		return true
+	}
+	return false
 }
 
 // HA1 returns the stored HA1 for a digest algorithm ("MD5" or "SHA-256").
@@ -57,6 +82,8 @@ var userSchema = []string{
 	CREATE TRIGGER users_ins AFTER INSERT ON users BEGIN UPDATE users_version SET v = v + 1 WHERE id = 1; END;
 	CREATE TRIGGER users_upd AFTER UPDATE ON users BEGIN UPDATE users_version SET v = v + 1 WHERE id = 1; END;
 	CREATE TRIGGER users_del AFTER DELETE ON users BEGIN UPDATE users_version SET v = v + 1 WHERE id = 1; END;`,
+	// The calling class (trunks): what the user may call outside the switch.
+	`ALTER TABLE users ADD COLUMN calls TEXT NOT NULL DEFAULT 'national'`,
 }
 
 // Users is the user store: SQL underneath, with an in-memory cache in front
@@ -118,6 +145,24 @@ func (s *Users) Add(ctx context.Context, name, password string) error {
 	return nil
 }
 
+// SetCallingClass sets what a user may call over trunks (ValidClass).
+func (s *Users) SetCallingClass(ctx context.Context, name, class string) error {
+	if !ValidClass(class) {
+		return fmt.Errorf("%w: %q", ErrInvalidClass, class)
+	}
+	return s.change(ctx, name, "set calling class of "+name, `UPDATE users SET calls = ? WHERE name = ?`, class, name)
+}
+
+// CallingClass returns a user's calling class (from the cache when
+// possible), or ErrUnknownUser.
+func (s *Users) CallingClass(ctx context.Context, name string) (string, error) {
+	u, err := s.Lookup(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	return u.Calls, nil
+}
+
 // SetPassword replaces a user's password.
 func (s *Users) SetPassword(ctx context.Context, name, password string) error {
 	if password == "" {
@@ -153,10 +198,10 @@ func (s *Users) List(ctx context.Context) ([]User, error) {
 	return sqldb.Collect(ctx, s.db, "list users", func(rows *sql.Rows) (User, error) {
 		var u User
 		var created int64
-		err := rows.Scan(&u.Name, &u.HA1MD5, &u.HA1SHA256, &created)
+		err := rows.Scan(&u.Name, &u.HA1MD5, &u.HA1SHA256, &created, &u.Calls)
 		u.Created = time.Unix(created, 0)
 		return u, err
-	}, `SELECT name, ha1_md5, ha1_sha256, created_at FROM users ORDER BY name`)
+	}, `SELECT name, ha1_md5, ha1_sha256, created_at, calls FROM users ORDER BY name`)
 }
 
 // Lookup returns the user called name, or ErrUnknownUser. Answers come from
@@ -176,8 +221,8 @@ func (s *Users) Lookup(ctx context.Context, name string) (User, error) {
 	s.mu.RUnlock()
 	var u User
 	var created int64
-	err := s.db.QueryRowContext(ctx, `SELECT name, ha1_md5, ha1_sha256, created_at FROM users WHERE name = ?`, name).
-		Scan(&u.Name, &u.HA1MD5, &u.HA1SHA256, &created)
+	err := s.db.QueryRowContext(ctx, `SELECT name, ha1_md5, ha1_sha256, created_at, calls FROM users WHERE name = ?`, name).
+		Scan(&u.Name, &u.HA1MD5, &u.HA1SHA256, &created, &u.Calls)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		s.store(name, gen, cachedUser{})
@@ -229,7 +274,9 @@ func (s *Users) store(name string, gen uint64, c cachedUser) {
 		// Bound memory against floods of lookups for made-up names.
 		s.cache = make(map[string]cachedUser)
 	}
-	s.cache[name] = c
+	// A copy: name may be part of a larger string (a parsed header) that
+	// the cache must not keep alive.
+	s.cache[strings.Clone(name)] = c
 	s.mu.Unlock()
 }
 

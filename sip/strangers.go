@@ -86,13 +86,15 @@ func (st *strangers) sweep() {
 }
 
 // admitStranger decides on an out-of-dialog request from a party that is
-// not a local user (authUser ""). With Config.ExternalCallers off it is
-// refused with 403 whatever it asks for, so that neither calls nor the
-// answers to them tell a stranger which users exist; otherwise it is
-// limited per source. The returned release must be called when the request
-// is done.
-func (s *Server) admitStranger(req *gosip.Request, src netip.AddrPort, authUser string) (func(), error) {
-	if authUser != "" {
+// neither a local user nor a trunk (known false). With
+// Config.ExternalCallers off it is refused with 403 whatever it asks for,
+// so that neither calls nor the answers to them tell a stranger which
+// users exist; otherwise it is limited per source. A request that claims
+// to come from a trunk (its From names the carrier) but does not come from
+// the trunk's addresses is a stranger like any other. The returned release
+// must be called when the request is done.
+func (s *Server) admitStranger(req *gosip.Request, src netip.AddrPort, known bool) (func(), error) {
+	if known {
 		return func() {}, nil
 	}
 	if !s.cfg.ExternalCallers {

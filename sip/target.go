@@ -29,47 +29,54 @@ func (s *Server) targets(ctx context.Context, req *gosip.Request, local bool, au
 		if req.Recipient.User == "" {
 			return nil, status(404, "Not Found", errors.New("no user in Request-URI"))
 		}
-		bindings, known, err := s.reg.Lookup(ctx, req.Recipient.User)
-		if err != nil {
-			return nil, err
-		}
-		if !known && authUser == "" {
-			// A stranger gets the same answer for a user that does not
-			// exist as for one that is not registered: no user lists.
-			return nil, status(480, "Temporarily Unavailable", fmt.Errorf("no user %q", req.Recipient.User))
-		}
-		if !known {
-			return nil, status(404, "Not Found", fmt.Errorf("no user %q", req.Recipient.User))
-		}
-		if len(bindings) == 0 {
-			return nil, status(480, "Temporarily Unavailable", fmt.Errorf("%q is not registered", req.Recipient.User))
-		}
-		loops := 0
-		for _, b := range bindings {
-			t, err := bindingTarget(b)
-			if err != nil {
-				s.log.Warn("unusable binding", "aor", b.AOR, "contact", b.Contact, "error", err)
-				continue
-			}
-			if s.isOwnAddress(t.dest) {
-				// A contact that names the switch itself would only come
-				// back here (RFC 3261 §16.3 step 4).
-				loops++
-				continue
-			}
-			targets = append(targets, t)
-		}
-		if len(targets) == 0 {
-			if loops > 0 {
-				return nil, status(482, "Loop Detected", errors.New("every contact points at the switch"))
-			}
-			return nil, status(480, "Temporarily Unavailable", errNoTarget)
-		}
+		return s.userTargets(ctx, req.Recipient.User, authUser == "")
 	default:
 		if authUser == "" {
 			return nil, status(403, "Forbidden", fmt.Errorf("relaying to %s denied", req.Recipient.Host))
 		}
 		targets = []target{uriTarget(req.Recipient)}
+	}
+	return targets, nil
+}
+
+// userTargets returns the registered contacts of a local user. For a
+// stranger a user that does not exist answers as one that is not
+// registered (480): no user lists.
+func (s *Server) userTargets(ctx context.Context, user string, stranger bool) ([]target, error) {
+	bindings, known, err := s.reg.Lookup(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	if !known && stranger {
+		return nil, status(480, "Temporarily Unavailable", fmt.Errorf("no user %q", user))
+	}
+	if !known {
+		return nil, status(404, "Not Found", fmt.Errorf("%w %q", errUnknownUser, user))
+	}
+	if len(bindings) == 0 {
+		return nil, status(480, "Temporarily Unavailable", fmt.Errorf("%q is not registered", user))
+	}
+	var targets []target
+	loops := 0
+	for _, b := range bindings {
+		t, err := bindingTarget(b)
+		if err != nil {
+			s.log.Warn("unusable binding", "aor", b.AOR, "contact", b.Contact, "error", err)
+			continue
+		}
+		if s.isOwnAddress(t.dest) {
+			// A contact that names the switch itself would only come
+			// back here (RFC 3261 §16.3 step 4).
+			loops++
+			continue
+		}
+		targets = append(targets, t)
+	}
+	if len(targets) == 0 {
+		if loops > 0 {
+			return nil, status(482, "Loop Detected", errors.New("every contact points at the switch"))
+		}
+		return nil, status(480, "Temporarily Unavailable", errNoTarget)
 	}
 	return targets, nil
 }
