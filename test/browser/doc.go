@@ -26,7 +26,12 @@
 // driver serves) register over ws://…/sip and call baresip, each other, the
 // web phone and, with video, another JsSIP tab, in one Chromium with a
 // context per user. Their microphones are WebAudio oscillators; what a page
-// hears is measured by frequency with an AnalyserNode on the remote track. The tests need root, ip, node with test/browser's
-// node_modules (npm ci), chromium, baresip and sox; without them they skip,
-// and fail when CI=true.
+// hears is measured by frequency with an AnalyserNode on the remote track.
+// Its further subtests (sipclients_more_test.go) hold and resume a call,
+// add video by renegotiation, take early media from a SIPp 183
+// (testdata/early_media_uas.xml), send garbage to a WebRTC leg's port, and
+// call between browsers on second switches with media.relay nat and never.
+// The tests need root, ip, node with test/browser's node_modules (npm ci),
+// chromium, baresip, sox, SIPp and tcpdump; without them they skip, and
+// fail when CI=true.
 package browser

@@ -228,6 +228,11 @@ func TestSIPClients(t *testing.T) {
 		rec.next(t, "alice", "carol", "callee", 2)
 	})
 
+	// Hold and resume, video added, early media, garbage on a WebRTC port,
+	// and browsers calling each other with relay nat and never
+	// (sipclients_more_test.go), on the same Chromium, switch and baresip.
+	(&sipRig{d: d, ns: ns, origin: origin, dir: dir, sw: sw, rec: rec, bob: bob, idle: idle}).more(t)
+
 	// What baresip was sent (its -s trace) is plain RTP, without a trace
 	// of the browsers' ICE and DTLS.
 	trace := testbed.StripANSI(bob.Log())
@@ -510,8 +515,9 @@ func heard(t *testing.T, b *testbed.Baresip, before []string, freq float64) {
 
 // next waits for the record of the call from caller to callee that ended
 // last and was not checked yet: answered, hung up by hangupBy, with RTP
-// packets on both legs of each of its first streams m-lines.
-func (r *records) next(t *testing.T, caller, callee, hangupBy string, streams int) {
+// packets on both legs of each of its first streams m-lines. It returns
+// the record.
+func (r *records) next(t *testing.T, caller, callee, hangupBy string, streams int) testbed.CDR {
 	t.Helper()
 	var row testbed.CDR
 	var rows []testbed.CDR
@@ -548,6 +554,7 @@ func (r *records) next(t *testing.T, caller, callee, hangupBy string, streams in
 			}
 		}
 	}
+	return row
 }
 
 // userIn returns the user part of the first SIP URI in s.

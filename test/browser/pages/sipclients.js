@@ -54,10 +54,26 @@
   function watchJsSIP(s) {
     s.endInfo = null;
     s.confirmed = false;
+    s.remoteSdps = [];
+    s.localSdps = [];
     s.on('confirmed', () => { s.confirmed = true; });
     // The other side's SDP as the SIP message carried it (Chromium drops
-    // some lines, such as a=end-of-candidates, from remoteDescription).
-    s.on('sdp', (e) => { if (e.originator === 'remote') s.remoteSdp = e.sdp; });
+    // some lines, such as a=end-of-candidates, from remoteDescription), and
+    // every SDP of the call either way, in order (a re-INVITE's offer shows
+    // twice among the local ones: as created, then as sent).
+    s.on('sdp', (e) => {
+      if (e.originator === 'remote') s.remoteSdp = e.sdp;
+      (e.originator === 'remote' ? s.remoteSdps : s.localSdps).push({ type: e.type, sdp: e.sdp, at: Date.now() });
+    });
+    // When a provisional response's SDP was applied (early media), and when
+    // the 2xx came.
+    s.on('progress', (e) => {
+      if (e.originator === 'remote' && !s.progressAt && e.response && e.response.body) {
+        s.progressAt = Date.now();
+        s.progressStatus = e.response.status_code;
+      }
+    });
+    s.on('accepted', () => { s.acceptedAt = Date.now(); });
     s.on('ended', (e) => { s.endInfo = { how: 'ended', originator: e.originator, cause: e.cause }; });
     s.on('failed', (e) => {
       s.endInfo = { how: 'failed', originator: e.originator, cause: e.cause, status: e.message && e.message.status_code, reason: e.message && e.message.reason_phrase };
@@ -199,6 +215,45 @@
       return 'reset: ' + e;
     }
     return 'reset';
+  };
+
+  // ---- mid-call changes (JsSIP)
+
+  // reoffer runs f(done), a JsSIP method that sends a re-INVITE and calls
+  // done once its answer is applied, and waits for that.
+  async function reoffer(what, f) {
+    const s = t.session;
+    if (!s || t.lib !== 'jssip') throw new Error(what + ': no JsSIP call');
+    let done = false;
+    if (!f(s, () => { done = true; })) throw new Error(what + ': JsSIP refused (not ready to re-offer)');
+    await until(() => done || s.endInfo, 15000, what + ' answered');
+    if (!done) throw new Error(what + ': the call ended: ' + JSON.stringify(s.endInfo));
+    return { remoteSdps: s.remoteSdps.length };
+  }
+  // Puts the call on hold (re-INVITE with a=sendonly) and resumes it.
+  t.hold = () => reoffer('hold', (s, done) => s.hold({}, done));
+  t.unhold = () => reoffer('unhold', (s, done) => s.unhold({}, done));
+  // Adds the fake camera's video to an audio call and renegotiates
+  // (re-INVITE whose offer has a new m=video).
+  t.addVideo = async () => {
+    const s = t.session;
+    if (!s || t.lib !== 'jssip') throw new Error('addVideo: no JsSIP call');
+    const cam = await navigator.mediaDevices.getUserMedia({ audio: false, video: { width: 320, height: 240 } });
+    for (const tr of cam.getVideoTracks()) s.connection.addTrack(tr, cam);
+    return reoffer('video renegotiation', (s, done) => s.renegotiate({}, done));
+  };
+
+  // What the current call went through: every SDP either way, when early
+  // media and the 2xx came, its Call-ID.
+  t.callInfo = () => {
+    const s = t.session;
+    if (!s) throw new Error('no call');
+    const req = s._request;
+    return {
+      callId: (s._dialog && s._dialog.id && s._dialog.id.call_id) || (req && req.call_id) || '',
+      confirmed: !!s.confirmed, endInfo: s.endInfo, progressAt: s.progressAt || 0, progressStatus: s.progressStatus || 0,
+      acceptedAt: s.acceptedAt || 0, now: Date.now(), remoteSdps: s.remoteSdps || [], localSdps: s.localSdps || [],
+    };
   };
 
   // pc returns the RTCPeerConnection of the current call ("webphone": the

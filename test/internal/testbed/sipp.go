@@ -39,6 +39,9 @@ type SIPp struct {
 	Name string
 	// TraceMessages adds -trace_msg (every message sent and received).
 	TraceMessages bool
+	// Netns is a network namespace (NewNetns) to run SIPp in; "" is the
+	// test's own.
+	Netns string
 }
 
 // SIPpResult is what a finished SIPp run reports.
@@ -163,6 +166,10 @@ func StartSIPp(t testing.TB, o SIPp) *SIPpRun {
 		args = append(args, o.Remote)
 	}
 	cmd := exec.Command(bin, args...)
+	if o.Netns != "" {
+		// ip netns exec execs SIPp: the PID stays SIPp's.
+		cmd = exec.Command("ip", append([]string{"netns", "exec", o.Netns, bin}, args...)...)
+	}
 	cmd.Dir = o.Dir
 	proc, err := StartProcess("sipp "+o.Name, cmd, filepath.Join(o.Dir, o.Name+"_screen.log"))
 	if err != nil {
