@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"net/netip"
 	"slices"
 	"strings"
@@ -17,7 +18,6 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/icholy/digest"
 )
 
 // Digest algorithms offered in challenges (RFC 8760 §2).
@@ -44,12 +44,19 @@ type Authenticator struct {
 	md5Only    []string // User-Agent substrings offered MD5 alone
 	sha256UA   []string // User-Agent substrings offered SHA-256 first, then MD5
 	secret     [32]byte
+	macs       sync.Pool // HMAC-SHA256 keyed with secret, for nonces
 	now        func() time.Time
 
-	ncMu     sync.Mutex
-	ncCur    map[string]uint32 // nonce -> highest nc seen, this generation
-	ncPrev   map[string]uint32
-	ncRotate time.Time
+	ncMu      sync.Mutex
+	ncCur     map[nonceID]uint32 // nonce -> highest nc seen, this generation
+	ncPrev    map[nonceID]uint32
+	ncRotate  time.Time
+	ncCurFrom time.Time // when ncCur began
+	ncFloor   time.Time // nonces issued before are stale (nonce_count.go)
+	maxCounts int       // maxNonceCounts; smaller in tests
+
+	recentMu sync.Mutex
+	recent   *[recentChallenges]recentChallenge // challenges by request (nonce_count.go)
 }
 
 // NewAuthenticator returns an Authenticator for realm. algorithms lists the
@@ -69,12 +76,16 @@ func NewAuthenticator(realm string, algorithms []string, nonceTTL time.Duration,
 	}
 	a := &Authenticator{
 		realm: realm, algorithms: algorithms, ttl: nonceTTL, users: users, guard: guard,
-		now: time.Now, ncCur: make(map[string]uint32), ncPrev: make(map[string]uint32),
+		now: time.Now, ncCur: make(map[nonceID]uint32), ncPrev: make(map[nonceID]uint32),
 	}
 	if _, err := rand.Read(a.secret[:]); err != nil {
 		return nil, fmt.Errorf("nonce secret: %w", err)
 	}
-	a.ncRotate = a.now().Add(nonceTTL)
+	a.macs.New = func() any { return hmac.New(sha256.New, a.secret[:]) }
+	a.maxCounts = maxNonceCounts
+	a.ncCurFrom = a.now()
+	a.ncRotate = a.ncCurFrom.Add(nonceTTL)
+	a.recent = new([recentChallenges]recentChallenge)
 	return a, nil
 }
 
@@ -98,32 +109,56 @@ func (a *Authenticator) SetSHA256UserAgents(userAgents []string) { a.sha256UA = 
 // Realm returns the digest realm.
 func (a *Authenticator) Realm() string { return a.realm }
 
-// nonce layout: 8 bytes issue time (unix ns) | 16 bytes HMAC-SHA256 prefix.
-const nonceRawLen = 8 + 16
+// nonce layout: 8 bytes issue time (unix ns) | 8 bytes salt | 16 bytes
+// HMAC-SHA256 prefix of the first 16.
+const nonceRawLen = 8 + 8 + 16
 
-func (a *Authenticator) newNonce() string {
+// nonceID is what tells one of our nonces from another: its issue time and
+// salt (the MAC only proves it ours). Kept per used nonce for the nonce
+// count, it costs 16 bytes where the nonce's text costs 43.
+type nonceID [16]byte
+
+// nonceIDOf returns the id of a nonce that checkNonce accepted.
+func nonceIDOf(n string) nonceID {
+	var raw [nonceRawLen + 3]byte
+	_, _ = base64.RawURLEncoding.Decode(raw[:], []byte(n))
+	return nonceID(raw[:16])
+}
+
+// newNonce returns a nonce for the request identified by salt (nonceSalt):
+// the same nonce for a retransmission of a request challenged moments ago
+// (see issueTime).
+func (a *Authenticator) newNonce(salt uint64) string {
+	issued := a.issueTime(salt)
 	var raw [nonceRawLen]byte
-	binary.BigEndian.PutUint64(raw[:8], uint64(a.now().UnixNano()))
-	a.sign(raw[:8], raw[8:])
+	binary.BigEndian.PutUint64(raw[:8], uint64(issued))
+	binary.BigEndian.PutUint64(raw[8:16], salt)
+	a.sign(raw[:16], raw[16:])
 	return base64.RawURLEncoding.EncodeToString(raw[:])
 }
 
+// sign writes the first len(out) bytes of HMAC-SHA256(secret, msg).
 func (a *Authenticator) sign(msg, out []byte) {
-	m := hmac.New(sha256.New, a.secret[:])
+	m := a.macs.Get().(hash.Hash)
+	m.Reset()
 	m.Write(msg)
-	sum := m.Sum(nil)
-	copy(out, sum)
+	var sum [sha256.Size]byte
+	copy(out, m.Sum(sum[:0]))
+	a.macs.Put(m)
 }
 
 // checkNonce reports whether the nonce is ours and, if so, whether it expired.
 func (a *Authenticator) checkNonce(n string) (ours, fresh bool) {
-	raw, err := base64.RawURLEncoding.DecodeString(n)
-	if err != nil || len(raw) != nonceRawLen {
+	var raw [nonceRawLen + 3]byte
+	if base64.RawURLEncoding.DecodedLen(len(n)) != nonceRawLen {
+		return false, false
+	}
+	if k, err := base64.RawURLEncoding.Decode(raw[:], []byte(n)); err != nil || k != nonceRawLen {
 		return false, false
 	}
 	var want [16]byte
-	a.sign(raw[:8], want[:])
-	if !hmac.Equal(want[:], raw[8:]) {
+	a.sign(raw[:16], want[:])
+	if !hmac.Equal(want[:], raw[16:nonceRawLen]) {
 		return false, false
 	}
 	issued := time.Unix(0, int64(binary.BigEndian.Uint64(raw[:8])))
@@ -135,22 +170,23 @@ func (a *Authenticator) checkNonce(n string) (ours, fresh bool) {
 // (proxy true) header values, one per offered algorithm, most preferred first
 // (RFC 8760 §2.4), all with qop=auth and the same fresh nonce.
 func (a *Authenticator) Challenge(proxy, stale bool) []sip.Header {
-	return a.challenge(proxy, stale, a.algorithms)
+	return a.challenge(proxy, stale, a.algorithms, 0)
 }
 
 // challengeFor is Challenge for a request: a UA whose User-Agent is on the
 // MD5-only list is offered MD5 alone.
 func (a *Authenticator) challengeFor(req *sip.Request, proxy, stale bool) []sip.Header {
-	if h := req.GetHeader("User-Agent"); h != nil {
+	salt := nonceSalt(req)
+	if h := req.GetHeader("User-Agent"); h != nil && (len(a.sha256UA) > 0 || len(a.md5Only) > 0) {
 		ua := strings.ToLower(h.Value())
 		switch {
 		case uaMatches(ua, a.sha256UA):
-			return a.challenge(proxy, stale, []string{AlgSHA256, AlgMD5})
+			return a.challenge(proxy, stale, []string{AlgSHA256, AlgMD5}, salt)
 		case uaMatches(ua, a.md5Only):
-			return a.challenge(proxy, stale, []string{AlgMD5})
+			return a.challenge(proxy, stale, []string{AlgMD5}, salt)
 		}
 	}
-	return a.Challenge(proxy, stale)
+	return a.challenge(proxy, stale, a.algorithms, salt)
 }
 
 // uaMatches reports whether the (lower-case) User-Agent ua contains one of
@@ -164,12 +200,12 @@ func uaMatches(ua string, substrings []string) bool {
 	return false
 }
 
-func (a *Authenticator) challenge(proxy, stale bool, algorithms []string) []sip.Header {
+func (a *Authenticator) challenge(proxy, stale bool, algorithms []string, salt uint64) []sip.Header {
 	name := "WWW-Authenticate"
 	if proxy {
 		name = "Proxy-Authenticate"
 	}
-	nonce := a.newNonce()
+	nonce := a.newNonce(salt)
 	hdrs := make([]sip.Header, 0, len(algorithms))
 	for _, alg := range algorithms {
 		v := `Digest realm="` + a.realm + `", nonce="` + nonce + `", algorithm=` + alg + `, qop="auth"`
@@ -197,61 +233,56 @@ func (a *Authenticator) Verify(ctx context.Context, req *sip.Request, proxy bool
 	if proxy {
 		name = "Proxy-Authorization"
 	}
-	var cred *digest.Credentials
+	var cred credentials
+	found := false
 	for _, h := range req.GetHeaders(name) {
-		c, err := digest.ParseCredentials(h.Value())
-		if err != nil {
-			continue
-		}
-		if c.Realm == a.realm {
-			cred = c
+		c, ok := parseCredentials(h.Value())
+		if ok && c.realm == a.realm {
+			cred, found = c, true
 			break
 		}
 	}
-	if cred == nil {
+	if !found {
 		return "", ErrNoCredentials
 	}
-	if a.guard.Banned(source, cred.Username) {
+	if a.guard.Banned(source, cred.username) {
 		return "", ErrBanned
 	}
-	ours, fresh := a.checkNonce(cred.Nonce)
+	ours, fresh := a.checkNonce(cred.nonce)
 	if !ours || !fresh {
 		// A nonce we cannot verify was issued by an earlier run of the
 		// switch or has expired: either way the client should simply retry
 		// with a new one (RFC 7616 §3.3 stale).
 		return "", ErrStaleNonce
 	}
-	user, err := a.users.Lookup(ctx, cred.Username)
+	user, err := a.users.Lookup(ctx, cred.username)
 	if err != nil && !errors.Is(err, ErrUnknownUser) {
 		return "", err
 	}
-	alg := strings.ToUpper(cred.Algorithm)
-	if alg == "" {
-		alg = AlgMD5
+	alg := AlgMD5
+	if cred.algorithm != "" {
+		alg = strings.ToUpper(cred.algorithm)
 	}
 	ha1, ok := user.HA1(alg)
 	if !ok || !a.offers(alg) {
-		return "", a.fail(source, cred.Username, fmt.Errorf("%w: user %q, algorithm %q", ErrBadCredentials, cred.Username, alg))
+		return "", a.fail(source, cred.username, fmt.Errorf("%w: user %q, algorithm %q", ErrBadCredentials, cred.username, alg))
 	}
-	chal := &digest.Challenge{Realm: a.realm, Nonce: cred.Nonce, Algorithm: alg}
-	if cred.QOP != "" {
-		if cred.QOP != "auth" || cred.Cnonce == "" || cred.Nc <= 0 {
-			return "", a.fail(source, cred.Username, fmt.Errorf("%w: unsupported qop %q", ErrBadCredentials, cred.QOP))
+	var nc uint32
+	if cred.qop != "" {
+		var ncOK bool
+		nc, ncOK = parseNC(cred.nc)
+		if cred.qop != "auth" || cred.cnonce == "" || !ncOK || nc == 0 {
+			return "", a.fail(source, cred.username, fmt.Errorf("%w: unsupported qop %q", ErrBadCredentials, cred.qop))
 		}
-		chal.QOP = []string{"auth"}
 	}
-	want, err := digest.Digest(chal, digest.Options{
-		Method: string(req.Method), URI: cred.URI, A1: ha1, Cnonce: cred.Cnonce, Count: cred.Nc,
-	})
-	if err != nil {
-		return "", a.fail(source, cred.Username, fmt.Errorf("%w: %v", ErrBadCredentials, err))
+	if !responseMatches(&cred, alg, ha1, string(req.Method)) {
+		return "", a.fail(source, cred.username, fmt.Errorf("%w: wrong digest for user %q", ErrBadCredentials, cred.username))
 	}
-	if !constantTimeEqual(want.Response, strings.ToLower(cred.Response)) {
-		return "", a.fail(source, cred.Username, fmt.Errorf("%w: wrong digest for user %q", ErrBadCredentials, cred.Username))
-	}
-	if cred.QOP != "" && !a.useNonceCount(cred.Nonce, uint32(cred.Nc)) {
-		// RFC 7616 §3.4: a repeated nonce count is a replay.
-		return "", ErrStaleNonce
+	if cred.qop != "" && !a.useNonceCount(cred.nonce, nc) {
+		// RFC 7616 §3.4: a repeated nonce count is a replay (or the
+		// retransmission of a request answered statelessly: see
+		// retransmitted).
+		return "", errNonceReplay
 	}
 	a.guard.Succeed(source, user.Name)
 	return user.Name, nil
@@ -266,28 +297,6 @@ func (a *Authenticator) offers(alg string) bool {
 func (a *Authenticator) fail(source netip.AddrPort, user string, err error) error {
 	a.guard.Fail(source, user)
 	return err
-}
-
-// useNonceCount records nc for nonce and reports whether it is higher than
-// any count seen before with that nonce.
-func (a *Authenticator) useNonceCount(nonce string, nc uint32) bool {
-	a.ncMu.Lock()
-	defer a.ncMu.Unlock()
-	if now := a.now(); now.After(a.ncRotate) {
-		// Two generations of one nonce lifetime each cover every nonce
-		// that can still verify.
-		a.ncPrev, a.ncCur = a.ncCur, make(map[string]uint32, len(a.ncCur))
-		a.ncRotate = now.Add(a.ttl)
-	}
-	last, ok := a.ncCur[nonce]
-	if !ok {
-		last, ok = a.ncPrev[nonce]
-	}
-	if ok && nc <= last {
-		return false
-	}
-	a.ncCur[nonce] = nc
-	return true
 }
 
 func constantTimeEqual(a, b string) bool {

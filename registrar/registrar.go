@@ -14,6 +14,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchboard/switchboard/internal/lifecycle"
+	"github.com/switchboard/switchboard/internal/natdetect"
 )
 
 // Registrar answers REGISTER requests and is the location service the proxy
@@ -97,9 +98,12 @@ func (r *Registrar) Guard() *Guard { return r.guard }
 func (r *Registrar) Location() *Location { return r.loc }
 
 // Lookup returns the current bindings of user, best first, and whether the
-// user exists at all (so the proxy can tell 480 from 404).
+// user exists at all (so the proxy can tell 480 from 404). Of several RFC
+// 5626 flows of one instance only the most recently registered is
+// returned: a request goes to an instance over one flow (§5.3), the others
+// stand by.
 func (r *Registrar) Lookup(ctx context.Context, user string) ([]Binding, bool, error) {
-	bs := r.loc.Lookup(user)
+	bs := oneFlowPerInstance(r.loc.Lookup(user))
 	if len(bs) > 0 {
 		return bs, true, nil
 	}
@@ -132,14 +136,22 @@ func (r *Registrar) HasFlow(transport string, source netip.AddrPort) bool {
 func (r *Registrar) Register(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 	reg, err := r.parseRegister(ctx, req)
 	if err != nil {
+		if res := r.retransmitted(req, err); res != nil {
+			return res, nil // retransmit.go
+		}
 		return nil, err
 	}
 	if reg.wildcard || len(reg.contacts) > 0 {
 		if err := r.loc.update(reg.aor, reg.apply); err != nil {
+			if res := r.retransmitted(req, err); res != nil {
+				return res, nil
+			}
 			return nil, err
 		}
 	}
-	return r.registered(req, reg.aor, reg.now), nil
+	res := r.registered(req, reg.aor, reg.now)
+	r.outboundHeaders(req, res, reg.flows())
+	return res, nil
 }
 
 // register is one REGISTER as the registrar understood it.
@@ -150,6 +162,8 @@ type register struct {
 	cseq      uint32
 	src       netip.AddrPort
 	transport string
+	via       *sip.ViaHeader // the top Via: NAT evidence
+	local     netip.AddrPort // the listener it arrived on, if the proxy says
 	ua        string
 	now       time.Time
 	contacts  []contactReq
@@ -175,7 +189,8 @@ func (r *Registrar) parseRegister(ctx context.Context, req *sip.Request) (*regis
 	if aor != user {
 		return nil, statusErr(403, "Forbidden", fmt.Errorf("%w: %s registering %s", ErrIdentityMismatch, user, aor))
 	}
-	reg := &register{r: r, aor: aor, src: src, now: r.now(), transport: strings.ToUpper(req.Transport())}
+	reg := &register{r: r, aor: aor, src: src, now: r.now(), transport: strings.ToUpper(req.Transport()), via: req.Via()}
+	reg.local, _ = netip.ParseAddrPort(req.Destination())
 	if h := req.CallID(); h != nil {
 		reg.callID = h.Value()
 	}
@@ -228,7 +243,7 @@ func (r *Registrar) parseContacts(req *sip.Request, reg *register) error {
 	if reg.wildcard && (len(contacts) != 1 || defExp != 0) {
 		return statusErr(400, "Bad Request", errors.New("contact * needs Expires: 0 and no other contact"))
 	}
-	return nil
+	return checkOutbound(req, reg.contacts)
 }
 
 // contact reads one Contact's expiry and q.
@@ -257,7 +272,11 @@ func (r *Registrar) contact(ch *sip.ContactHeader, defExp time.Duration) (contac
 		}
 		q = f
 	}
-	return contactReq{uri: ch.Address, exp: exp, q: q}, nil
+	instance, regID, err := outboundParams(ch)
+	if err != nil {
+		return contactReq{}, err
+	}
+	return contactReq{uri: ch.Address, exp: exp, q: q, instance: instance, regID: regID}, nil
 }
 
 // errOutOfOrder refuses a REGISTER older than a binding it would change
@@ -279,7 +298,19 @@ func (reg *register) apply(cur []*Binding) (next, changed, removed []*Binding, e
 	next = append([]*Binding(nil), cur...)
 	for _, c := range reg.contacts {
 		key := contactKey(c.uri)
-		idx := slices.IndexFunc(next, func(b *Binding) bool { return b.Contact == key })
+		idx := c.match(next, key)
+		if c.regID > 0 && c.exp > 0 {
+			// A flow binding stands for this contact: an older binding
+			// of the same URI without a flow would only fork the call.
+			next = slices.DeleteFunc(next, func(b *Binding) bool {
+				drop := b.RegID == 0 && b.Contact == key
+				if drop {
+					removed = append(removed, b)
+				}
+				return drop
+			})
+			idx = c.match(next, key)
+		}
 		if idx >= 0 {
 			b := next[idx]
 			// Step 7: same Call-ID needs a higher CSeq.
@@ -329,6 +360,11 @@ func (r *Registrar) registered(req *sip.Request, aor string, now time.Time) *sip
 		if b.Q != 1 {
 			v += ";q=" + strconv.FormatFloat(b.Q, 'f', -1, 64)
 		}
+		if b.RegID > 0 {
+			// RFC 5626 §6: the flow's binding is listed with its instance
+			// and reg-id, so the UA recognises it.
+			v += `;+sip.instance="` + b.Instance + `";reg-id=` + strconv.Itoa(b.RegID)
+		}
 		res.AppendHeader(sip.NewHeader("Contact", v))
 	}
 	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format(http.TimeFormat)))
@@ -339,13 +375,43 @@ type contactReq struct {
 	uri sip.Uri
 	exp time.Duration
 	q   float64
+	// instance and regID are RFC 5626's +sip.instance and reg-id; regID
+	// is 0 for a contact that is not a flow.
+	instance string
+	regID    int
+}
+
+// match returns the index of the binding in bs this contact updates (RFC
+// 3261 §10.3 step 7): the one of the same instance and reg-id for a flow
+// (RFC 5626 §6), else the one of the same Contact URI that is not another
+// flow; -1 when there is none. A removal (expires 0) of a URI matches its
+// flow bindings too.
+func (c contactReq) match(bs []*Binding, key string) int {
+	if c.regID > 0 {
+		return slices.IndexFunc(bs, func(b *Binding) bool { return sameFlowBinding(b, c.instance, c.regID) })
+	}
+	return slices.IndexFunc(bs, func(b *Binding) bool { return b.Contact == key && (b.RegID == 0 || c.exp == 0) })
+}
+
+// flows reports whether the REGISTER makes or refreshes a flow binding.
+func (reg *register) flows() bool {
+	for _, c := range reg.contacts {
+		if c.regID > 0 && c.exp > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // binding is the Binding a contact of this REGISTER makes.
 func (reg *register) binding(key string, c contactReq) *Binding {
+	nat, _ := reg.r.cfg.NATDetect.Behind(natdetect.Message{
+		Contact: c.uri, HasContact: true, Via: reg.via, Source: reg.src, Transport: reg.transport,
+	})
 	return &Binding{
 		AOR: reg.aor, Contact: key, Q: c.q, Expires: reg.now.Add(c.exp), CallID: reg.callID, CSeq: reg.cseq,
-		Source: reg.src, Transport: reg.transport, NAT: contactDiffers(c.uri, reg.src, reg.transport), UserAgent: reg.ua, Updated: reg.now,
+		Source: reg.src, Transport: reg.transport, Local: reg.local, NAT: nat, UserAgent: reg.ua, Updated: reg.now,
+		Instance: c.instance, RegID: c.regID,
 	}
 }
 
@@ -354,20 +420,4 @@ func (reg *register) binding(key string, c contactReq) *Binding {
 func contactKey(u sip.Uri) string {
 	u.Headers = nil
 	return u.String()
-}
-
-// contactDiffers reports whether a UA's Contact cannot be trusted as the
-// address to reach it at: it names another host or port than the one the
-// REGISTER came from (RFC 3581 thinking applied to Contact, as Kamailio's
-// nat_uac_test does).
-func contactDiffers(u sip.Uri, src netip.AddrPort, transport string) bool {
-	ip, err := netip.ParseAddr(strings.Trim(u.Host, "[]"))
-	if err != nil {
-		return true // a host name (e.g. JsSIP's *.invalid) is not where it is
-	}
-	port := u.Port
-	if port == 0 {
-		port = sip.DefaultPort(transport)
-	}
-	return ip.Unmap() != src.Addr().Unmap() || uint16(port) != src.Port()
 }

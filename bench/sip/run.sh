@@ -25,7 +25,9 @@
 # Knobs (environment): STEP_SECONDS (10), REG_RATES, CALL_RATES, HOLD_MS
 # (1000), MEM_USERS (20000), USERS (20000), SIPP_PROCS (2), STAGES ("reg call
 # mem"), RETRIES (1: a failed rate is tried once more), SB_RELAY
-# (switchboard's media.relay, default never).
+# (switchboard's media.relay, default never), SB_CONFIG (YAML appended to
+# switchboard's config, e.g. "console: {enabled: false}"), SB_CONSOLE_PAGE=1
+# (an operations console page open through the run: its live stream).
 # Needs: go, sip-tester, util-linux (taskset); for Kamailio: kamailio,
 # kamailio-sqlite-modules and sqlite3 (installed with apt-get when missing and
 # root).
@@ -263,16 +265,27 @@ sip:
   listen: [udp://127.0.0.1:$port]
 http:
   listen: $SB_HTTP
+  https: {listen: ""} # not measured here; its default port is fixed
 # SIPp is a load generator on loopback: exempt from the per-source flood
 # limit, as Kamailio's config here has no pike either.
 security: {flood: {exempt: [127.0.0.0/8]}}
 ${SB_EXTRA:-}
+${SB_CONFIG:-}
 EOF
 	taskset -c $SERVER_CPU "$WORK/switchboard" serve --config "$cfg" 2>"$WORK/switchboard.log" &
 	SERVER_PID=$!
 	PIDS+=("$SERVER_PID")
 	SERVER_PIDS=("$SERVER_PID")
 	wait_udp "$port" || die "switchboard did not listen on $port: $(tail -5 "$WORK/switchboard.log")"
+	if [[ -n ${SB_CONSOLE_PAGE:-} ]]; then
+		# One operations console page open: its live stream (SSE), as the
+		# page holds it, for the whole run (the cost of the console).
+		"$WORK/switchboard" admin add bench --password bench --config "$cfg" >/dev/null
+		local tok
+		tok=$("$WORK/switchboard" admin token bench --config "$cfg")
+		curl -sN -H "Authorization: Bearer $tok" "http://$SB_HTTP/admin/events" >"$WORK/console-events.log" &
+		PIDS+=($!)
+	fi
 	SERVER_ADDR=127.0.0.1:$port
 	SERVER_PORT=$port
 }

@@ -3,14 +3,21 @@
 #
 # For each server, in ROUNDS interleaved rounds (the medians are reported):
 #   1. allocations/s: bench/turn/allocload, WORKERS clients × PER allocations
-#      each over UDP (Allocate → 401 → authenticated Allocate), held;
+#      each over UDP (Allocate → 401 → authenticated Allocate), held; once
+#      with the clients spread over SOURCES loopback addresses (many clients)
+#      and once all from 127.0.0.1 (clients behind one NAT address);
 #   2. relay flood: turnutils_uclient -m M -n N -l L -z Z -c through the
 #      server to turnutils_peer (client → relay → peer → relay → client),
 #      reporting loss and the server's CPU seconds.
-# Servers: coturn (turnserver, lt-cred-mech, one static user, no TLS);
-# switchboard media/turn with its defaults (SO_REUSEPORT read loops, 4 MiB
-# socket buffers); and the same with pion/turn's defaults (one read loop,
-# kernel socket buffer) for reference.
+# Servers (KINDS): coturn (turnserver, lt-cred-mech, one static user, no TLS);
+# binary: the switchboard binary itself (`switchboard serve`) with the shipped
+# configuration, changing only addresses, turn.allow_peers (loopback peers)
+# and turn.max_allocations_per_user (-1: the benchmark holds 4,000
+# allocations of one user, and coturn has no user quota either) — so its
+# per-source Allocate limit (turn.allocate_rate, 1000/s) is the shipped one;
+# switchboard media/turn standalone (bench/turn/server, no per-source limit)
+# with its defaults (SO_REUSEPORT read loops, 4 MiB socket buffers); and the
+# same with pion/turn's defaults (one read loop, kernel socket buffer).
 # The server runs on core 0 (taskset), load generators on core 1. Everything
 # listens on 127.0.0.1, every step is bounded by `timeout`, and every process
 # started here is killed by PID on exit.
@@ -19,12 +26,14 @@
 # and kernel drops are counted per socket so that loss can be placed (server
 # or turnutils_peer; the rest is at the clients or in flight).
 #
-# Usage: bench/turn/run.sh            (ROUNDS=3 Z=1 M=50 N=4000 L=172 WORKERS=16 PER=250)
+# Usage: bench/turn/run.sh  (ROUNDS=3 Z=1 M=50 N=4000 L=172 WORKERS=16 PER=250 SOURCES=16
+#                            KINDS="coturn binary switchboard pion-defaults")
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
 WORKERS=${WORKERS:-16}
 PER=${PER:-250}
+SOURCES=${SOURCES:-16}
 M=${M:-50}
 N=${N:-4000}
 L=${L:-172}
@@ -65,6 +74,7 @@ fi
 echo "== building" >&2
 go build -o "$TMP/sbturn" ./bench/turn/server
 go build -o "$TMP/allocload" ./bench/turn/allocload
+go build -o "$TMP/switchboard" ./cmd/switchboard
 
 free_port() {
 	local p
@@ -137,6 +147,25 @@ start_server() {
 			-realm "$REALM" -allow-peers 127.0.0.0/8 -read-loops 1 -socket-buffer -1 \
 			>"$TMP/sb-$port.out" 2>"$TMP/sb-$port.err" &
 		;;
+	binary)
+		# The shipped configuration (embedded defaults) with these changes.
+		cat >"$TMP/bin-$port.yaml" <<-EOF
+			domain: $REALM
+			database: $TMP/bin-$port.db
+			log: {level: warn}
+			sip: {listen: [udp://127.0.0.1:$(free_port)]}
+			http: {listen: 127.0.0.1:$(free_port), https: {listen: ""}}
+			media: {relay: never, public_ip: 127.0.0.1, bind_ip: 127.0.0.1}
+			webrtc: {enabled: false}
+			turn:
+			  listen: [udp://127.0.0.1:$port]
+			  public_ip: 127.0.0.1
+			  allow_peers: [127.0.0.0/8]
+			  max_allocations_per_user: -1
+		EOF
+		"$TMP/switchboard" user add "$USER_NAME" --password "$USER_PASS" --config "$TMP/bin-$port.yaml" >/dev/null
+		taskset -c 0 "$TMP/switchboard" serve --config "$TMP/bin-$port.yaml" >"$TMP/bin-$port.out" 2>"$TMP/bin-$port.err" &
+		;;
 	esac
 	echo $!
 }
@@ -150,7 +179,7 @@ PEER_PORT=$(free_port)
 taskset -c 1 turnutils_peer -L 127.0.0.1 -p "$PEER_PORT" >/dev/null 2>&1 &
 PEER_PID=$!
 
-KINDS=(coturn switchboard pion-defaults)
+read -r -a KINDS <<<"${KINDS:-coturn binary switchboard pion-defaults}"
 declare -A RES
 echo "== load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for round in $(seq 1 "$ROUNDS"); do
@@ -161,12 +190,18 @@ for round in $(seq 1 "$ROUNDS"); do
 		wait_stun "$port"
 
 		c0=$(cpu_ticks "$pid")
-		alloc_out=$(timeout 180 taskset -c 1 "$TMP/allocload" -server "127.0.0.1:$port" \
-			-user "$USER_NAME" -pass "$USER_PASS" -workers "$WORKERS" -per "$PER" -timeout 120s -release=false)
+		alloc_out=$(timeout 180 taskset -c 1 "$TMP/allocload" -server "127.0.0.1:$port" -sources "$SOURCES" \
+			-user "$USER_NAME" -pass "$USER_PASS" -workers "$WORKERS" -per "$PER" -timeout 120s -release=true)
 		c1=$(cpu_ticks "$pid")
 		rate=$(sed -n 's/.*rate=\([0-9.]*\).*/\1/p' <<<"$alloc_out")
 		allocs=$(sed -n 's/^allocs=\([0-9]*\).*/\1/p' <<<"$alloc_out")
 		us_per_alloc=$(awk -v t=$((c1 - c0)) -v hz="$TICK" -v n="$allocs" 'BEGIN { printf "%.0f", n ? t / hz * 1e6 / n : 0 }')
+		# The same from one address (clients behind one NAT), after the
+		# released allocations are gone.
+		sleep 1
+		nat_out=$(timeout 180 taskset -c 1 "$TMP/allocload" -server "127.0.0.1:$port" -sources 1 \
+			-user "$USER_NAME" -pass "$USER_PASS" -workers "$WORKERS" -per "$PER" -timeout 120s -release=false)
+		nat_rate=$(sed -n 's/.*rate=\([0-9.]*\).*/\1/p' <<<"$nat_out")
 
 		p0=$(sock_drops "$PEER_PID")
 		s0=$(sock_drops "$pid")
@@ -184,8 +219,8 @@ for round in $(seq 1 "$ROUNDS"); do
 
 		stop_server "$pid"
 		SERVER_PID=
-		echo "round $round $kind: $alloc_out cpu/alloc=${us_per_alloc}us | flood loss=${loss:-?}% $totals cpu=${cpu_s}s server_drops=$sdrops peer_drops=$pdrops load=$(cut -d' ' -f1 /proc/loadavg)" >&2
-		RES[$kind,$round]="$rate ${us_per_alloc} ${loss:-100} $cpu_s $sdrops $pdrops"
+		echo "round $round $kind: $alloc_out cpu/alloc=${us_per_alloc}us | one address: $nat_out | flood loss=${loss:-?}% $totals cpu=${cpu_s}s server_drops=$sdrops peer_drops=$pdrops load=$(cut -d' ' -f1 /proc/loadavg)" >&2
+		RES[$kind,$round]="$rate ${us_per_alloc} ${loss:-100} $cpu_s $sdrops $pdrops ${nat_rate:-0}"
 	done
 done
 echo "== load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
@@ -200,17 +235,18 @@ all() {
 
 echo
 echo "TURN on loopback, $(nproc) cores, server on core 0, load on core 1; medians of $ROUNDS rounds (all rounds in brackets)"
-echo "allocations: $WORKERS clients × $PER held; flood: turnutils_uclient -m $M -n $N -l $L -z $Z -c via turnutils_peer"
+echo "allocations: $WORKERS clients × $PER held, from $SOURCES addresses / from one address; flood: turnutils_uclient -m $M -n $N -l $L -z $Z -c via turnutils_peer"
 echo
 echo "loss % = lost/sent as counted by uclient; drops = datagrams the kernel dropped on the server's / turnutils_peer's full sockets"
 echo
-echo "| server | allocations/s | server CPU µs/alloc | flood loss % | drops at server | drops at peer | flood server CPU s |"
-echo "|---|---|---|---|---|---|---|"
+echo "| server | allocations/s, $SOURCES addresses | server CPU µs/alloc | allocations/s, one address | flood loss % | drops at server | drops at peer | flood server CPU s |"
+echo "|---|---|---|---|---|---|---|---|"
 for kind in "${KINDS[@]}"; do
 	case $kind in
 	coturn) name="coturn $(turnserver --version 2>/dev/null | head -1)" ;;
+	binary) name="switchboard binary (shipped config)" ;;
 	switchboard) name="switchboard media/turn (defaults)" ;;
 	pion-defaults) name="switchboard, pion defaults (1 read loop, kernel socket buffers)" ;;
 	esac
-	echo "| $name | $(col "$kind" 1) [$(all "$kind" 1)] | $(col "$kind" 2) | $(col "$kind" 3) [$(all "$kind" 3)] | $(col "$kind" 5) [$(all "$kind" 5)] | $(col "$kind" 6) [$(all "$kind" 6)] | $(col "$kind" 4) [$(all "$kind" 4)] |"
+	echo "| $name | $(col "$kind" 1) [$(all "$kind" 1)] | $(col "$kind" 2) | $(col "$kind" 7) [$(all "$kind" 7)] | $(col "$kind" 3) [$(all "$kind" 3)] | $(col "$kind" 5) [$(all "$kind" 5)] | $(col "$kind" 6) [$(all "$kind" 6)] | $(col "$kind" 4) [$(all "$kind" 4)] |"
 done

@@ -33,15 +33,31 @@ func (w *BatchWriter) Enqueue(op Op) { w.ops <- op }
 // maxBatch bounds one transaction.
 const maxBatch = 2048
 
+// A batch smaller than lingerBelow waits up to linger for more ops before it
+// is written: under a steady trickle of writes (call records at a few
+// hundred calls/s) each op was otherwise a transaction of its own, and the
+// commits were most of the writer's work. Writes are behind the request
+// path anyway; 5 ms more changes nothing there.
+const (
+	lingerBelow = 64
+	linger      = 5 * time.Millisecond
+)
+
 // Run writes queued ops until ctx ends, then writes what is still queued and
 // returns. The caller owns the goroutine that runs it; Enqueue must not be
 // called after Run has returned.
 func (w *BatchWriter) Run(ctx context.Context) {
 	batch := make([]Op, 0, maxBatch)
+	wait := time.NewTimer(linger)
+	wait.Stop()
+	defer wait.Stop()
 	for {
 		select {
 		case op := <-w.ops:
 			batch = w.fill(append(batch[:0], op))
+			if len(batch) < lingerBelow {
+				batch = w.linger(ctx, wait, batch)
+			}
 			w.write(batch)
 		case <-ctx.Done():
 			for {
@@ -53,6 +69,24 @@ func (w *BatchWriter) Run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// linger appends ops to batch as they come, for up to linger, until it has
+// lingerBelow of them or ctx ends.
+func (w *BatchWriter) linger(ctx context.Context, wait *time.Timer, batch []Op) []Op {
+	wait.Reset(linger)
+	defer wait.Stop()
+	for len(batch) < lingerBelow {
+		select {
+		case op := <-w.ops:
+			batch = append(batch, op)
+		case <-wait.C:
+			return w.fill(batch)
+		case <-ctx.Done():
+			return w.fill(batch)
+		}
+	}
+	return w.fill(batch)
 }
 
 // fill appends queued ops to batch without waiting.

@@ -44,7 +44,7 @@ func (l *tcpListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		tc := &tcpConn{Conn: c, s: l.s, accepted: time.Now()}
-		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok && !l.s.limiter.allow(a.AddrPort().Addr().Unmap(), time.Now()) {
+		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok && !l.s.limiter.allowConn(a.AddrPort().Addr().Unmap(), time.Now()) {
 			l.s.metrics.droppedRateLimit.Inc()
 			_ = c.Close()
 

@@ -60,7 +60,7 @@ func listenUDP(ctx context.Context, addr string, n, buf int) ([]*net.UDPConn, er
 // udpListener is one UDP listening socket as pion/turn sees it. ReadFrom
 // drops what pion should never spend time on (anything that is neither STUN
 // nor ChannelData, RFC 8656 §12.4 / RFC 7983) and Allocate requests over the
-// per-source rate, and reports when its read loop ends.
+// per-source rates (see allocateLimiter), and reports when its read loop ends.
 type udpListener struct {
 	*net.UDPConn
 	s        *Server
@@ -114,7 +114,7 @@ func (s *Server) admitDatagram(b []byte, src netip.Addr) bool {
 
 			return false
 		}
-		if binary.BigEndian.Uint16(b[0:2]) == stunAllocateRequest && !s.limiter.allow(src.Unmap(), time.Now()) {
+		if binary.BigEndian.Uint16(b[0:2]) == stunAllocateRequest && !s.limiter.allowAllocate(b, src.Unmap(), time.Now()) {
 			s.metrics.droppedRateLimit.Inc()
 
 			return false

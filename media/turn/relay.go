@@ -11,17 +11,19 @@ import (
 
 var (
 	errRelayPort   = errors.New("turn: requested relay port outside the configured range")
-	errRelayFamily = errors.New("turn: only IPv4 relay addresses are offered")
+	errRelayFamily = errors.New("turn: no relay addresses of that family are offered")
 	errTCPRelay    = errors.New("turn: TCP relaying (RFC 6062) is not offered")
 )
 
 // relayGenerator allocates relay sockets for pion/turn: a port in
-// [RelayPortMin, RelayPortMax] on BindIP, advertised as PublicIP
-// (pion's RelayAddressGeneratorPortRange), wrapped so that the server counts
-// relayed traffic and can close every relay socket in Close.
+// [RelayPortMin, RelayPortMax] on BindIP, advertised as PublicIP — or, for
+// an IPv6 allocation, on BindIP6 advertised as PublicIP6 (pion's
+// RelayAddressGeneratorPortRange, one per family) — wrapped so that the
+// server counts relayed traffic and can close every relay socket in Close.
 type relayGenerator struct {
-	inner *turn.RelayAddressGeneratorPortRange
-	s     *Server
+	inner  *turn.RelayAddressGeneratorPortRange
+	inner6 *turn.RelayAddressGeneratorPortRange // nil: no IPv6 relays
+	s      *Server
 }
 
 // Validate implements turn.RelayAddressGenerator.
@@ -29,22 +31,31 @@ func (g *relayGenerator) Validate() error {
 	if err := g.inner.Validate(); err != nil {
 		return fmt.Errorf("relay address generator: %w", err)
 	}
+	if g.inner6 != nil {
+		if err := g.inner6.Validate(); err != nil {
+			return fmt.Errorf("IPv6 relay address generator: %w", err)
+		}
+	}
 
 	return nil
 }
 
 // AllocatePacketConn implements turn.RelayAddressGenerator. conf.Network is
 // "udp4", or "udp6" when the client asked for an IPv6 relay with
-// REQUESTED-ADDRESS-FAMILY (RFC 6156 §4.2); relays are IPv4 only (PublicIP
-// and BindIP are IPv4, see Config), so "udp6" is refused (pion answers 508).
+// REQUESTED-ADDRESS-FAMILY (RFC 6156 §4.2): that is served when PublicIP6
+// is configured, and refused otherwise (pion answers 508).
 func (g *relayGenerator) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
 	if conf.RequestedPort != 0 && (conf.RequestedPort < int(g.inner.MinPort) || conf.RequestedPort > int(g.inner.MaxPort)) {
 		return nil, nil, fmt.Errorf("%w: %d", errRelayPort, conf.RequestedPort)
 	}
-	if conf.Network != "udp4" {
+	inner := g.inner
+	switch {
+	case conf.Network == "udp6" && g.inner6 != nil:
+		inner = g.inner6
+	case conf.Network != "udp4":
 		return nil, nil, fmt.Errorf("%w: %s", errRelayFamily, conf.Network)
 	}
-	conn, addr, err := g.inner.AllocatePacketConn(conf)
+	conn, addr, err := inner.AllocatePacketConn(conf)
 	if err != nil {
 		return nil, nil, fmt.Errorf("allocate relay socket: %w", err)
 	}

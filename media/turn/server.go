@@ -36,7 +36,7 @@ type Server struct {
 	creds   Credentials
 	log     *slog.Logger
 	metrics *metrics
-	limiter *sourceLimiter
+	limiter *allocateLimiter
 	quota   *userQuota
 	now     func() time.Time
 
@@ -51,6 +51,8 @@ type Server struct {
 	loops loopCounter
 	// active counts allocations created and not yet deleted.
 	active atomic.Int64
+	// allocs lists them, for the operations console (admin.go).
+	allocs allocations
 
 	mu      sync.Mutex
 	closing bool
@@ -93,11 +95,11 @@ func New(cfg Config) (*Server, error) {
 		creds:     creds,
 		log:       log,
 		metrics:   m,
-		limiter:   newSourceLimiter(cfg.AllocateRate),
+		limiter:   newAllocateLimiter(cfg.AllocateRate),
 		quota:     newUserQuota(cfg.MaxAllocationsPerUser),
 		now:       time.Now,
 		tlsPorts:  make(map[int]bool),
-		selfAddrs: localAddrs(cfg.PublicIP),
+		selfAddrs: localAddrs(cfg.PublicIP, cfg.PublicIP6),
 		conns:     make(map[*tcpConn]struct{}),
 		relays:    make(map[*relayConn]struct{}),
 		closed:    make(chan struct{}),
@@ -106,7 +108,7 @@ func New(cfg Config) (*Server, error) {
 		Realm:       cfg.Realm,
 		AuthHandler: s.pionAuth,
 		// RFC 6156 §4.2: an Allocate without REQUESTED-ADDRESS-FAMILY asks
-		// for IPv4, whatever the listener's family (relays are IPv4 only).
+		// for IPv4, whatever the listener's family.
 		StrictAddressFamily: true,
 		QuotaHandler:        s.admitAllocation,
 		EventHandler:        s.eventHandler(),
@@ -138,7 +140,7 @@ func New(cfg Config) (*Server, error) {
 	for _, e := range s.endpoints {
 		log.Info("listening", "transport", string(e.Transport), "addr", e.Addr.String())
 	}
-	log.Info("turn server started", "realm", cfg.Realm, "public_ip", cfg.PublicIP.String(),
+	log.Info("turn server started", "realm", cfg.Realm, "public_ip", cfg.PublicIP.String(), "public_ip6", cfg.PublicIP6,
 		"relay_ports", fmt.Sprintf("%d-%d", cfg.RelayPortMin, cfg.RelayPortMax),
 		"read_loops_per_udp_listener", len(sc.PacketConnConfigs)/max(1, countTransport(s.endpoints, TransportUDP)))
 
@@ -163,6 +165,14 @@ func (s *Server) listen(sc *turn.ServerConfig) ([]func() error, error) {
 		MinPort:      cfg.RelayPortMin,
 		MaxPort:      cfg.RelayPortMax,
 	}}
+	if cfg.PublicIP6.IsValid() {
+		gen.inner6 = &turn.RelayAddressGeneratorPortRange{
+			RelayAddress: net.IP(cfg.PublicIP6.AsSlice()),
+			Address:      cfg.BindIP6.String(),
+			MinPort:      cfg.RelayPortMin,
+			MaxPort:      cfg.RelayPortMax,
+		}
+	}
 	var closers []func() error
 	for _, spec := range cfg.Listen {
 		la, err := parseListen(spec)
@@ -385,9 +395,15 @@ func (s *Server) peerAllowed(ip netip.Addr) bool {
 	return false
 }
 
-// localAddrs returns the addresses of the machine's interfaces and public.
-func localAddrs(public netip.Addr) map[netip.Addr]struct{} {
-	m := map[netip.Addr]struct{}{public.Unmap(): {}}
+// localAddrs returns the addresses of the machine's interfaces and the
+// public ones (PublicIP, and PublicIP6 when valid).
+func localAddrs(public ...netip.Addr) map[netip.Addr]struct{} {
+	m := map[netip.Addr]struct{}{}
+	for _, p := range public {
+		if p.IsValid() {
+			m[p.Unmap()] = struct{}{}
+		}
+	}
 	if addrs, err := net.InterfaceAddrs(); err == nil {
 		for _, a := range addrs {
 			if ipn, ok := a.(*net.IPNet); ok {
@@ -447,6 +463,8 @@ func (s *Server) eventHandler() turn.EventHandler {
 		},
 		OnAllocationCreated: func(src, dst net.Addr, _, username, _ string, relay net.Addr, _ int) {
 			s.quota.created(quotaUser(username))
+			s.allocs.created(src, dst, Allocation{User: quotaUser(username), Username: username, Client: src.String(),
+				Transport: string(s.transportOf(dst)), Relay: relay.String(), Created: s.now()})
 			s.metrics.allocations.Inc()
 			s.metrics.allocationsActive.Set(float64(s.active.Add(1)))
 			s.log.Info("allocation created", "user", quotaUser(username), "username", username,
@@ -454,6 +472,7 @@ func (s *Server) eventHandler() turn.EventHandler {
 		},
 		OnAllocationDeleted: func(src, dst net.Addr, _, username, _ string) {
 			s.quota.deleted(quotaUser(username))
+			s.allocs.deleted(src, dst)
 			s.metrics.allocationsActive.Set(float64(s.active.Add(-1)))
 			s.log.Debug("allocation deleted", "user", quotaUser(username), "src", src.String(),
 				"transport", string(s.transportOf(dst)))

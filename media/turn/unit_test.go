@@ -57,7 +57,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Errorf("PublicIP = %v, BindIP = %v", c.PublicIP, c.BindIP)
 	}
 	if c.RelayPortMin != 49152 || c.RelayPortMax != 65535 || c.MaxAllocationsPerUser != 10 ||
-		c.CredentialTTL != 24*time.Hour || c.AllocateRate != 100 || c.ReadLoops < 1 || c.SocketBuffer != 4<<20 {
+		c.CredentialTTL != 24*time.Hour || c.AllocateRate != 1000 || c.ReadLoops < 1 || c.SocketBuffer != 4<<20 {
 		t.Errorf("defaults = %+v", c)
 	}
 	if err := c.validate(); err != nil {
@@ -240,7 +240,7 @@ func TestFixChannelBindRefusal(t *testing.T) {
 func pair(req, resp []byte) [2][]byte { return [2][]byte{req, resp} }
 
 func FuzzAdmitDatagram(f *testing.F) {
-	s := &Server{metrics: mustMetrics(f), limiter: newSourceLimiter(1)}
+	s := &Server{metrics: mustMetrics(f), limiter: newAllocateLimiter(1)}
 	m, _ := stun.Build(stun.TransactionID, stun.BindingRequest)
 	f.Add(m.Raw)
 	f.Add([]byte{0x40, 0x00, 0x00, 0x04, 1, 2, 3, 4})

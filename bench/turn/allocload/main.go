@@ -2,7 +2,10 @@
 // grants: -workers goroutines each make -per allocations in a row over UDP,
 // each from its own socket (Allocate → 401 → authenticated Allocate, RFC 8656
 // §7), and hold them until all are done; then it releases them (Refresh with
-// LIFETIME 0) outside the timed part. It prints one line:
+// LIFETIME 0) outside the timed part. With -sources N (N > 1) the workers are
+// spread over N source addresses 127.0.1.1 to 127.0.1.N (a server on
+// loopback only), as many clients would be; with 1 they all come from one
+// address, as clients behind one NAT do. It prints one line:
 //
 //	allocs=N failed=F seconds=S rate=R
 //
@@ -57,7 +60,12 @@ func main() {
 	per := flag.Int("per", 250, "allocations per worker")
 	timeout := flag.Duration("timeout", 60*time.Second, "overall time limit")
 	release := flag.Bool("release", true, "release the allocations (Refresh 0) before exiting")
+	sources := flag.Int("sources", 1, "source addresses 127.0.1.1..127.0.1.N the workers are spread over (1: the default one)")
 	flag.Parse()
+	if *sources < 1 || *sources > 254 {
+		fmt.Fprintln(os.Stderr, "-sources: 1 to 254")
+		os.Exit(2)
+	}
 
 	raddr, err := net.ResolveUDPAddr("udp4", *server)
 	if err != nil {
@@ -71,10 +79,14 @@ func main() {
 	start := time.Now()
 	for w := 0; w < *workers; w++ {
 		wg.Add(1)
+		var laddr *net.UDPAddr
+		if *sources > 1 {
+			laddr = &net.UDPAddr{IP: net.IPv4(127, 0, 1, byte(1+w%*sources))}
+		}
 		go func(w int) {
 			defer wg.Done()
 			for i := 0; i < *per && time.Now().Before(deadline); i++ {
-				h, err := allocate(raddr, *user, *pass)
+				h, err := allocate(raddr, laddr, *user, *pass)
 				if err != nil {
 					failed.Add(1)
 
@@ -117,9 +129,9 @@ var (
 	retransmits atomic.Int64
 )
 
-// allocate makes one allocation from a new socket.
-func allocate(server *net.UDPAddr, user, pass string) (held, error) {
-	conn, err := net.DialUDP("udp4", nil, server)
+// allocate makes one allocation from a new socket bound on local (nil: any).
+func allocate(server, local *net.UDPAddr, user, pass string) (held, error) {
+	conn, err := net.DialUDP("udp4", local, server)
 	if err != nil {
 		return held{}, err
 	}

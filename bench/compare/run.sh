@@ -1,0 +1,584 @@
+#!/usr/bin/env bash
+# Side-by-side SIP benchmark on loopback: switchboard (built from this
+# repository) and Kamailio 5.6 from Debian in two configurations — its usual
+# registrar (auth_db + db_sqlite, bench/sip/kamailio/kamailio.cfg) and a lean
+# one (passwords loaded once into an htable, kamailio-htable.cfg) — driven
+# back to back by the same SIPp scenarios, users and ramp.
+#
+# For each server and workload (STAGES: reg, call, mem):
+#   reg   REGISTER -> 401 -> REGISTER with digest -> 200, USERS users;
+#   call  INVITE -> 407 -> ACK, INVITE with credentials -> 100/180/200 ->
+#         ACK, HOLD_MS, BYE -> 200, through the record-routing proxy to SIPp
+#         UASes (UAS_PROCS callees, each called by its own UAC);
+#   mem   MEM_USERS users register once (2,000/s); the server's memory
+#         before and SETTLE_SECONDS after gives the memory per binding.
+# The rate ramp: fixed-rate trials of TRIAL_SECONDS, the rate times 1.25
+# after each pass until a trial fails (a failed trial is run once more),
+# then bisection between the last pass and the first failure until they
+# are within 5 %. A trial passes when fewer than 0.1 % of its calls failed
+# or were unfinished, all started on time (SIPp slows down when the server
+# lags), the mean response time (SIPp's rtd: first request to final 2xx) is
+# at most 100 ms, and no datagram was dropped by a full socket buffer,
+# neither at the server's socket nor anywhere on the machine (UDP
+# RcvbufErrors of /proc/net/snmp, which counts SIPp's sockets too).
+#
+# Reported per server: the highest passing rate, server CPU per operation at
+# that rate, peak memory during that trial, memory per binding at rest; and
+# switchboard's ratios to each Kamailio. Memory is VmRSS for switchboard
+# and the PSS summed over all processes for Kamailio (its workers share one
+# shared-memory segment, which RSS would count once per process). Kamailio
+# runs with -m 1024 (1 GiB shared memory) so that its limit is CPU, not a
+# setting.
+#
+# The server runs on core 0, SIPp on core 1 (taskset). As root, the socket
+# buffer limits are raised for the run (and restored after). Every SIPp run
+# is bounded in count (-m) and time (-timeout, then timeout(1)); every
+# process started here is stopped by PID on exit.
+#
+# Usage: bench/compare/run.sh [switchboard] [kamailio-sqlite] [kamailio-htable]
+# Knobs (environment): STAGES ("reg call mem"), TRIAL_SECONDS (10),
+# REG_START (2000), CALL_START (400), USERS (20000), MEM_USERS (20000),
+# SETTLE_SECONDS (40), HOLD_MS (1000), SIPP_PROCS (2 UAC processes for
+# registrations), UAS_PROCS (2 UAC/UAS pairs for calls), MAX_TRIALS (14 per
+# ramp), KEEP=1 keeps the work directory.
+# Needs: go, sip-tester, util-linux (taskset); kamailio,
+# kamailio-sqlite-modules, sqlite3 (installed with apt-get when missing and
+# root).
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+SCEN=$ROOT/test/interop/testdata
+KAMDIR=$ROOT/bench/sip/kamailio
+
+STAGES=${STAGES:-"reg call mem"}
+TRIAL_SECONDS=${TRIAL_SECONDS:-10}
+REG_START=${REG_START:-2000}
+CALL_START=${CALL_START:-400}
+USERS=${USERS:-20000}
+MEM_USERS=${MEM_USERS:-20000}
+SETTLE_SECONDS=${SETTLE_SECONDS:-40}
+HOLD_MS=${HOLD_MS:-1000}
+SIPP_PROCS=${SIPP_PROCS:-2}
+UAS_PROCS=${UAS_PROCS:-2}
+MAX_TRIALS=${MAX_TRIALS:-14}
+DOMAIN=switchboard.local
+MAX_FAIL_PPM=1000     # 0.1 %
+MAX_MEAN_RT_MS=100
+SERVER_CPU=0
+SIPP_CPU=1
+SERVERS=("$@")
+((${#SERVERS[@]})) || SERVERS=(switchboard kamailio-sqlite kamailio-htable)
+
+calc() { awk "BEGIN {print $*}"; }
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() {
+	log "error: $*"
+	exit 1
+}
+
+command -v sipp >/dev/null || die "sipp not found: apt-get install sip-tester"
+command -v taskset >/dev/null || die "taskset not found: apt-get install util-linux"
+(($(nproc) >= 2)) || die "needs 2 cores (server and SIPp on one each)"
+
+WORK=$(mktemp -d /tmp/switchboard-compare.XXXXXX)
+PIDS=()
+SYSCTL_RESTORE=()
+# ours PID: whether PID is still a child of this script (not a reused PID).
+ours() { [[ -r /proc/$1/stat && $(sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f2) == "$$" ]]; }
+cleanup() {
+	local p kv
+	for p in "${PIDS[@]}"; do ours "$p" && kill "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do
+		for _ in $(seq 50); do ours "$p" || break; sleep 0.1; done
+		ours "$p" && kill -9 "$p" 2>/dev/null
+	done
+	for kv in "${SYSCTL_RESTORE[@]}"; do sysctl -q -w "$kv" >/dev/null || true; done
+	if [[ ${KEEP:-} ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [[ $(id -u) -eq 0 ]]; then
+	for k in net.core.rmem_max net.core.wmem_max; do
+		old=$(sysctl -n "$k")
+		if ((old < 8388608)); then
+			SYSCTL_RESTORE+=("$k=$old")
+			sysctl -q -w "$k=8388608"
+		fi
+	done
+else
+	log "not root: socket buffer limits left as they are ($(sysctl -n net.core.rmem_max))"
+fi
+read -r load1 _ </proc/loadavg
+if (($(calc "($load1 > 1.5) ? 1 : 0"))); then
+	log "warning: load average is $load1; other processes will skew the figures"
+fi
+
+# --- measuring ---------------------------------------------------------------
+
+CLK_TCK=$(getconf CLK_TCK)
+PAGE_KB=$(($(getconf PAGESIZE) / 1024))
+
+# cpu_ticks PID...: user+system clock ticks used so far by the processes.
+cpu_ticks() {
+	local total=0 p f
+	for p in "$@"; do
+		[[ -r /proc/$p/stat ]] || continue
+		f=$(sed 's/.*) //' "/proc/$p/stat")
+		read -r -a a <<<"$f"
+		total=$((total + a[11] + a[12]))
+	done
+	echo "$total"
+}
+
+# rcvbuf_errors: the machine's UDP receive-buffer drops (all sockets).
+rcvbuf_errors() { awk '/^Udp: [0-9]/ {print $6}' /proc/net/snmp; }
+
+# sock_drops PORT: datagrams dropped by the UDP sockets on 127.0.0.1:PORT.
+sock_drops() {
+	awk -v a="$(printf '0100007F:%04X' "$1")" '$2 == a {n += $13} END {print n + 0}' /proc/net/udp
+}
+
+# mem_kb: the server's memory (KiB): VmRSS of switchboard, the PSS summed
+# over Kamailio's processes.
+mem_kb() {
+	local p t=0 v
+	case $SERVER in
+	switchboard) awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status" ;;
+	*)
+		for p in "${SERVER_PIDS[@]}"; do
+			v=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
+			t=$((t + ${v:-0}))
+		done
+		echo "$t"
+		;;
+	esac
+}
+
+# watch_mem FILE: samples mem_kb every 0.5 s into FILE until killed.
+watch_mem() {
+	while :; do
+		mem_kb >>"$1"
+		sleep 0.5
+	done
+}
+
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 12000))
+		if ! ss -Hlun "sport = :$p" | grep -q . && ! ss -Hltn "sport = :$p" | grep -q .; then
+			echo "$p"
+			return
+		fi
+	done
+}
+
+wait_udp() {
+	local i
+	for i in $(seq 200); do
+		ss -Hlun "sport = :$1" | grep -q . && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# stat_field FILE COLUMN: a column of the last row of a SIPp -trace_stat file.
+stat_field() {
+	awk -F';' -v col="$2" 'NR==1 {for (i=1;i<=NF;i++) if ($i==col) c=i; next} {v=$c} END {print (v==""?0:v)}' "$1"
+}
+
+# ms HH:MM:SS:mmmuuu (SIPp's duration format) -> milliseconds.
+ms() { awk -F: '{printf "%d\n", $1 * 3600000 + $2 * 60000 + $3 * 1000 + $4 / 1000}' <<<"$1"; }
+
+# created_after FILE M: seconds SIPp took to start its M calls, 999 if never.
+created_after() {
+	awk -F';' -v m="$2" '
+		NR == 1 {for (i = 1; i <= NF; i++) {if ($i == "OutgoingCall(C)") o = i; if ($i == "ElapsedTime(C)") e = i}; next}
+		$o >= m {split($e, t, ":"); print t[1] * 3600 + t[2] * 60 + t[3]; found = 1; exit}
+		END {if (!found) print 999}' "$1"
+}
+
+# --- servers -------------------------------------------------------------------
+
+SERVER= SERVER_PID= SERVER_PORT= SERVER_ADDR=
+SERVER_PIDS=()
+
+# make_users N: a fresh database with N users u000001.. (password pw-NAME)
+# for $SERVER, and $WORK/users.csv for SIPp. Sets DB.
+make_users() {
+	local n=$1
+	DB=$WORK/$SERVER-$n.db
+	rm -f "$DB"*
+	case $SERVER in
+	switchboard)
+		"$WORK/mkusers" -db "$DB" -realm "$DOMAIN" -n "$n" -prefix u >"$WORK/users.csv"
+		;;
+	kamailio-sqlite)
+		{
+			cat /usr/share/kamailio/db_sqlite/standard-create.sql /usr/share/kamailio/db_sqlite/auth_db-create.sql
+			echo "BEGIN;"
+			awk -v n="$n" -v d="$DOMAIN" 'BEGIN {for (i=1;i<=n;i++) {u=sprintf("u%06d",i); printf "INSERT INTO subscriber(username,domain,password) VALUES(\x27%s\x27,\x27%s\x27,\x27pw-%s\x27);\n", u, d, u}}'
+			echo "COMMIT;"
+		} | sqlite3 "$DB"
+		;;
+	kamailio-htable)
+		{
+			cat /usr/share/kamailio/db_sqlite/standard-create.sql /usr/share/kamailio/db_sqlite/htable-create.sql
+			echo "BEGIN;"
+			awk -v n="$n" 'BEGIN {for (i=1;i<=n;i++) {u=sprintf("u%06d",i); printf "INSERT INTO htable(key_name,key_type,value_type,key_value) VALUES(\x27%s\x27,0,0,\x27pw-%s\x27);\n", u, u}}'
+			echo "COMMIT;"
+		} | sqlite3 "$DB"
+		;;
+	esac
+	if [[ $SERVER != switchboard ]]; then
+		awk -v n="$n" 'BEGIN {print "SEQUENTIAL"; for (i=1;i<=n;i++) {u=sprintf("u%06d",i); printf "%s;pw-%s;[authentication username=%s password=pw-%s]\n", u, u, u, u}}' >"$WORK/users.csv"
+	fi
+}
+
+# user_csv FILE I: an injection file with the one user u00000I.
+user_csv() { printf 'SEQUENTIAL\nu%06d;pw-u%06d;[authentication username=u%06d password=pw-u%06d]\n' "$2" "$2" "$2" "$2" >"$1"; }
+
+start_server() {
+	SERVER_PORT=$(free_port)
+	SERVER_ADDR=127.0.0.1:$SERVER_PORT
+	case $SERVER in
+	switchboard)
+		local cfg=$WORK/switchboard.yaml
+		cat >"$cfg" <<EOF
+domain: $DOMAIN
+database: $DB
+log: {level: warn}
+sip: {listen: [udp://127.0.0.1:$SERVER_PORT]}
+http: {listen: 127.0.0.1:$(free_port), https: {listen: ""}}
+# SIPp is a load generator on loopback: exempt from the per-source flood
+# limit, as the Kamailio configurations have no pike either.
+security: {flood: {exempt: [127.0.0.0/8]}}
+# A SIP benchmark: no media relay (Kamailio has no RTP proxy here), no TURN
+# (fixed ports), no web phone.
+media: {relay: never, public_ip: 127.0.0.1, bind_ip: 127.0.0.1}
+turn: {enabled: false}
+webrtc: {enabled: false}
+EOF
+		taskset -c $SERVER_CPU "$WORK/switchboard" serve --config "$cfg" 2>"$WORK/switchboard.log" &
+		SERVER_PID=$!
+		PIDS+=("$SERVER_PID")
+		SERVER_PIDS=("$SERVER_PID")
+		wait_udp "$SERVER_PORT" || die "switchboard did not listen: $(tail -5 "$WORK/switchboard.log")"
+		;;
+	kamailio-*)
+		local run=$WORK/kamrun cfg=$KAMDIR/kamailio.cfg
+		[[ $SERVER == kamailio-htable ]] && cfg=$KAMDIR/kamailio-htable.cfg
+		rm -rf "$run" && mkdir -p "$run"
+		taskset -c $SERVER_CPU kamailio -f "$cfg" -DD -E -m 1024 -M 16 -Y "$run" -w "$run" \
+			-l "udp:127.0.0.1:$SERVER_PORT" \
+			-A "DBURL=\"sqlite:///$DB\"" -A "DOMAIN=\"$DOMAIN\"" -A "CTLSOCK=\"unix:$run/ctl\"" \
+			>"$WORK/$SERVER.log" 2>&1 &
+		SERVER_PID=$!
+		PIDS+=("$SERVER_PID")
+		wait_udp "$SERVER_PORT" || die "$SERVER did not listen: $(tail -5 "$WORK/$SERVER.log")"
+		sleep 1
+		mapfile -t SERVER_PIDS < <(echo "$SERVER_PID"; ps -o pid= --ppid "$SERVER_PID" | tr -d ' ')
+		;;
+	esac
+	sleep 1
+}
+
+stop_server() {
+	kill "$SERVER_PID" 2>/dev/null || true
+	for _ in $(seq 100); do ours "$SERVER_PID" || break; sleep 0.1; done
+	ours "$SERVER_PID" && kill -9 "$SERVER_PID" 2>/dev/null
+	wait "$SERVER_PID" 2>/dev/null || true
+	SERVER_PID=
+}
+
+# --- trials ----------------------------------------------------------------------
+
+# sipp_uac NAME PORT RATE COUNT LIMIT TIMEOUT ARGS...: starts one SIPp UAC
+# on the SIPp core in the background, on local PORT (0: a free one); its PID
+# is appended to UACS.
+UACS=()
+sipp_uac() {
+	local name=$1 port=$2 rate=$3 count=$4 limit=$5 tmo=$6
+	shift 6
+	((port)) || port=$(free_port)
+	timeout -s KILL $((tmo + 20)) taskset -c $SIPP_CPU sipp -nostdin \
+		-i 127.0.0.1 -p "$port" -r "$rate" -rp 1000 -m "$count" -l "$limit" \
+		-buff_size 8388608 -max_recv_loops 10000 -max_sched_loops 10000 \
+		-timeout "${tmo}s" -timeout_error \
+		-trace_stat -stf "$WORK/$name.csv" -fd 1 \
+		-trace_err -error_file "$WORK/$name.err" \
+		"$@" >"$WORK/$name.out" 2>&1 &
+	UACS+=($!)
+	PIDS+=($!)
+}
+
+# trial KIND RATE: one fixed-rate trial; sets PASS (yes/no), INFO, US (server
+# CPU us per operation), PEAK_KB.
+trial() {
+	local kind=$1 rate=$2 n procs i name count per tmo
+	local c0 c1 d0 d1 s0 s1 t0 t1 succ=0 fail=0 lost=0 retr=0 created=0 rtsum=0 rtn=0 f
+	case $kind in
+	reg) procs=$SIPP_PROCS tmo=$((TRIAL_SECONDS * 3)) ;;
+	call) procs=$UAS_PROCS tmo=$((TRIAL_SECONDS * 3 + HOLD_MS / 1000)) ;;
+	esac
+	per=$((rate / procs))
+	((per > 0)) || per=1
+	count=$((per * TRIAL_SECONDS))
+	n=$((count * procs))
+	UACS=()
+	c0=$(cpu_ticks "${SERVER_PIDS[@]}") d0=$(rcvbuf_errors) s0=$(sock_drops "$SERVER_PORT")
+	: >"$WORK/mem.samples"
+	watch_mem "$WORK/mem.samples" &
+	local wpid=$!
+	PIDS+=("$wpid")
+	t0=$(date +%s.%N)
+	for ((i = 0; i < procs; i++)); do
+		name=$kind-$SERVER-$rate-$i
+		case $kind in
+		reg)
+			# The same port in every trial: the same Contact, so that
+			# each trial refreshes the bindings of the one before
+			# instead of adding one per user (max_contacts).
+			sipp_uac "$name" "${REG_PORTS[i]}" "$per" "$count" $((per * 2)) "$tmo" \
+				-sf "$SCEN/register.xml" -inf "$WORK/users.csv" -key domain "$DOMAIN" -key expires 3600 "$SERVER_ADDR"
+			;;
+		call)
+			sipp_uac "$name" 0 "$per" "$count" $((per * (HOLD_MS / 1000 + 3))) "$tmo" \
+				-sf "$SCEN/uac_invite_auth.xml" -inf "$WORK/caller$i.csv" -key domain "$DOMAIN" \
+				-s "$(printf 'u%06d' $((2 + i)))" -d "$HOLD_MS" "$SERVER_ADDR"
+			;;
+		esac
+	done
+	for f in "${UACS[@]}"; do wait "$f" || true; done
+	t1=$(date +%s.%N)
+	kill "$wpid" 2>/dev/null || true
+	wait "$wpid" 2>/dev/null || true
+	c1=$(cpu_ticks "${SERVER_PIDS[@]}") d1=$(rcvbuf_errors) s1=$(sock_drops "$SERVER_PORT")
+	for ((i = 0; i < procs; i++)); do
+		f=$WORK/$kind-$SERVER-$rate-$i.csv
+		if [[ -s $f ]]; then
+			succ=$((succ + $(stat_field "$f" 'SuccessfulCall(C)')))
+			fail=$((fail + $(stat_field "$f" 'FailedCall(C)')))
+			retr=$((retr + $(stat_field "$f" 'Retransmissions(C)')))
+			local c rt
+			c=$(created_after "$f" "$count")
+			((c > created)) && created=$c
+			rt=$(ms "$(stat_field "$f" 'ResponseTime1(C)')")
+			rtsum=$((rtsum + rt * $(stat_field "$f" 'SuccessfulCall(C)')))
+		else
+			fail=$((fail + count))
+			created=999
+		fi
+	done
+	lost=$((n - succ - fail))
+	((lost > 0)) || lost=0
+	local mean=999999
+	((succ > 0)) && mean=$((rtsum / succ))
+	local ppm=$((((fail + lost) * 1000000) / n)) sdrops=$((s1 - s0)) mdrops=$((d1 - d0))
+	US=-
+	((succ > 0)) && US=$(calc "int(($c1 - $c0) * 1000000 / $CLK_TCK / $succ)")
+	PEAK_KB=$(sort -n "$WORK/mem.samples" | tail -1)
+	local cpu_pct
+	cpu_pct=$(calc "int(($c1 - $c0) / $CLK_TCK / ($t1 - $t0) * 100)")
+	PASS=no
+	if ((ppm < MAX_FAIL_PPM && created <= TRIAL_SECONDS + 1 && mean <= MAX_MEAN_RT_MS && sdrops == 0 && mdrops == 0)); then
+		PASS=yes
+	fi
+	INFO="$succ ok, $fail failed, $lost unfinished, $retr retransmissions, started in ${created}s, mean response ${mean} ms, server CPU ${US} us each (${cpu_pct}% of a core), drops: server socket $sdrops, machine $mdrops, peak memory $((PEAK_KB / 1024)) MiB"
+}
+
+# ramp KIND START: the rate ramp (see the top); sets BEST, BEST_US, BEST_PEAK.
+ramp() {
+	local kind=$1 rate=$2 lo=0 hi=0 trials=0 tries
+	BEST=0 BEST_US=- BEST_PEAK=0
+	# run_at RATE: a trial, run again once if it fails; returns 0 on a pass.
+	run_at() {
+		local r=$1
+		for tries in 1 2; do
+			trials=$((trials + 1))
+			trial "$kind" "$r"
+			log "$SERVER $kind $r/s: $INFO -> $PASS"
+			if [[ $PASS == yes ]]; then
+				if ((r > BEST)); then BEST=$r BEST_US=$US BEST_PEAK=$PEAK_KB; fi
+				settle
+				return 0
+			fi
+			settle
+			((trials < MAX_TRIALS)) || return 1
+		done
+		return 1
+	}
+	# Up by 1.25 until a failure (down by 0.8 while the first fails).
+	while ((trials < MAX_TRIALS)); do
+		if run_at "$rate"; then
+			lo=$rate
+			((hi > 0)) && break
+			rate=$(calc "int($rate * 1.25 + 0.5)")
+		else
+			hi=$rate
+			((lo > 0)) && break
+			rate=$(calc "int($rate * 0.8 + 0.5)")
+			((rate >= 10)) || break
+		fi
+	done
+	# Bisect to within 5 %.
+	while ((lo > 0 && hi > lo && trials < MAX_TRIALS)) && (($(calc "(($hi - $lo) / $lo > 0.05) ? 1 : 0"))); do
+		local mid=$(((lo + hi) / 2))
+		if run_at "$mid"; then lo=$mid; else hi=$mid; fi
+	done
+}
+
+# settle: lets the trial's transactions (and calls) end before the next.
+settle() { sleep "${TRIAL_GAP:-3}"; }
+
+# --- workloads ------------------------------------------------------------------
+
+declare -A R
+
+REG_PORTS=()
+bench_reg() {
+	local i
+	REG_PORTS=()
+	local p
+	while ((${#REG_PORTS[@]} < SIPP_PROCS)); do
+		p=$(free_port)
+		[[ " ${REG_PORTS[*]} " == *" $p "* ]] || REG_PORTS+=("$p")
+	done
+	make_users "$USERS"
+	start_server
+	log "$SERVER: registrations, ${TRIAL_SECONDS}s trials from $REG_START/s"
+	ramp reg "$REG_START"
+	R[$SERVER,reg]=$BEST R[$SERVER,reg_us]=$BEST_US R[$SERVER,reg_peak]=$BEST_PEAK
+	stop_server
+}
+
+bench_call() {
+	local i uas_port total steps
+	make_users "$USERS"
+	start_server
+	# UAS i answers as u00000(2+i), called by UAC i as u(1001+i). A SIPp
+	# UAS cannot register itself: its Contact is registered from its port.
+	total=$((MAX_TRIALS * 10000 * TRIAL_SECONDS)) # a bound, far above any trial
+	for ((i = 0; i < UAS_PROCS; i++)); do
+		uas_port=$(free_port)
+		user_csv "$WORK/callee$i.csv" $((2 + i))
+		user_csv "$WORK/caller$i.csv" $((1001 + i))
+		timeout 20 sipp -nostdin -sf "$SCEN/register.xml" -inf "$WORK/callee$i.csv" -key domain "$DOMAIN" -key expires 3600 \
+			-i 127.0.0.1 -p "$uas_port" -m 1 -timeout 10s -timeout_error "$SERVER_ADDR" >"$WORK/reg-callee$i.out" 2>&1 ||
+			die "$SERVER: registering UAS $i failed: $(tail -20 "$WORK/reg-callee$i.out")"
+		timeout -s KILL $((MAX_TRIALS * (TRIAL_SECONDS * 3 + HOLD_MS / 1000 + 10))) taskset -c $SIPP_CPU sipp -nostdin \
+			-sf "$SCEN/uas.xml" -i 127.0.0.1 -p "$uas_port" -m "$total" -buff_size 8388608 -max_recv_loops 10000 \
+			-trace_err -error_file "$WORK/uas-$SERVER-$i.err" >"$WORK/uas-$SERVER-$i.out" 2>&1 &
+		PIDS+=($!)
+		UAS_PIDS+=($!)
+		wait_udp "$uas_port" || die "UAS $i did not start"
+	done
+	log "$SERVER: calls (${HOLD_MS} ms each), ${TRIAL_SECONDS}s trials from $CALL_START/s"
+	ramp call "$CALL_START"
+	R[$SERVER,call]=$BEST R[$SERVER,call_us]=$BEST_US R[$SERVER,call_peak]=$BEST_PEAK
+	for i in "${UAS_PIDS[@]}"; do kill "$i" 2>/dev/null || true; wait "$i" 2>/dev/null || true; done
+	UAS_PIDS=()
+	stop_server
+}
+UAS_PIDS=()
+
+bench_mem() {
+	local before after succ
+	make_users "$MEM_USERS"
+	start_server
+	sleep 2
+	before=$(mem_kb)
+	UACS=()
+	sipp_uac "mem-$SERVER" 0 2000 "$MEM_USERS" 4000 $((MEM_USERS / 2000 * 3 + 30)) \
+		-sf "$SCEN/register.xml" -inf "$WORK/users.csv" -key domain "$DOMAIN" -key expires 3600 "$SERVER_ADDR"
+	wait "${UACS[0]}" || true
+	succ=$(stat_field "$WORK/mem-$SERVER.csv" 'SuccessfulCall(C)')
+	# A UDP non-INVITE server transaction lives 64*T1 = 32 s after its
+	# answer (RFC 3261 §17.2.2, Timer J): wait for them to end.
+	sleep "$SETTLE_SECONDS"
+	after=$(mem_kb)
+	log "$SERVER: memory $before -> $after KiB for $succ bindings"
+	R[$SERVER,mem]=-
+	((succ > 0)) && R[$SERVER,mem]=$(((after - before) * 1024 / succ))
+	R[$SERVER,mem_mib]="$((before / 1024)) -> $((after / 1024))"
+	stop_server
+}
+
+# --- main -----------------------------------------------------------------------
+
+for s in "${SERVERS[@]}"; do
+	case $s in
+	switchboard)
+		log "building switchboard"
+		go build -o "$WORK/switchboard" ./cmd/switchboard
+		go build -o "$WORK/mkusers" ./bench/sip/mkusers
+		;;
+	kamailio-sqlite | kamailio-htable)
+		if ! command -v kamailio >/dev/null || [[ ! -e /usr/lib/x86_64-linux-gnu/kamailio/modules/db_sqlite.so ]] || ! command -v sqlite3 >/dev/null; then
+			[[ $(id -u) -eq 0 ]] || die "kamailio missing: apt-get install kamailio kamailio-sqlite-modules sqlite3"
+			log "installing kamailio"
+			DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends kamailio kamailio-sqlite-modules sqlite3 >/dev/null
+		fi
+		;;
+	*) die "unknown server $s (switchboard, kamailio-sqlite, kamailio-htable)" ;;
+	esac
+done
+
+for SERVER in "${SERVERS[@]}"; do
+	[[ " $STAGES " == *" reg "* ]] && bench_reg
+	[[ " $STAGES " == *" call "* ]] && bench_call
+	[[ " $STAGES " == *" mem "* ]] && bench_mem
+done
+
+kver=$(kamailio -v 2>/dev/null | head -1 | awk '{print $3}' || true)
+mib() { [[ ${1:-0} =~ ^[0-9]+$ ]] && (($1 > 0)) && echo "$((($1 + 512) / 1024)) MiB" || echo -; }
+ratio() { # A B: A/B to two decimals, "-" when either is missing
+	[[ $1 =~ ^[0-9]+$ && $2 =~ ^[0-9]+$ ]] && (($2 > 0)) && calc "int($1 / $2 * 100 + 0.5) / 100" || echo -
+}
+echo
+echo "SIP side by side, $(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(. /etc/os-release && echo "$PRETTY_NAME"), load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "server on core $SERVER_CPU, SIPp on core $SIPP_CPU ($SIPP_PROCS UAC processes for registrations, $UAS_PROCS UAC+UAS pairs for calls); Kamailio ${kver:-?} with -m 1024"
+echo "${TRIAL_SECONDS}s trials, x1.25 until a failure, bisected to 5 %; pass: < 0.1 % failed, mean response <= ${MAX_MEAN_RT_MS} ms, no socket drops; calls hold ${HOLD_MS} ms"
+echo
+header="| measure |"
+sep="| --- |"
+for s in "${SERVERS[@]}"; do
+	header+=" $s |"
+	sep+=" --- |"
+done
+has_sb=
+[[ " ${SERVERS[*]} " == *" switchboard "* ]] && has_sb=1
+if [[ $has_sb ]]; then
+	for s in "${SERVERS[@]}"; do
+		[[ $s == switchboard ]] && continue
+		header+=" switchboard / $s |"
+		sep+=" --- |"
+	done
+fi
+echo "$header"
+echo "$sep"
+row() { # LABEL KEY FORMAT(plain|mib)
+	local line="| $1 |" s v
+	for s in "${SERVERS[@]}"; do
+		v=${R[$s,$2]:--}
+		[[ $3 == mib ]] && v=$(mib "$v")
+		line+=" $v |"
+	done
+	if [[ $has_sb ]]; then
+		for s in "${SERVERS[@]}"; do
+			[[ $s == switchboard ]] && continue
+			line+=" $(ratio "${R[switchboard,$2]:--}" "${R[$s,$2]:--}") |"
+		done
+	fi
+	echo "$line"
+}
+row "registrations/s (max passing)" reg plain
+row "server CPU µs per registration" reg_us plain
+row "peak memory at that rate" reg_peak mib
+row "memory per binding at rest (bytes)" mem plain
+row "  memory before -> after (MiB)" mem_mib plain
+row "calls/s (max passing)" call plain
+row "server CPU µs per call" call_us plain
+row "peak memory at that rate" call_peak mib

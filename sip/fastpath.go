@@ -1,0 +1,228 @@
+package sip
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net"
+	"runtime"
+	"sync"
+	"time"
+
+	gosip "github.com/emiago/sipgo/sip"
+
+	"github.com/switchboard/switchboard/internal/sipstatus"
+)
+
+// The REGISTER fast path. A REGISTER over UDP is answered statelessly
+// (RFC 3261 §16.11 allows a stateless answer; Kamailio's sl_send_reply does
+// it): a retransmission is simply processed again, which the registrar
+// handles. It therefore needs nothing of sipgo's transaction layer, which
+// would still create a server transaction (FSM, timers, key, connection
+// reference) and a goroutine per datagram, only to terminate it at once.
+// So such datagrams are taken in the UDP read filter (Server.readFilter,
+// before sipgo sees them), parsed there, and handed to a fixed pool of
+// workers whose stacks are already grown; a worker validates, registers
+// and writes the response from the listener socket the request came to.
+//
+// The queue to the workers bounds the memory and the latency of what is
+// waiting: when it is full the REGISTER is refused at once with 503 and
+// Retry-After (RFC 3261 §21.5.4), which costs a parse and a write, instead
+// of growing (the transaction cap, Config.MaxTransactions, does the same
+// for requests through sipgo).
+//
+// REGISTERs that are not for the plain stateless case (a To tag: sipgo and
+// route handle them as in-dialog requests) go to sipgo as before; so does
+// everything over TCP, TLS and WebSocket, where a binding is tied to its
+// connection.
+
+const (
+	// fastQueue is the number of parsed REGISTERs that may wait for a
+	// worker: at 10,000/s 0.4 s of work, ~3 KiB each (12 MiB at most).
+	fastQueue = 4096
+	// fastRetryAfter is the Retry-After (seconds) of the 503 sent when the
+	// queue is full.
+	fastRetryAfter = "5"
+)
+
+// completedTxTime is how long a completed UDP server transaction absorbs
+// retransmissions (sipgo's Timer J and Timer L; see New).
+const completedTxTime = 5 * time.Second
+
+// fastPath is the worker pool of the REGISTER fast path.
+type fastPath struct {
+	s      *Server
+	parser *gosip.Parser
+	queue  chan fastJob
+	ctx    context.Context // ends when the server closes
+	bufs   sync.Pool       // *bytes.Buffer for responses
+}
+
+// fastJob is one parsed REGISTER and the socket it came to.
+type fastJob struct {
+	req    *gosip.Request
+	local  net.Addr
+	remote net.Addr
+}
+
+// fastWorkers is the size of the worker pool: enough that a worker waiting
+// on the database (a user not cached yet) does not idle the CPUs.
+func fastWorkers() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
+
+// startFastPathLocked starts the workers, owned by the server until Close
+// (s.mu held, before the read loops start: readFilter reads s.fast
+// without a lock).
+func (s *Server) startFastPathLocked() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.closers = append(s.closers, func() error { cancel(); return nil })
+	parser := gosip.NewParser()
+	parser.MaxMessageLength = s.cfg.MaxMessageSize
+	f := &fastPath{s: s, parser: parser, queue: make(chan fastJob, fastQueue), ctx: ctx}
+	f.bufs.New = func() any { return new(bytes.Buffer) }
+	for range fastWorkers() {
+		s.untilCloseLocked(f.work)
+	}
+	s.fast = f
+}
+
+// take handles a UDP datagram that starts like a REGISTER, and reports
+// whether it did (false: sipgo is to handle it, or it was not a REGISTER).
+// It runs on the read loop; data is the loop's buffer, which the parser
+// copies.
+func (f *fastPath) take(local, remote net.Addr, data []byte) bool {
+	if !bytes.HasPrefix(data, []byte("REGISTER ")) {
+		return false
+	}
+	msg, err := f.parser.ParseSIP(data)
+	if err != nil {
+		return false // sipgo parses it again and counts it as malformed
+	}
+	req, ok := msg.(*gosip.Request)
+	if !ok || isInDialog(req) {
+		return false
+	}
+	req.SetTransport("UDP")
+	req.SetSource(remote.String())
+	req.SetDestination(local.String())
+	j := fastJob{req: req, local: local, remote: remote}
+	if f.s.txLive.Load() <= int64(f.s.cfg.MaxTransactions) {
+		select {
+		case f.queue <- j:
+			return true
+		default:
+		}
+	}
+	// The queue is full, or the switch is at its transaction cap (where
+	// handle refuses every new request too).
+	f.s.Stats.Requests.Add(1)
+	f.s.Stats.Overload.Add(1)
+	f.respond(j, sipstatus.Response(req, status(503, "Service Unavailable", errOverload,
+		gosip.NewHeader("Retry-After", fastRetryAfter))))
+	return true
+}
+
+// work is one worker's loop.
+func (f *fastPath) work(stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case j := <-f.queue:
+			f.register(j)
+		}
+	}
+}
+
+// register does for one REGISTER what handle and route do for the others.
+func (f *fastPath) register(j fastJob) {
+	s, req := f.s, j.req
+	s.Stats.Requests.Add(1)
+	s.inflight.Add(1)
+	defer s.inflight.Add(-1)
+	res, err := f.answer(req)
+	if err != nil {
+		s.Stats.Refused.Add(1)
+		res = sipstatus.Response(req, err)
+		lvl := slog.LevelDebug
+		if res.StatusCode >= 500 {
+			lvl = slog.LevelWarn
+		}
+		s.log.Log(f.ctx, lvl, "request refused", "method", string(req.Method), "status", res.StatusCode,
+			"source", req.Source(), "error", err)
+	}
+	f.respond(j, res)
+}
+
+// answer is route's REGISTER case: the response to send, or the error to
+// answer with.
+func (f *fastPath) answer(req *gosip.Request) (*gosip.Response, error) {
+	s := f.s
+	if err := s.validate(req); err != nil {
+		return nil, err
+	}
+	s.popOwnRoutes(req)
+	if !s.isLocalURI(req.Recipient) {
+		return nil, status(403, "Forbidden", errors.New("not our domain: "+req.Recipient.Host))
+	}
+	return s.reg.Register(f.ctx, req)
+}
+
+// respond writes res from the listener socket the request came to, to the
+// address it came from (RFC 3261 §18.2.2 with RFC 3581: a UDP response
+// goes where the request came from), through sipgo's connection so that
+// the Observer sees it. The response gets a To tag derived from the
+// request (see statelessTag), so that the answer to a retransmission is
+// the same message.
+func (f *fastPath) respond(j fastJob, res *gosip.Response) {
+	if to := res.To(); to != nil && res.StatusCode > 100 {
+		to.Params.Add("tag", f.s.statelessTag(j.req))
+	}
+	c, err := f.s.ua.TransportLayer().GetConnection("udp", j.local.String())
+	if err != nil || c == nil {
+		return // the listener is closing
+	}
+	defer release(c)
+	uc, ok := c.(*gosip.UDPConnection)
+	if !ok {
+		return
+	}
+	buf := f.bufs.Get().(*bytes.Buffer)
+	defer f.bufs.Put(buf)
+	buf.Reset()
+	res.StringWrite(buf)
+	if _, err := uc.WriteTo(buf.Bytes(), j.remote); err != nil {
+		f.s.log.Debug("response not sent", "status", res.StatusCode, "error", err)
+	}
+}
+
+// statelessTag is the To tag of a stateless response to req: a MAC of what
+// identifies the request (Call-ID, From tag, CSeq, top Via branch), so that
+// every answer to one request carries the same tag (RFC 3261 §8.2.6.2) and
+// a retransmitted request gets the same response, while tags stay
+// unpredictable and differ between requests (§19.3).
+func (s *Server) statelessTag(req *gosip.Request) string {
+	m := hmac.New(sha256.New, s.secret[:])
+	if h := req.CallID(); h != nil {
+		m.Write([]byte(h.Value()))
+	}
+	m.Write([]byte{0})
+	if h := req.From(); h != nil {
+		tag, _ := h.Params.Get("tag")
+		m.Write([]byte(tag))
+	}
+	m.Write([]byte{0})
+	if h := req.CSeq(); h != nil {
+		m.Write([]byte(h.Value()))
+	}
+	m.Write([]byte{0})
+	if v := req.Via(); v != nil {
+		b, _ := v.Params.Get("branch")
+		m.Write([]byte(b))
+	}
+	var sum [sha256.Size]byte
+	return "sb" + hex.EncodeToString(m.Sum(sum[:0])[:8])
+}
