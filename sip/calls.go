@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gosip "github.com/emiago/sipgo/sip"
@@ -20,6 +21,17 @@ type call struct {
 	ms        *mediaSession
 	dlg       dialog
 	started   time.Time
+	// For the operations console (admin.go): who was called, when the
+	// call was answered, and a channel closed to hang up a ringing call.
+	callee     string
+	answeredAt time.Time
+	hangup     chan struct{}
+	hangupOnce sync.Once
+	// For calls over a trunk (trunk_call.go): what the call holds of the
+	// trunks' limits, released when it ends, and how in-dialog requests
+	// are rewritten on the trunk's side.
+	onEnd []func()
+	trunk *trunkDialog
 }
 
 // dialog is what the switch needs to end a call itself (RFC 3261 §15 BYE
@@ -55,9 +67,13 @@ func (c *call) byes() []byeSpec {
 	}
 	calleeFrom := d.calleeTo.AsFrom()
 	callerTo := d.callerFrom.AsTo()
+	callerFrom := d.callerFrom
+	if c.trunk != nil {
+		callerFrom = c.trunk.presentedFrom(d.callerFrom) // the trunk knows the caller by its number
+	}
 	return []byeSpec{
 		{target: target{uri: d.calleeContact, dest: d.calleeSrc, transport: strings.ToUpper(d.calleeTransport)},
-			from: d.callerFrom, to: d.calleeTo, callID: c.id, cseq: d.callerCSeq + 10000},
+			from: callerFrom, to: d.calleeTo, callID: c.id, cseq: d.callerCSeq + 10000},
 		{target: target{uri: d.callerContact, dest: d.callerSrc, transport: strings.ToUpper(d.callerTransport)},
 			from: &calleeFrom, to: &callerTo, callID: c.id, cseq: 1 << 20},
 	}
@@ -70,6 +86,10 @@ type callTracker struct {
 
 	mu    sync.Mutex
 	calls map[string]*call // by Call-ID, while set up or answered
+	// endedTrunks: the trunk rewriting of calls that ended (trunk_call.go).
+	endedTrunks map[string]endedTrunk
+
+	startedCount atomic.Uint64 // calls started since the switch started
 }
 
 func newCallTracker(rec CallRecorder) *callTracker {
@@ -87,7 +107,7 @@ func uriUserHost(u gosip.Uri) string {
 func (t *callTracker) start(req *gosip.Request) *call {
 	id := req.CallID().Value()
 	tag, _ := req.From().Params.Get("tag")
-	c := &call{id: id, callerTag: tag, started: t.now()}
+	c := &call{id: id, callerTag: tag, started: t.now(), callee: uriUserHost(req.Recipient), hangup: make(chan struct{})}
 	c.dlg.callerFrom = req.From()
 	if ct := req.Contact(); ct != nil {
 		c.dlg.callerContact = ct.Address
@@ -101,6 +121,7 @@ func (t *callTracker) start(req *gosip.Request) *call {
 	}
 	t.calls[id] = c
 	t.mu.Unlock()
+	t.startedCount.Add(1)
 	if t.rec != nil {
 		t.rec.Started(id, uriUserHost(req.From().Address), uriUserHost(req.Recipient), t.now())
 	}
@@ -130,6 +151,7 @@ func (t *callTracker) answered(c *call, res *gosip.Response) {
 	first := !c.answered && !c.ended
 	c.answered = true
 	if first {
+		c.answeredAt = t.now()
 		c.dlg.calleeTo = res.To()
 		if ct := res.Contact(); ct != nil {
 			c.dlg.calleeContact = ct.Address
@@ -197,6 +219,11 @@ func (t *callTracker) endBySwitch(c *call, code int, reason string) *call {
 func (t *callTracker) endLocked(c *call) *mediaSession {
 	c.ended = true
 	delete(t.calls, c.id)
+	for _, f := range c.onEnd {
+		f() // never blocks, never calls back (Router)
+	}
+	c.onEnd = nil
+	t.keepEndedTrunkLocked(c)
 	return c.ms
 }
 
@@ -246,6 +273,7 @@ const maxCallAge = 12 * time.Hour
 
 // sweep closes the records of calls older than maxCallAge.
 func (t *callTracker) sweep() {
+	t.sweepEndedTrunks()
 	now := t.now()
 	var old []*call
 	t.mu.Lock()

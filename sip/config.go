@@ -59,6 +59,8 @@ type Config struct {
 	// Recorder receives call events for call detail records; nil records
 	// nothing.
 	Recorder CallRecorder
+	// Router connects calls with SIP trunks (see Router); nil: no trunks.
+	Router Router
 	// Logger receives the server's logs; nil is slog.Default().
 	Logger *slog.Logger
 
@@ -72,6 +74,10 @@ type Config struct {
 	// listeners bound to an unspecified address. Empty: the first
 	// non-loopback IPv4 address of the machine (127.0.0.1 if none).
 	Advertise string
+	// Advertise6 is the address written into Via and Record-Route towards
+	// IPv6 peers by listeners bound to :: (which serve IPv4 and IPv6; the
+	// IPv4 ones get Advertise). Empty: Advertise.
+	Advertise6 string
 	// TLS is required when a tls listener is configured.
 	TLS *tls.Config
 	// MaxMessageSize is the largest SIP message accepted (default 65535).
@@ -111,6 +117,13 @@ type Config struct {
 	// Connections bounds the TCP, TLS and WebSocket connections accepted
 	// (see ConnLimits; the zero value takes its defaults).
 	Connections ConnLimits
+	// Observer, when set, is handed every SIP message the switch receives
+	// and sends on its listeners (the operations console's traces, HEP
+	// export); nil observes nothing and costs nothing.
+	Observer Observer
+	// NAT is how phones behind NAT are detected and kept reachable (see
+	// NATConfig; the zero value takes its defaults).
+	NAT NATConfig
 }
 
 func (c *Config) setDefaults() {
@@ -137,6 +150,7 @@ func (c *Config) setDefaults() {
 	}
 	c.Flood.setDefaults()
 	c.Connections.setDefaults()
+	c.NAT.setDefaults()
 }
 
 // Validate checks c's values, its zero values taken as their defaults;
@@ -159,6 +173,11 @@ func (c *Config) validate() error {
 	if c.Advertise != "" {
 		if _, err := netip.ParseAddr(c.Advertise); err != nil {
 			return fielderr.New("Advertise", "%q is not an IP address", c.Advertise)
+		}
+	}
+	if c.Advertise6 != "" {
+		if ip, err := netip.ParseAddr(c.Advertise6); err != nil || !ip.Is6() || ip.Is4In6() {
+			return fielderr.New("Advertise6", "%q is not an IPv6 address", c.Advertise6)
 		}
 	}
 	if c.MaxMessageSize < 1024 || c.MaxMessageSize > 65535 {
@@ -186,6 +205,9 @@ func (c *Config) validate() error {
 	}
 	if err := c.Connections.validate(); err != nil {
 		return fielderr.In("Connections", err)
+	}
+	if err := c.NAT.validate(); err != nil {
+		return fielderr.In("NAT", err)
 	}
 	return nil
 }

@@ -135,6 +135,7 @@ type flowConn struct {
 
 	once    sync.Once
 	onClose func(*flowConn)
+	closed  chan struct{} // closed by the first Close
 }
 
 func (c *flowConn) Read(p []byte) (int, error) {
@@ -161,6 +162,7 @@ func (c *flowConn) Close() error {
 	c.once.Do(func() {
 		err = c.Conn.Close()
 		c.onClose(c)
+		close(c.closed)
 	})
 	return err
 }
@@ -241,6 +243,15 @@ type replayConn struct {
 }
 
 func (c *replayConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// CloseRead shuts the reading side of the hijacked connection (see
+// closeFlows).
+func (c *replayConn) CloseRead() error {
+	if cr, ok := c.Conn.(interface{ CloseRead() error }); ok {
+		return cr.CloseRead()
+	}
+	return errors.ErrUnsupported
+}
 
 // ServeHTTP hands a WebSocket upgrade request to the SIP transport.
 func (l *hijackListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {

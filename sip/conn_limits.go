@@ -144,7 +144,7 @@ func (t *connTracker) admit(c net.Conn, transport string, wrap func(net.Conn) ne
 	now := time.Now()
 	key := flowKey{transport, addrPortOf(c.RemoteAddr())}
 	ip := key.remote.Addr()
-	fc := &flowConn{Conn: c, key: key, accepted: now, onClose: t.release}
+	fc := &flowConn{Conn: c, key: key, accepted: now, onClose: t.release, closed: make(chan struct{})}
 	fc.active.Store(now.UnixNano())
 	if wrap != nil {
 		fc.outer = &onceConn{Conn: wrap(fc)}

@@ -152,6 +152,10 @@ func (f *fork) run(ctx context.Context) outcome {
 		}
 	}
 	stopCalls := s.stopCalls
+	var hungUp <-chan struct{} // an operator hangs the call up (admin.go)
+	if f.c != nil {
+		hungUp = f.c.hangup
+	}
 	var stopped *outcome
 	for pending := len(f.branches); pending > 0; {
 		select {
@@ -165,6 +169,12 @@ func (f *fork) run(ctx context.Context) outcome {
 			stopCalls = nil
 			s.cancelPending(f.branches)
 			stopped = &outcome{code: 503, reason: "shutdown", by: "switch"}
+		case <-hungUp:
+			// Like a shutdown, for this call only: the branches' 487s
+			// make the caller's final response.
+			hungUp = nil
+			s.cancelPending(f.branches)
+			stopped = &outcome{code: 487, reason: "hung up by operator", by: "switch"}
 		case <-timerC:
 			timerC = nil
 			f.timerC()
@@ -391,8 +401,9 @@ func awaitFinal(tx gosip.ClientTransaction) {
 func (s *Server) relay(req *gosip.Request, stx gosip.ServerTransaction, res *gosip.Response) {
 	out := res.Clone()
 	removeTopHeader(out, "Via")
+	restoreHop(req, out)
 	if req.IsInvite() && out.StatusCode > 100 && out.StatusCode < 300 {
-		addAlias(out, res.Source(), res.Transport())
+		s.addAlias(out, nil, res.Source(), res.Transport())
 	}
 	if out.StatusCode > 100 && out.StatusCode < 300 {
 		// The answer comes from the party the request went to.

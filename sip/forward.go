@@ -16,16 +16,17 @@ import (
 // Request-URI, Max-Forwards, Record-Route, our Via, and an alias on the
 // sender's Contact when it is behind NAT.
 func (s *Server) prepare(req *gosip.Request, t target, recordRoute bool, branchSuffix string) (*gosip.Request, error) {
-	out, ok := s.ifaceFor(t.transport)
+	out, ok := s.ifaceFor(t.transport, t.dest)
 	if !ok {
-		return nil, status(503, "Service Unavailable", fmt.Errorf("%w: no %s listener to reach %s", errNoTarget, t.transport, t.dest))
+		return nil, status(503, "Service Unavailable", fmt.Errorf("%w: no %s listener of %s's address family", errNoTarget, t.transport, t.dest))
 	}
-	in, _ := s.ifaceFor(req.Transport())
+	in, _ := s.ifaceFor(req.Transport(), req.Source())
 	receivedURI := req.Recipient.String()
 
 	fwd := req.Clone()
 	fwd.Recipient = t.uri
 	s.consumeCredentials(fwd)
+	s.rewriteTrunkHop(req, fwd)
 	// Step 3: Max-Forwards.
 	if mf := fwd.MaxForwards(); mf != nil {
 		mf.Dec()
@@ -33,10 +34,12 @@ func (s *Server) prepare(req *gosip.Request, t target, recordRoute bool, branchS
 		m := gosip.MaxForwardsHeader(70)
 		fwd.AppendHeader(&m)
 	}
-	// Step 4: Record-Route; two entries when the call changes transport so
-	// each side routes back over its own (RFC 5658).
+	// Step 4: Record-Route; two entries when the call changes transport or
+	// address family, so that each side routes back over its own (RFC
+	// 5658): the top one, which the callee meets first, is the outgoing
+	// side's, the other the side the request arrived on.
 	if recordRoute {
-		if in.transport != "" && in.transport != out.transport {
+		if in.transport != "" && !in.sameSide(out) {
 			rin := &gosip.RecordRouteHeader{Address: in.uri()}
 			rin.Address.UriParams.Add("r2", "on")
 			s.signRecordRoute(&rin.Address, req)
@@ -53,7 +56,7 @@ func (s *Server) prepare(req *gosip.Request, t target, recordRoute bool, branchS
 	}
 	if !req.IsAck() && !req.IsCancel() && (req.Method == gosip.INVITE || req.Method == gosip.SUBSCRIBE ||
 		req.Method == gosip.REFER || req.Method == gosip.UPDATE || req.Method == gosip.NOTIFY) {
-		addAlias(fwd, req.Source(), req.Transport())
+		s.addAlias(fwd, req.Via(), req.Source(), req.Transport())
 	}
 	// RFC 3261 §18.2.1 / RFC 3581 §4: note where the request came from in
 	// its top Via, so responses find their way back through NAT.
@@ -139,44 +142,6 @@ func (i iface) via(branch string) *gosip.ViaHeader {
 	v.Params.Add("branch", branch)
 	v.Params.Add("rport", "")
 	return v
-}
-
-// addAlias appends ;alias=ip~port~transport to a Contact URI when the
-// sender cannot be reached at the Contact itself.
-func addAlias(msg interface{ Contact() *gosip.ContactHeader }, source, transport string) {
-	c := msg.Contact()
-	if c == nil || c.Address.Wildcard {
-		return
-	}
-	src, err := netip.ParseAddrPort(source)
-	if err != nil {
-		return
-	}
-	if !reachedElsewhere(c.Address, src, transport) {
-		return
-	}
-	if c.Address.UriParams == nil {
-		c.Address.UriParams = gosip.NewParams()
-	}
-	c.Address.UriParams.Add(aliasParam, src.Addr().Unmap().String()+"~"+strconv.Itoa(int(src.Port()))+"~"+strings.ToLower(transport))
-}
-
-// reachedElsewhere reports whether a UA whose message came from src over
-// transport must be reached there rather than at its Contact.
-func reachedElsewhere(u gosip.Uri, src netip.AddrPort, transport string) bool {
-	switch strings.ToUpper(transport) {
-	case "TCP", "TLS", "WS", "WSS":
-		return true // only the connection it came on reaches it
-	}
-	ip, err := netip.ParseAddr(strings.Trim(u.Host, "[]"))
-	if err != nil {
-		return true
-	}
-	port := u.Port
-	if port == 0 {
-		port = 5060
-	}
-	return ip.Unmap() != src.Addr().Unmap() || uint16(port) != src.Port()
 }
 
 // signedToken returns a random token followed by a MAC of it under the

@@ -45,7 +45,15 @@ type mediaSession struct {
 	lastIn [2][]byte
 	offer  [2]bool
 	setups [2][]string
-	out    [2]map[legKind][]byte // rendered SDP of the other side's last body, by form
+	out    [2]map[renderKey][]byte // rendered SDP of the other side's last body, by form
+	peer   [2]netip.Addr           // each party's SIP source, for the address family
+}
+
+// renderKey is the form an SDP is written in: the party's kind and whether
+// it gets the relay's IPv6 address.
+type renderKey struct {
+	kind legKind
+	v6   bool
 }
 
 // legKind is what a party speaks.
@@ -157,6 +165,9 @@ func (m *mediaSession) apply(side media.Side, body []byte, sipSource netip.Addr,
 		})
 	}
 	m.lastIn[side] = append([]byte(nil), body...)
+	if sipSource.IsValid() {
+		m.peer[side] = sipSource.Unmap()
+	}
 	m.offer[side] = offer
 	m.setups[side] = setups
 	m.out[side] = nil
@@ -168,8 +179,10 @@ func (m *mediaSession) apply(side media.Side, body []byte, sipSource netip.Addr,
 
 // render writes the last SDP of the party on side's other for the party on
 // `to`, pointing at the relay, in the form that party speaks: kind[to] once
-// its SDP was seen, else hint (from its transport).
-func (m *mediaSession) render(to media.Side, hint legKind) ([]byte, error) {
+// its SDP was seen, else hint (from its transport); and with the relay's
+// address of the party's family: that of its own SDP, else of dest (the
+// branch's destination), else of its SIP source.
+func (m *mediaSession) render(to media.Side, hint legKind, dest netip.Addr) ([]byte, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -184,7 +197,16 @@ func (m *mediaSession) render(to media.Side, hint legKind) ([]byte, error) {
 	if kind == kindUnknown {
 		kind = hint
 	}
-	if out, ok := m.out[from][kind]; ok {
+	peer := sdpPeer(m.lastIn[to])
+	if !peer.IsValid() {
+		peer = dest
+	}
+	if !peer.IsValid() {
+		peer = m.peer[to]
+	}
+	ip := m.relay.PublicIPFor(peer)
+	key := renderKey{kind, ip.Is6()}
+	if out, ok := m.out[from][key]; ok {
 		return out, nil
 	}
 	sd, _, err := parseSDP(body)
@@ -193,7 +215,7 @@ func (m *mediaSession) render(to media.Side, hint legKind) ([]byte, error) {
 	}
 	n := len(sd.MediaDescriptions)
 	f := sdpForm{
-		ip: m.relay.PublicIP(), ports: make([]int, n),
+		ip: ip, ports: make([]int, n),
 		webrtc: kind == kindWebRTC, convert: kind != m.kind[from],
 		offer: m.offer[from], theirSetup: m.setups[to],
 	}
@@ -213,9 +235,9 @@ func (m *mediaSession) render(to media.Side, hint legKind) ([]byte, error) {
 		return nil, err
 	}
 	if m.out[from] == nil {
-		m.out[from] = map[legKind][]byte{}
+		m.out[from] = map[renderKey][]byte{}
 	}
-	m.out[from][kind] = out
+	m.out[from][key] = out
 	return out, nil
 }
 
@@ -327,7 +349,7 @@ func (s *Server) startMedia(c *call, req *gosip.Request, targets []target) error
 		err := ms.apply(media.A, req.Body(), src.Addr(), true)
 		var body []byte
 		if err == nil {
-			body, err = ms.render(media.B, kindPlain)
+			body, err = ms.render(media.B, kindPlain, netip.Addr{})
 		}
 		if err != nil {
 			ms.close()
@@ -349,7 +371,7 @@ func (s *Server) branchOffer(fwd *gosip.Request, t target) error {
 	if ms == nil {
 		return nil
 	}
-	body, err := ms.render(media.B, transportKind(t.transport))
+	body, err := ms.render(media.B, transportKind(t.transport), destAddr(t.dest))
 	if err != nil {
 		return mediaError(err, s.cfg.MediaMode)
 	}
@@ -406,7 +428,7 @@ func (s *Server) rewriteBody(msg interface {
 	err := ms.apply(side, msg.Body(), src.Addr(), offer)
 	var body []byte
 	if err == nil {
-		body, err = ms.render(other(side), kindPlain)
+		body, err = ms.render(other(side), kindPlain, netip.Addr{})
 	}
 	if err != nil {
 		s.log.Warn("SDP not anchored", "call_id", callID, "error", err)
@@ -443,7 +465,7 @@ func (s *Server) sendBye(b byeSpec, reason string) {
 	req.AppendHeader(&mf)
 	req.AppendHeader(gosip.NewHeader("Reason", `SIP;text="`+reason+`"`))
 	req.SetBody(nil)
-	out, ok := s.ifaceFor(t.transport)
+	out, ok := s.ifaceFor(t.transport, t.dest)
 	if !ok {
 		return
 	}

@@ -118,18 +118,25 @@ func (s *Server) route(ctx context.Context, req *gosip.Request, tx gosip.ServerT
 		return respondStateless(tx, s.optionsResponse(req))
 	}
 
-	authUser, err := s.identify(ctx, req, src)
-	if err != nil {
-		return err
+	// A trunk's request is known by its source (IP authentication); our
+	// users by their digest credentials.
+	carrier := s.carrierOf(req, src)
+	authUser := ""
+	if carrier == "" {
+		var err error
+		if authUser, err = s.identify(ctx, req, src); err != nil {
+			return err
+		}
 	}
-	release, err := s.admitStranger(req, src, authUser)
+	release, err := s.admitStranger(req, src, authUser != "" || carrier != "")
 	if err != nil {
 		return err
 	}
 	defer release()
 
 	if !req.IsInvite() {
-		targets, err := s.targets(ctx, req, local, authUser)
+		targets, done, err := s.requestTargets(ctx, req, local, authUser, carrier)
+		defer done()
 		if err != nil {
 			return err
 		}
@@ -140,15 +147,36 @@ func (s *Server) route(ctx context.Context, req *gosip.Request, tx gosip.ServerT
 	// recorded in this one place.
 	c := s.calls.start(req)
 	*admitted = true
-	out, err := s.call(ctx, req, tx, c, local, authUser)
+	out, err := s.call(ctx, req, tx, c, local, authUser, carrier)
 	s.calls.finish(c, out)
 	return err
 }
 
-// call finds where an initial INVITE goes, anchors its media and proxies
-// it, and returns how it ended.
-func (s *Server) call(ctx context.Context, req *gosip.Request, tx gosip.ServerTransaction, c *call, local bool, authUser string) (outcome, error) {
+// requestTargets finds where an out-of-dialog request other than an
+// INVITE goes; done is to be called when it has been proxied.
+func (s *Server) requestTargets(ctx context.Context, req *gosip.Request, local bool, authUser, carrier string) ([]target, func(), error) {
+	if carrier != "" {
+		return s.inboundRequest(ctx, req, carrier)
+	}
 	targets, err := s.targets(ctx, req, local, authUser)
+	return targets, func() {}, err
+}
+
+// call finds where an initial INVITE goes — a trunk's call to the users
+// of a number, a local user's call to a number over the trunks, or the
+// proxy's own targets — anchors its media and proxies it, and returns how
+// it ended.
+func (s *Server) call(ctx context.Context, req *gosip.Request, tx gosip.ServerTransaction, c *call, local bool, authUser, carrier string) (outcome, error) {
+	if carrier != "" {
+		return s.inboundCall(ctx, req, tx, c, carrier)
+	}
+	targets, err := s.targets(ctx, req, local, authUser)
+	if oc, handled, rerr := s.outbound(ctx, req, local, authUser, err); handled {
+		if rerr != nil {
+			return failure(rerr), rerr
+		}
+		return s.trunkCall(ctx, req, tx, c, oc)
+	}
 	if err != nil {
 		return failure(err), err
 	}

@@ -39,6 +39,11 @@ type Registrar interface {
 	// HasFlow reports whether a binding was made over the connection from
 	// source on transport (such a connection is never closed as idle).
 	HasFlow(transport string, source netip.AddrPort) bool
+	// NATBindings returns the UDP bindings behind NAT to keep alive.
+	NATBindings() []registrar.Binding
+	// Unreachable removes a binding whose keep-alives went unanswered,
+	// unless it was registered again since; it reports whether it did.
+	Unreachable(b registrar.Binding) bool
 }
 
 // Authenticator verifies digest credentials. *registrar.Authenticator
@@ -62,6 +67,7 @@ type iface struct {
 	transport string // lower case: udp, tcp, tls, ws, wss
 	bound     netip.AddrPort
 	adv       string // host written into Via/Record-Route
+	adv6      string // the same for IPv6 peers of a listener bound to :: (see forFamily)
 	port      int
 	laddr     gosip.Addr // sipgo's key for the listening socket
 }
@@ -101,6 +107,8 @@ type Server struct {
 	conns     *connTracker // accepted TCP, TLS and WS connections
 	sweeping  bool         // the idle connection sweeper runs
 	strangers *strangers
+	keeper    *keeper      // NAT keep-alives (keepalive.go)
+	fast      *fastPath    // REGISTER over UDP without sipgo transactions (fastpath.go); set by Serve
 	txLive    atomic.Int64 // server transactions alive
 
 	// Counters exported as metrics.
@@ -161,6 +169,7 @@ func New(cfg Config) (*Server, error) {
 	s.flood = newFloodGuard(cfg.Flood, s.log)
 	s.conns = newConnTracker(cfg.Connections, reg, s.log)
 	s.strangers = newStrangers(cfg.ExternalCallRate, cfg.ExternalCallsPerSource)
+	s.keeper = newKeeper(s, cfg.NAT)
 	if cfg.Secret != "" {
 		s.secret = sha256.Sum256([]byte(cfg.Secret))
 	} else if _, err := rand.Read(s.secret[:]); err != nil {
@@ -178,6 +187,19 @@ func New(cfg Config) (*Server, error) {
 		// (1300): WebRTC-sized SDPs would fail. Like Kamailio we send what
 		// we accept, up to MaxMessageSize, and let IP fragment it.
 		gosip.UDPMTUSize = cfg.MaxMessageSize + 200
+		// A completed UDP transaction is kept to absorb retransmissions
+		// for 64*T1 = 32 s: server side Timer J, and Timer L for an
+		// INVITE after its 2xx (RFC 6026); client side Timer D after an
+		// INVITE's error and Timer M after its 2xx. Retransmissions come
+		// at most T2 = 4 s apart, so, like Kamailio's tm wait timer, 5 s
+		// does that job (a 2xx retransmitted later is forwarded as a
+		// stray response): 32 s of transactions at a high call rate was
+		// memory and filled the transaction cap (MaxTransactions) at ~300
+		// calls/s.
+		gosip.Timer_J = completedTxTime
+		gosip.Timer_L = completedTxTime
+		gosip.Timer_D = completedTxTime
+		gosip.Timer_M = completedTxTime
 	})
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent("switchboard"),
@@ -190,7 +212,7 @@ func New(cfg Config) (*Server, error) {
 		),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			gosip.WithTransactionLayerLogger(sipgoLog),
-			gosip.WithTransactionLayerUnhandledResponseHandler(s.forwardStrayResponse),
+			gosip.WithTransactionLayerUnhandledResponseHandler(s.unhandledResponse),
 		),
 	)
 	if err != nil {
@@ -238,8 +260,15 @@ func (s *Server) readFilter(p gosip.TransportReadProps, data []byte) ([]byte, er
 		s.Stats.Malformed.Add(1)
 		return nil, nil
 	}
+	if isSTUN(data) {
+		s.answerSTUN(p.LocalAddr, p.RemoteAddr, data) // RFC 5626 §8.4 (stun.go)
+		return nil, nil
+	}
 	if len(data) > 4 && !looksLikeSIP(data) {
 		s.Stats.Malformed.Add(1)
+		return nil, nil
+	}
+	if s.fast != nil && s.fast.take(p.LocalAddr, p.RemoteAddr, data) {
 		return nil, nil
 	}
 	return data, nil
@@ -379,6 +408,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	default:
 	}
 	s.running = true
+	s.startFastPathLocked()
 	pending := s.pending
 	s.pending = nil
 	for _, f := range pending {
@@ -386,6 +416,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.startHousekeepingLocked()
 	s.startConnSweeperLocked()
+	s.startKeepaliveLocked()
 	s.mu.Unlock()
 	select {
 	case <-ctx.Done():
@@ -405,22 +436,25 @@ func (s *Server) addIface(transport string, a net.Addr) {
 
 func (s *Server) addIfaceLocked(transport string, a net.Addr) {
 	ap := addrPortOf(a)
-	adv := ap.Addr().Unmap().String()
+	adv, adv6 := ap.Addr().Unmap().String(), ""
 	if ap.Addr().IsUnspecified() {
-		adv = s.cfg.Advertise
+		adv, adv6 = s.cfg.Advertise, s.cfg.Advertise6
 		for _, ip := range interfaceIPs() {
 			s.localIPs[ip] = true
 		}
 	}
 	s.localIPs[ap.Addr().Unmap()] = true
-	if ip, err := netip.ParseAddr(s.cfg.Advertise); err == nil {
-		s.localIPs[ip] = true
+	for _, a := range []string{s.cfg.Advertise, s.cfg.Advertise6} {
+		if ip, err := netip.ParseAddr(a); err == nil {
+			s.localIPs[ip] = true
+		}
 	}
-	i := iface{transport: transport, bound: ap, adv: adv, port: int(ap.Port())}
+	i := iface{transport: transport, bound: ap, adv: adv, adv6: adv6, port: int(ap.Port())}
 	if h, _, err := net.SplitHostPort(a.String()); err == nil {
 		i.laddr = gosip.Addr{IP: net.ParseIP(h), Port: i.port}
 	}
 	s.ifaces = append(s.ifaces, i)
+	s.observeIfaceLocked(i)
 	s.log.Info("listening", "transport", transport, "addr", net.JoinHostPort(adv, strconv.Itoa(int(ap.Port()))))
 }
 
@@ -585,9 +619,11 @@ func (s *Server) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	s.closeFlows(time.Second)
 	errs = append(errs, s.ua.Close())
 	s.serving.Wait()
 	s.closeLateConnections()
+	s.unobserve()
 	return errors.Join(errs...)
 }
 

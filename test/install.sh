@@ -13,6 +13,11 @@ cd "$(dirname "$0")/.."
 # network namespaces and NAT for the NAT tests. sipvicious: svwar and svcrack
 # for the hostile-network tests (test/hostile). pebble: the ACME test server
 # the certificate tests (certs/) obtain and renew certificates from.
+# twinkle-console, linphone-cli: two more phone stacks the interop tests
+# register and call with (test/interop/phones_test.go); pulseaudio,
+# pulseaudio-utils (pacat) and libasound2-plugins (ALSA's pulse plugin) are
+# Twinkle's sound card there. tcpdump: what the
+# relay sends a phone after a re-INVITE (test/browser), and NAT evidence.
 declare -A needs=(
 	[sip-tester]=/usr/bin/sipp
 	[baresip-core]=/usr/lib/baresip/modules/ctrl_tcp.so
@@ -25,9 +30,16 @@ declare -A needs=(
 	[ca-certificates]=/etc/ssl/certs/ca-certificates.crt
 	[sipvicious]=/usr/bin/svcrack
 	[pebble]=/usr/bin/pebble
+	[sngrep]=/usr/bin/sngrep
+	[twinkle-console]=/usr/bin/twinkle-console
+	[linphone-cli]=/usr/bin/linphonec
+	[pulseaudio]=/usr/bin/pulseaudio
+	[pulseaudio-utils]=/usr/bin/pacat
+	[libasound2-plugins]=/usr/lib/x86_64-linux-gnu/alsa-lib/libasound_module_pcm_pulse.so
+	[tcpdump]=/usr/bin/tcpdump
 )
 # baresip modules the interop tests load.
-baresip_modules=(ctrl_tcp aufile sndfile aubridge g711 account)
+baresip_modules=(ctrl_tcp aufile sndfile aubridge g711 account uuid)
 
 missing=()
 for pkg in "${!needs[@]}"; do
@@ -50,7 +62,8 @@ if ((${#missing[@]} > 0)); then
 	apt-get update
 	apt-get install -y --no-install-recommends \
 		sip-tester baresip-core coturn sox chromium chromium-driver \
-		iproute2 iptables ca-certificates sipvicious pebble
+		iproute2 iptables ca-certificates sipvicious pebble sngrep twinkle-console linphone-cli tcpdump \
+		pulseaudio pulseaudio-utils libasound2-plugins
 	# coturn's package enables a server on install in some setups; the tests
 	# start their own servers, so make sure no system turnserver holds ports.
 	if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet coturn 2>/dev/null; then

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/internal/fielderr"
+	"github.com/switchboard/switchboard/internal/natdetect"
 
 	"gopkg.in/yaml.v3"
 
@@ -41,7 +42,9 @@ type fileConfig struct {
 	SIP struct {
 		Listen    []string `yaml:"listen"`
 		Advertise string   `yaml:"advertise"`
-		TLS       struct {
+		// Advertise6 is Advertise for IPv6 peers of listeners bound to ::.
+		Advertise6 string `yaml:"advertise6"`
+		TLS        struct {
 			Cert string `yaml:"cert"`
 			Key  string `yaml:"key"`
 		} `yaml:"tls"`
@@ -71,22 +74,29 @@ type fileConfig struct {
 		} `yaml:"https"`
 	} `yaml:"http"`
 	Media struct {
-		PublicIP string        `yaml:"public_ip"`
-		BindIP   string        `yaml:"bind_ip"`
-		RTPPorts string        `yaml:"rtp_ports"`
-		Relay    string        `yaml:"relay"`
-		Timeout  time.Duration `yaml:"timeout"`
+		PublicIP string `yaml:"public_ip"`
+		BindIP   string `yaml:"bind_ip"`
+		RTPPorts string `yaml:"rtp_ports"`
+		// PublicIP6 is the relay's address for IPv6 parties.
+		PublicIP6 string        `yaml:"public_ip6"`
+		Relay     string        `yaml:"relay"`
+		Timeout   time.Duration `yaml:"timeout"`
 		// ICETimeout bounds a WebRTC leg's ICE check and DTLS handshake.
 		ICETimeout time.Duration `yaml:"ice_timeout"`
 	} `yaml:"media"`
 	TURN struct {
-		Enabled               bool     `yaml:"enabled"`
-		Listen                []string `yaml:"listen"`
-		PublicIP              string   `yaml:"public_ip"`
-		RelayPorts            string   `yaml:"relay_ports"`
+		Enabled    bool     `yaml:"enabled"`
+		Listen     []string `yaml:"listen"`
+		PublicIP   string   `yaml:"public_ip"`
+		RelayPorts string   `yaml:"relay_ports"`
+		// PublicIP6, when set, offers IPv6 relays (RFC 6156) at it.
+		PublicIP6             string   `yaml:"public_ip6"`
 		Secret                string   `yaml:"secret"`
 		AllowPeers            []string `yaml:"allow_peers"`
 		MaxAllocationsPerUser int      `yaml:"max_allocations_per_user"`
+		// AllocateRate: authenticated Allocate requests per second per
+		// source IP (burst twice that); negative: no limit.
+		AllocateRate int `yaml:"allocate_rate"`
 	} `yaml:"turn"`
 	WebRTC struct {
 		Enabled       bool          `yaml:"enabled"`
@@ -103,6 +113,12 @@ type fileConfig struct {
 		MaxExpires     int `yaml:"max_expires"`
 		MaxContacts    int `yaml:"max_contacts"`
 	} `yaml:"registrar"`
+	NAT struct {
+		Detect            []string      `yaml:"detect"`
+		KeepaliveInterval time.Duration `yaml:"keepalive_interval"`
+		KeepaliveMethod   string        `yaml:"keepalive_method"`
+		KeepaliveFailures int           `yaml:"keepalive_failures"`
+	} `yaml:"nat"`
 	Security struct {
 		AuthFailures int           `yaml:"auth_failures"`
 		AuthWindow   time.Duration `yaml:"auth_window"`
@@ -124,6 +140,13 @@ type fileConfig struct {
 			Exempt   []string      `yaml:"exempt"`
 		} `yaml:"flood"`
 	} `yaml:"security"`
+	Console consoleConfig `yaml:"console"` // the operations console (console.go)
+	HEP     hepConfig     `yaml:"hep"`
+	// SIP trunks, numbers, dial plan and limits (trunks.go).
+	Trunks   []trunkFileConfig   `yaml:"trunks"`
+	Numbers  map[string][]string `yaml:"numbers"`
+	Dialplan dialplanFileConfig  `yaml:"dialplan"`
+	Limits   limitsFileConfig    `yaml:"limits"`
 }
 
 // loadConfig decodes the embedded defaults, then path (if any) strictly over
@@ -267,6 +290,11 @@ func (c *fileConfig) check() error {
 	if _, _, err := parseRange(c.Media.RTPPorts); err != nil {
 		return fmt.Errorf("media.rtp_ports: %w", err)
 	}
+	if c.Media.PublicIP6 != "" {
+		if ip, err := netip.ParseAddr(c.Media.PublicIP6); err != nil || !ip.Is6() || ip.Is4In6() {
+			return fmt.Errorf("media.public_ip6: %q is not an IPv6 address", c.Media.PublicIP6)
+		}
+	}
 	if c.Media.ICETimeout < 0 {
 		return errors.New("media.ice_timeout: must not be negative")
 	}
@@ -277,9 +305,17 @@ func (c *fileConfig) check() error {
 		if _, _, err := parseRange(c.TURN.RelayPorts); err != nil {
 			return fmt.Errorf("turn.relay_ports: %w", err)
 		}
+		if c.TURN.AllocateRate == 0 {
+			return errors.New("turn.allocate_rate: must not be 0 (negative: no limit)")
+		}
 		if c.TURN.PublicIP != "" {
 			if _, err := netip.ParseAddr(c.TURN.PublicIP); err != nil {
 				return fmt.Errorf("turn.public_ip: %q is not an IP address", c.TURN.PublicIP)
+			}
+		}
+		if c.TURN.PublicIP6 != "" {
+			if ip, err := netip.ParseAddr(c.TURN.PublicIP6); err != nil || !ip.Is6() || ip.Is4In6() {
+				return fmt.Errorf("turn.public_ip6: %q is not an IPv6 address", c.TURN.PublicIP6)
 			}
 		}
 		for i, p := range c.TURN.AllowPeers {
@@ -293,6 +329,9 @@ func (c *fileConfig) check() error {
 			return err
 		}
 	}
+	if err := c.checkNAT(); err != nil {
+		return err
+	}
 	if c.Registrar.MinExpires == 0 || c.Registrar.MaxContacts == 0 {
 		return errors.New("registrar: min_expires and max_contacts must be at least 1")
 	}
@@ -305,6 +344,12 @@ func (c *fileConfig) check() error {
 	if err := c.checkHTTP(); err != nil {
 		return err
 	}
+	if err := c.checkConsole(); err != nil {
+		return err
+	}
+	if err := c.checkTrunks(); err != nil {
+		return err
+	}
 	return c.checkComponents()
 }
 
@@ -312,17 +357,20 @@ func (c *fileConfig) check() error {
 // packages' Configs that their Validate may report.
 var (
 	sipKeys = map[string]string{
-		"Domain": "domain", "TLS": "sip.tls.cert", "Advertise": "sip.advertise",
+		"Domain": "domain", "TLS": "sip.tls.cert", "Advertise": "sip.advertise", "Advertise6": "sip.advertise6",
 		"MaxMessageSize": "sip.max_message_size", "MediaMode": "media.relay", "TimerC": "sip.timer_c",
 		"ExternalCallsPerSource": "security.external_calls_per_source", "ExternalCallRate": "security.external_call_rate",
 		"MaxTransactions": "sip.max_transactions", "Flood.Window": "security.flood.window", "Flood.Ban": "security.flood.ban",
 		"Connections.IdleTimeout": "sip.connections.idle_timeout", "Connections.MaxPerSource": "sip.connections.max_per_source",
-		"Connections.Max": "sip.connections.max",
+		"Connections.Max":       "sip.connections.max",
+		"NAT.KeepaliveInterval": "nat.keepalive_interval", "NAT.KeepaliveMethod": "nat.keepalive_method",
+		"NAT.KeepaliveFailures": "nat.keepalive_failures",
 	}
 	registrarKeys = map[string]string{
 		"Realm": "domain", "MinExpires": "registrar.min_expires", "DefaultExpires": "registrar.default_expires",
 		"MaxExpires": "registrar.max_expires", "MaxContacts": "registrar.max_contacts", "NonceTTL": "security.nonce_ttl",
 		"AuthWindow": "security.auth_window", "Ban": "security.ban", "Algorithms": "security.digest_algorithms",
+		"FlowTimer": "nat.keepalive_interval",
 	}
 )
 
@@ -358,7 +406,7 @@ func parseRange(s string) (int, int, error) {
 
 func (c *fileConfig) mediaConfig() media.Config {
 	lo, hi, _ := parseRange(c.Media.RTPPorts)
-	return media.Config{PublicIP: c.Media.PublicIP, BindIP: c.Media.BindIP, PortMin: lo, PortMax: hi, Timeout: c.Media.Timeout,
+	return media.Config{PublicIP: c.Media.PublicIP, PublicIP6: c.Media.PublicIP6, BindIP: c.Media.BindIP, PortMin: lo, PortMax: hi, Timeout: c.Media.Timeout,
 		ICETimeout: c.Media.ICETimeout}
 }
 
@@ -374,9 +422,13 @@ func (c *fileConfig) turnConfig(secret string, tlsCfg *tls.Config) turn.Config {
 		RelayPortMax:          uint16(hi),
 		Secret:                []byte(secret),
 		MaxAllocationsPerUser: c.TURN.MaxAllocationsPerUser,
+		AllocateRate:          c.TURN.AllocateRate,
 	}
 	if c.TURN.PublicIP != "" {
 		tc.PublicIP = netip.MustParseAddr(c.TURN.PublicIP)
+	}
+	if c.TURN.PublicIP6 != "" {
+		tc.PublicIP6 = netip.MustParseAddr(c.TURN.PublicIP6)
 	}
 	for _, p := range c.TURN.AllowPeers {
 		tc.AllowPeers = append(tc.AllowPeers, netip.MustParsePrefix(p))
@@ -408,13 +460,52 @@ func (c *fileConfig) registrarConfig() registrar.Config {
 		SHA256UserAgents:  c.Security.SHA256UA,
 
 		AuthFailuresPerUser: perUser,
+		NATDetect:           c.natRule(),
+		FlowTimer:           c.NAT.KeepaliveInterval.Truncate(time.Second),
 	}
+}
+
+// checkNAT validates the nat section: its test names here (the packages
+// get a parsed rule), its zeros, which the packages would take as defaults.
+func (c *fileConfig) checkNAT() error {
+	if _, err := natdetect.Parse(c.NAT.Detect); err != nil {
+		return fmt.Errorf("nat.detect%w", err)
+	}
+	if c.NAT.KeepaliveInterval < 0 {
+		return errors.New("nat.keepalive_interval: must not be negative (0 turns keep-alives off)")
+	}
+	if c.NAT.KeepaliveFailures == 0 {
+		return errors.New("nat.keepalive_failures: must be at least 1")
+	}
+	return nil
+}
+
+// natRule is nat.detect as the packages take it.
+func (c *fileConfig) natRule() natdetect.Rule {
+	r, _ := natdetect.Parse(c.NAT.Detect) // checked by checkNAT
+	return r
+}
+
+// natConfig is the SIP edge's share of the nat section; 0 in the file turns
+// keep-alives off.
+func (c *fileConfig) natConfig() sip.NATConfig {
+	nc := sip.NATConfig{
+		Detect:            c.natRule(),
+		KeepaliveInterval: c.NAT.KeepaliveInterval,
+		KeepaliveMethod:   c.NAT.KeepaliveMethod,
+		KeepaliveFailures: c.NAT.KeepaliveFailures,
+	}
+	if nc.KeepaliveInterval == 0 {
+		nc.KeepaliveInterval = -1
+	}
+	return nc
 }
 
 func (c *fileConfig) sipConfig() (sip.Config, error) {
 	sc := sip.Config{
 		Domain:         c.Domain,
 		Advertise:      c.SIP.Advertise,
+		Advertise6:     c.SIP.Advertise6,
 		MaxMessageSize: c.SIP.MaxMessageSize,
 		TimerC:         c.SIP.TimerC,
 		MediaMode:      c.Media.Relay,
@@ -434,6 +525,7 @@ func (c *fileConfig) sipConfig() (sip.Config, error) {
 			MaxPerSource: c.SIP.Connections.MaxPerSource,
 			Max:          c.SIP.Connections.Max,
 		},
+		NAT: c.natConfig(),
 	}
 	if sc.ShutdownGrace == 0 {
 		sc.ShutdownGrace = time.Nanosecond // 0 means: hang up at once

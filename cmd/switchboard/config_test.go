@@ -56,6 +56,15 @@ func TestDefaultConfig(t *testing.T) {
 	if len(sc.Listen) != len(c.SIP.Listen) || sc.Domain != c.Domain || sc.TimerC != c.SIP.TimerC {
 		t.Errorf("sipConfig %+v", sc)
 	}
+	if n := sc.NAT; n.KeepaliveInterval != 25*time.Second || n.KeepaliveMethod != "options" || n.KeepaliveFailures != 3 ||
+		n.Detect.String() != "[private_contact, via_mismatch, invalid_host, flow]" || rc.FlowTimer != 25*time.Second {
+		t.Errorf("nat: sip %+v, registrar Flow-Timer %s", n, rc.FlowTimer)
+	}
+	// 0 in the file turns keep-alives off (the packages take 0 as the default).
+	c.NAT.KeepaliveInterval = 0
+	if sc, _ := c.sipConfig(); sc.NAT.KeepaliveInterval >= 0 || c.registrarConfig().FlowTimer != 0 {
+		t.Errorf("keepalive_interval 0: sip %s, Flow-Timer %s", sc.NAT.KeepaliveInterval, c.registrarConfig().FlowTimer)
+	}
 }
 
 func TestConfigFileOverridesDefaults(t *testing.T) {
@@ -114,6 +123,10 @@ func TestConfigErrors(t *testing.T) {
 		{"no algorithm", "security: {digest_algorithms: []}\n", []string{"digest_algorithms"}},
 		{"negative window", "security: {auth_window: -1s}\n", []string{"auth_window"}},
 		{"no listener at all", "sip: {listen: []}\nhttp: {listen: \"\"}\n", []string{"sip.listen"}},
+		{"unknown NAT test", "nat: {detect: [via_mismatch, contact_port]}\n", []string{"nat.detect[1]", "contact_port"}},
+		{"bad keep-alive method", "nat: {keepalive_method: ping}\n", []string{"nat.keepalive_method", "ping"}},
+		{"keep-alive interval too short", "nat: {keepalive_interval: 500ms}\n", []string{"nat.keepalive_interval"}},
+		{"no keep-alive failures", "nat: {keepalive_failures: 0}\n", []string{"nat.keepalive_failures"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,11 +2,15 @@
 // server and WebRTC gateway in one binary.
 //
 //	switchboard [serve] [--config FILE]
-//	switchboard user add NAME --password PW [--config FILE]
+//	switchboard user add NAME --password PW [--calls CLASS] [--config FILE]
 //	switchboard user passwd NAME --password PW [--config FILE]
 //	switchboard user del NAME [--config FILE]
+//	switchboard user set NAME --calls internal|national|international [--config FILE]
 //	switchboard user list [--config FILE]
-//	switchboard cdr list [--limit N] [--config FILE]
+//	switchboard trunk list [--config FILE]
+//	switchboard cdr list [--user U] [--status S] [--since T] [--until T] [--limit N] [--cursor C] [--json] [--config FILE]
+//	switchboard admin add|passwd|del|list|token ...
+//	switchboard reg list | calls list | calls hangup ID | trace CALL-ID [--server URL] [--token T] [--json]
 //	switchboard version
 package main
 
@@ -31,14 +35,29 @@ const usage = `switchboard — SIP registrar/proxy, media relay, TURN server and
 
 Usage:
   switchboard [serve] [--config FILE]           run the switch (embedded defaults without --config)
-  switchboard user add NAME --password PW       add a SIP user
+  switchboard user add NAME --password PW       add a SIP user [--calls CLASS, default national]
   switchboard user passwd NAME --password PW    change a user's password
   switchboard user del NAME                     delete a user
+  switchboard user set NAME --calls CLASS       set what a user may call: internal, national, international
   switchboard user list                         list users
-  switchboard cdr list [--limit N]              list call records, newest first
+  switchboard trunk list                        list trunks with their registration state, expiry, last error
+  switchboard cdr list [--limit N]              list call records, newest first; filters: --user U,
+                                                --status answered|failed|active|CODE, --since T, --until T,
+                                                --cursor C (from the previous page); --server URL: ask the API
+  switchboard admin add NAME --password PW      add an operations console admin (not a SIP user)
+  switchboard admin passwd NAME --password PW   change an admin's password
+  switchboard admin del NAME                    delete an admin and its API tokens
+  switchboard admin list                        list admins
+  switchboard admin token NAME [--ttl D]        print a new API token of an admin (stored hashed)
+  switchboard reg list                          list registrations (the database when the switch is down)
+  switchboard calls list                        list calls in progress, with their media health
+  switchboard calls hangup CALL-ID              hang a call up (BYE to both parties)
+  switchboard trace CALL-ID [--messages]        the SIP ladder of a call (the last console.trace_calls calls)
   switchboard version                           print the version
 
 Every command takes --config FILE (default: the embedded configs/switchboard.yaml).
+reg, calls, trace and cdr take --json, and --server URL (default: http.listen) and --token T
+(default: $SWITCHBOARD_TOKEN, else a one-minute token made in the database) for the admin API.
 `
 
 func main() {
@@ -57,7 +76,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "user":
 		err = cmdUser(args, stdout)
 	case "cdr":
-		err = cmdCDR(args, stdout)
+		err = cmdCDR(args, stdout, stderr)
+	case "trunk":
+		err = cmdTrunk(args, stdout)
+	case "admin":
+		err = cmdAdmin(args, stdout)
+	case "reg":
+		err = cmdReg(args, stdout)
+	case "calls":
+		err = cmdCalls(args, stdout)
+	case "trace":
+		err = cmdTrace(args, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "switchboard", version)
 	case "help", "-h", "--help":

@@ -23,18 +23,22 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"golang.org/x/sync/errgroup"
 
+	"github.com/switchboard/switchboard/admin"
 	"github.com/switchboard/switchboard/cdr"
 	"github.com/switchboard/switchboard/certs"
 	"github.com/switchboard/switchboard/gateway"
 	"github.com/switchboard/switchboard/internal/hostaddr"
+	"github.com/switchboard/switchboard/internal/memidle"
 	"github.com/switchboard/switchboard/internal/ratelog"
 	"github.com/switchboard/switchboard/internal/sqldb"
 	"github.com/switchboard/switchboard/media"
 	"github.com/switchboard/switchboard/media/turn"
 	"github.com/switchboard/switchboard/registrar"
 	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/trace"
 )
 
 func cmdServe(args []string, stderr io.Writer) error {
@@ -113,6 +117,9 @@ type switchboard struct {
 	sip   *sip.Server
 	host  netip.Addr // the host's address, for parts not told their own
 	certs *certs.Source
+	// The operations console (console.go) and the call traces it shows.
+	traces  *trace.Store
+	console *admin.Console
 	// The HTTP and HTTPS listeners, bound before everything (bindHTTP)
 	// and closed by shutdown whether or not their servers were built.
 	httpLn, httpsLn net.Listener
@@ -177,6 +184,8 @@ func (sw *switchboard) build(ctx context.Context, cfg *fileConfig) error {
 		return err
 	}
 	sw.add("cdr", calls)
+	// Memory a burst (a fleet re-registering) grew is returned once quiet.
+	sw.add("memidle", memidle.New(memidle.Config{Logger: log}))
 
 	metrics := prometheus.NewRegistry()
 	sipCfg, err := cfg.sipConfig()
@@ -186,8 +195,16 @@ func (sw *switchboard) build(ctx context.Context, cfg *fileConfig) error {
 	// The host's address, worked out once, for every part that has to tell
 	// peers where to reach it and was not told.
 	host := hostaddr.Primary()
+	host6, hasIPv6 := hostaddr.Primary6()
 	if sipCfg.Advertise == "" {
 		sipCfg.Advertise = host.String()
+	}
+	if sipCfg.Advertise6 == "" && hasIPv6 {
+		sipCfg.Advertise6 = host6.String()
+	}
+	if hostaddr.LoopbackOnly() && cfg.SIP.Advertise == "" {
+		log.Warn("this host has no address but loopback: the switch runs on 127.0.0.1, only parties on this host can reach it " +
+			"(give it a network, or set sip.advertise and media.public_ip)")
 	}
 	sw.host = host
 	if sipCfg.TLS == nil {
@@ -207,6 +224,9 @@ func (sw *switchboard) build(ctx context.Context, cfg *fileConfig) error {
 		if mc.PublicIP == "" {
 			mc.PublicIP = host.String()
 		}
+		if mc.PublicIP6 == "" && hasIPv6 {
+			mc.PublicIP6 = host6.String()
+		}
 		relay, err := media.New(mc)
 		if err != nil {
 			return fmt.Errorf("media: %w", err)
@@ -218,18 +238,35 @@ func (sw *switchboard) build(ctx context.Context, cfg *fileConfig) error {
 	if err != nil {
 		return err
 	}
+	if err := sw.buildObservers(cfg, &sipCfg, metrics); err != nil {
+		return err
+	}
+	trunks, link, err := sw.buildTrunks(ctx, cfg, reg, metrics)
+	if err != nil {
+		return err
+	}
+	sipCfg.Router = trunks
 	srv, err := sip.New(sipCfg)
 	if err != nil {
 		return err
 	}
+	link.srv = srv
 	sw.sip = srv
 	sw.add("sip", srv)
+	sw.add("trunk", trunks) // after the edge: it takes its registrations back through it at shutdown
 	registerMetrics(metrics, srv, reg)
 	gw, err := sw.buildGateway(cfg, srv, reg, turnSrv)
 	if err != nil {
 		return err
 	}
-	return sw.buildHTTP(cfg, srv, reg, turnSrv, gw, metrics)
+	if err := sw.buildConsole(ctx, cfg, srv, reg, turnSrv); err != nil {
+		return err
+	}
+	if err := sw.buildHTTP(cfg, srv, reg, turnSrv, gw, metrics); err != nil {
+		return err
+	}
+	sw.addConsole()
+	return nil
 }
 
 // buildTURN makes the STUN/TURN server, when enabled.
@@ -296,13 +333,13 @@ func (sw *switchboard) buildGateway(cfg *fileConfig, srv *sip.Server, reg *regis
 // challenges and sends clients that are not on loopback to HTTPS.
 func (sw *switchboard) buildHTTP(cfg *fileConfig, srv *sip.Server, reg *registrar.Registrar, turnSrv *turn.Server, gw *gateway.Gateway, metrics *prometheus.Registry) error {
 	if ln := sw.httpsLn; ln != nil {
-		sw.serveHTTPS(newMux(cfg, srv.WebSocketTLSHandler(ln.Addr()), reg, turnSrv, gw, metrics))
+		sw.serveHTTPS(sw.withConsole(newMux(cfg, srv.WebSocketTLSHandler(ln.Addr()), reg, turnSrv, gw, metrics)))
 	}
 	ln := sw.httpLn
 	if ln == nil {
 		return nil
 	}
-	h := http.Handler(newMux(cfg, srv.WebSocketHandler(ln.Addr()), reg, turnSrv, gw, metrics))
+	h := http.Handler(sw.withConsole(newMux(cfg, srv.WebSocketHandler(ln.Addr()), reg, turnSrv, gw, metrics)))
 	if sw.httpsLn != nil {
 		_, port := hostPort(sw.httpsLn.Addr())
 		h = redirectToHTTPS(h, port)
@@ -445,6 +482,16 @@ func registerMetrics(r *prometheus.Registry, srv *sip.Server, reg *registrar.Reg
 			func() float64 { return float64(srv.LiveTransactions()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_registrar_bindings", Help: "Current registrations (bindings)."},
 			func() float64 { return float64(reg.Location().Count()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_nat_bindings", Help: "Current bindings behind NAT (nat.detect)."},
+			func() float64 { return float64(reg.Location().NATCount()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_nat_keepalives_sent_total", Help: "Keep-alive probes sent to UDP bindings behind NAT (nat.keepalive_interval)."},
+			func() float64 { return float64(srv.NATStats().KeepalivesSent) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_nat_keepalives_failed_total", Help: "OPTIONS keep-alive probes left unanswered for an interval."},
+			func() float64 { return float64(srv.NATStats().KeepalivesFailed) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_nat_bindings_unreachable_total", Help: "Bindings removed because nat.keepalive_failures probes in a row went unanswered."},
+			func() float64 { return float64(srv.NATStats().Unreachable) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_nat_stun_answered_total", Help: "STUN Binding requests answered on SIP UDP ports (RFC 5626 keep-alives)."},
+			func() float64 { return float64(srv.NATStats().STUNAnswered) }),
 		collectors.NewGoCollector(),
 	)
 }

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"text/tabwriter"
 
-	"github.com/switchboard/switchboard/cdr"
 	"github.com/switchboard/switchboard/registrar"
 )
 
@@ -30,11 +29,12 @@ func openDBCommand(ctx context.Context, fs *flag.FlagSet, args []string) ([]stri
 
 func cmdUser(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("user: want add, passwd, del or list")
+		return errors.New("user: want add, passwd, set, del or list")
 	}
 	sub := args[0]
 	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
 	password := fs.String("password", "", "password")
+	calls := fs.String("calls", "", "calling class: internal, national (the default for add) or international")
 	ctx := context.Background()
 	pos, cfg, db, err := openDBCommand(ctx, fs, args[1:])
 	if err != nil {
@@ -61,16 +61,40 @@ func cmdUser(args []string, stdout io.Writer) error {
 			return fmt.Errorf("user %s: --password is required", sub)
 		}
 		if sub == "add" {
+			class := *calls
+			if class == "" {
+				class = registrar.DefaultClass
+			}
+			if !registrar.ValidClass(class) {
+				return fmt.Errorf("user add: --calls %q: %w", class, registrar.ErrInvalidClass)
+			}
 			if err := users.Add(ctx, name, *password); err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "user %s added (sip:%s@%s)\n", name, name, cfg.Domain)
+			if class != registrar.DefaultClass {
+				if err := users.SetCallingClass(ctx, name, class); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(stdout, "user %s added (sip:%s@%s, calls %s)\n", name, name, cfg.Domain, class)
 			return nil
 		}
 		if err := users.SetPassword(ctx, name, *password); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "password of %s changed\n", name)
+	case "set":
+		name, err := needName()
+		if err != nil {
+			return err
+		}
+		if *calls == "" {
+			return errors.New("user set: --calls is required (internal, national or international)")
+		}
+		if err := users.SetCallingClass(ctx, name, *calls); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "calling class of %s set to %s\n", name, *calls)
 	case "del":
 		name, err := needName()
 		if err != nil {
@@ -86,51 +110,15 @@ func cmdUser(args []string, stdout io.Writer) error {
 			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tAOR\tCREATED")
+		fmt.Fprintln(tw, "NAME\tAOR\tCALLS\tCREATED")
 		for _, u := range list {
-			fmt.Fprintf(tw, "%s\tsip:%s@%s\t%s\n", u.Name, u.Name, cfg.Domain, u.Created.Format("2006-01-02 15:04:05"))
+			fmt.Fprintf(tw, "%s\tsip:%s@%s\t%s\t%s\n", u.Name, u.Name, cfg.Domain, u.Calls, u.Created.Format("2006-01-02 15:04:05"))
 		}
 		return tw.Flush()
 	default:
-		return fmt.Errorf("user: unknown subcommand %q (want add, passwd, del or list)", sub)
+		return fmt.Errorf("user: unknown subcommand %q (want add, passwd, set, del or list)", sub)
 	}
 	return nil
-}
-
-func cmdCDR(args []string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] != "list" {
-		return errors.New("cdr: want list")
-	}
-	fs := flag.NewFlagSet("cdr list", flag.ContinueOnError)
-	limit := fs.Int("limit", 100, "records to show")
-	ctx := context.Background()
-	_, _, db, err := openDBCommand(ctx, fs, args[1:])
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	if err := cdr.Migrate(ctx, db); err != nil {
-		return err
-	}
-	recs, err := cdr.List(ctx, db, *limit)
-	if err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STARTED\tCALLER\tCALLEE\tCALL-ID\tSTATUS\tANSWERED\tENDED\tDURATION\tHANGUP-BY\tREASON\tMEDIA")
-	ts := func(t interface{ IsZero() bool }, s string) string {
-		if t.IsZero() {
-			return "-"
-		}
-		return s
-	}
-	for _, r := range recs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			r.Started.Format("2006-01-02 15:04:05"), r.Caller, r.Callee, r.CallID, r.Status,
-			ts(r.Answered, r.Answered.Format("15:04:05")), ts(r.Ended, r.Ended.Format("15:04:05")),
-			r.Duration().Round(1e6), dash(r.HangupBy), dash(r.Reason), dash(r.Media))
-	}
-	return tw.Flush()
 }
 
 func dash(s string) string {

@@ -48,8 +48,13 @@ type BaresipConfig struct {
 	// Netns is the network namespace to run in (NewNetns); "" is the
 	// test's own. Nothing in the config is about NAT: no STUN, no ICE, no
 	// outbound keep-alives, so behind a NAT router the phone writes its
-	// private address into Contact and SDP.
+	// private address into Contact and SDP (unless Outbound is set).
 	Netns string
+	// Outbound registers an RFC 5626 flow (sipnat=outbound: reg-id 1 and a
+	// +sip.instance that the uuid module keeps in Dir, so that Restart
+	// registers the same instance) and keeps it alive as the registrar's
+	// Flow-Timer asks: CRLF pings on TCP, STUN on UDP.
+	Outbound bool
 }
 
 // Baresip is a running baresip process driven through its ctrl_tcp module.
@@ -61,6 +66,10 @@ type Baresip struct {
 	CtrlPort int
 	AOR      string
 	Netns    string // its network namespace; "" is the test's own
+
+	cfg     BaresipConfig
+	bin     string
+	prevLog string // what earlier processes (before Restart) printed
 
 	proc *Process
 	conn net.Conn
@@ -92,7 +101,7 @@ type BaresipResponse struct {
 }
 
 // baresipModules are the modules the phones load.
-var baresipModules = []string{"ctrl_tcp", "menu", "account", "aufile", "sndfile", "aubridge", "g711"}
+var baresipModules = []string{"ctrl_tcp", "menu", "account", "aufile", "sndfile", "aubridge", "g711", "uuid"}
 
 // RequireBaresip returns baresip's path, skipping the test (failing it when
 // CI=true) when baresip or one of the modules StartBaresip loads is missing.
@@ -146,10 +155,38 @@ func StartBaresip(t testing.TB, name string, c BaresipConfig) *Baresip {
 		Netns:    c.Netns,
 		changed:  make(chan struct{}),
 		waiting:  map[string]chan BaresipResponse{},
+		cfg:      c,
+		bin:      bin,
 	}
 	b.writeConfig(t, c)
 	b.start(t, bin, c)
 	return b
+}
+
+// Restart stops baresip (SIGTERM: it unregisters, if the network lets it)
+// and starts it again on the same config dir, ports and account; with
+// Outbound, the same +sip.instance. The events received so far are
+// forgotten; Log then holds the new process's output only (PrevLog the
+// earlier ones').
+func (b *Baresip) Restart(t testing.TB) {
+	t.Helper()
+	if b.conn != nil {
+		b.conn.Close()
+	}
+	b.proc.Stop(syscall.SIGTERM, 5*time.Second)
+	b.mu.Lock()
+	b.prevLog += b.proc.Out.String()
+	b.events = nil
+	b.mu.Unlock()
+	b.conn = nil
+	b.start(t, b.bin, b.cfg)
+}
+
+// PrevLog returns what the processes before the last Restart printed.
+func (b *Baresip) PrevLog() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.prevLog
 }
 
 // writeConfig writes baresip's config, accounts and contacts files.
@@ -183,14 +220,18 @@ module g711.so
 module aufile.so
 module aubridge.so
 module sndfile.so
-module_tmp account.so
+%smodule_tmp account.so
 module_app menu.so
 module_app ctrl_tcp.so
 ctrl_tcp_listen 127.0.0.1:%d
 snd_path %s
-`, b.SIPAddr(), c.IP, c.AudioFile, b.CtrlPort, snd)
-	account := fmt.Sprintf("<sip:%s@%s;transport=%s>;auth_pass=%s;audio_codecs=pcmu;answermode=%s;regint=%d;outbound=\"sip:%s;transport=%s\"\n",
+`, b.SIPAddr(), c.IP, c.AudioFile, uuidModule(c), b.CtrlPort, snd)
+	account := fmt.Sprintf("<sip:%s@%s;transport=%s>;auth_pass=%s;audio_codecs=pcmu;answermode=%s;regint=%d;outbound=\"sip:%s;transport=%s\"",
 		c.User, c.Domain, c.Transport, c.Password, c.AnswerMode, c.Regint, c.Proxy, c.Transport)
+	if c.Outbound {
+		account += ";sipnat=outbound"
+	}
+	account += "\n"
 	if c.CAFile != "" {
 		config += "sip_cafile " + c.CAFile + "\n"
 	}
@@ -199,6 +240,15 @@ snd_path %s
 			t.Fatal(err)
 		}
 	}
+}
+
+// uuidModule is the config line loading the uuid module (before the
+// account module: outbound needs the instance id), for Outbound phones.
+func uuidModule(c BaresipConfig) string {
+	if !c.Outbound {
+		return ""
+	}
+	return "module_tmp uuid.so\n"
 }
 
 // start runs baresip and connects to its ctrl_tcp port.
@@ -233,7 +283,7 @@ func (b *Baresip) start(t testing.TB, bin string, c BaresipConfig) {
 		t.Fatalf("baresip %s: no ctrl_tcp on %s in netns %q (exited=%v, last error %v)\n%s",
 			name, addr, c.Netns, proc.Exited(), lastErr, Tail(proc.Out.String(), 40))
 	}
-	go b.read()
+	go b.read(b.conn)
 }
 
 // SIPAddr is the phone's own SIP address, ip:port.
@@ -257,8 +307,8 @@ func (b *Baresip) Log() string { return b.proc.Out.String() }
 
 // read decodes netstrings ("LEN:JSON,") from ctrl_tcp until the connection
 // closes.
-func (b *Baresip) read() {
-	r := bufio.NewReader(b.conn)
+func (b *Baresip) read(conn net.Conn) {
+	r := bufio.NewReader(conn)
 	for {
 		lenStr, err := r.ReadString(':')
 		if err != nil {

@@ -197,7 +197,8 @@ type Process struct {
 	waitErr error
 }
 
-// StartProcess starts cmd with stdin from /dev/null and stdout+stderr into
+// StartProcess starts cmd with stdin from /dev/null (unless cmd.Stdin is
+// set: a program driven by commands on its stdin) and stdout+stderr into
 // the returned Process's buffer (and into logFile when it is not empty).
 func StartProcess(name string, cmd *exec.Cmd, logFile string) (*Process, error) {
 	p := &Process{Name: name, Cmd: cmd, Out: &syncBuffer{}, done: make(chan struct{})}
@@ -211,7 +212,6 @@ func StartProcess(name string, cmd *exec.Cmd, logFile string) (*Process, error) 
 		}
 		w = io.MultiWriter(p.Out, f)
 	}
-	cmd.Stdin = nil // /dev/null
 	cmd.Stdout = w
 	cmd.Stderr = w
 	// Own process group: a signal to the group also reaches helpers it forks.

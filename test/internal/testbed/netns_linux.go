@@ -168,21 +168,27 @@ func Dialer(ns string) func(addr string) (net.Conn, error) {
 // the thread went back. It runs on a goroutine of its own, locked to its
 // thread; the thread is handed back to the runtime only once it is back in
 // its own namespace, otherwise it ends with the goroutine.
-func DialIn(ns, addr string) (net.Conn, error) {
+func DialIn(ns, addr string) (net.Conn, error) { return dialIn(ns, "tcp", addr) }
+
+// DialUDPIn opens a UDP socket inside ns connected to addr, as DialIn does
+// for TCP: what it sends leaves from ns (through its NAT router, if any).
+func DialUDPIn(ns, addr string) (net.Conn, error) { return dialIn(ns, "udp", addr) }
+
+func dialIn(ns, network, addr string) (net.Conn, error) {
 	type result struct {
 		c   net.Conn
 		err error
 	}
 	ch := make(chan result, 1)
 	go func() {
-		c, err := dialInThread(ns, addr)
+		c, err := dialInThread(ns, network, addr)
 		ch <- result{c, err}
 	}()
 	r := <-ch
 	return r.c, r.err
 }
 
-func dialInThread(ns, addr string) (net.Conn, error) {
+func dialInThread(ns, network, addr string) (net.Conn, error) {
 	runtime.LockOSThread()
 	self, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
 	if err != nil {
@@ -200,7 +206,7 @@ func dialInThread(ns, addr string) (net.Conn, error) {
 		runtime.UnlockOSThread()
 		return nil, fmt.Errorf("setns %s: %w", ns, err)
 	}
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	c, err := net.DialTimeout(network, addr, 2*time.Second)
 	if unix.Setns(int(self.Fd()), unix.CLONE_NEWNET) == nil {
 		runtime.UnlockOSThread()
 	}

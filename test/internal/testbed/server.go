@@ -31,8 +31,8 @@ type ServerConfig struct {
 	MediaRelay string
 	// MediaIP is media.public_ip and media.bind_ip. Default 127.0.0.1.
 	MediaIP string
-	// Media is YAML added inside the generated media: flow mapping, for
-	// example "timeout: 30s".
+	// Media is YAML added inside the generated media: flow mapping,
+	// overriding its keys, for example "timeout: 30s" or `bind_ip: "::"`.
 	Media string
 	// Registrar is the registrar: section as a YAML flow mapping. Default
 	// {default_expires: 3600, min_expires: 60, max_expires: 86400}.
@@ -167,7 +167,7 @@ func StartServer(t testing.TB, bin string, cfg ServerConfig) *Server {
 		media += ", relay: " + cfg.MediaRelay
 	}
 	if cfg.Media != "" {
-		media += ", " + cfg.Media
+		media = overrideFlow(media, cfg.Media)
 	}
 	security := "auth_failures: 10, auth_window: 1m, ban: 5m"
 	if cfg.Security != "" {
