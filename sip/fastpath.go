@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"hash"
 	"log/slog"
 	"net"
 	"runtime"
@@ -60,6 +61,7 @@ type fastPath struct {
 	queue  chan fastJob
 	ctx    context.Context // ends when the server closes
 	bufs   sync.Pool       // *bytes.Buffer for responses
+	macs   sync.Pool       // HMAC-SHA256 keyed with the server's secret, for To tags
 }
 
 // fastJob is one parsed REGISTER and the socket it came to.
@@ -83,6 +85,7 @@ func (s *Server) startFastPathLocked() {
 	parser.MaxMessageLength = s.cfg.MaxMessageSize
 	f := &fastPath{s: s, parser: parser, queue: make(chan fastJob, fastQueue), ctx: ctx}
 	f.bufs.New = func() any { return new(bytes.Buffer) }
+	f.macs.New = func() any { return hmac.New(sha256.New, s.secret[:]) }
 	for range fastWorkers() {
 		s.untilCloseLocked(f.work)
 	}
@@ -179,7 +182,7 @@ func (f *fastPath) answer(req *gosip.Request) (*gosip.Response, error) {
 // the same message.
 func (f *fastPath) respond(j fastJob, res *gosip.Response) {
 	if to := res.To(); to != nil && res.StatusCode > 100 {
-		to.Params.Add("tag", f.s.statelessTag(j.req))
+		to.Params.Add("tag", f.statelessTag(j.req))
 	}
 	c, err := f.s.ua.TransportLayer().GetConnection("udp", j.local.String())
 	if err != nil || c == nil {
@@ -204,8 +207,10 @@ func (f *fastPath) respond(j fastJob, res *gosip.Response) {
 // every answer to one request carries the same tag (RFC 3261 §8.2.6.2) and
 // a retransmitted request gets the same response, while tags stay
 // unpredictable and differ between requests (§19.3).
-func (s *Server) statelessTag(req *gosip.Request) string {
-	m := hmac.New(sha256.New, s.secret[:])
+func (f *fastPath) statelessTag(req *gosip.Request) string {
+	m := f.macs.Get().(hash.Hash)
+	defer f.macs.Put(m)
+	m.Reset()
 	if h := req.CallID(); h != nil {
 		m.Write([]byte(h.Value()))
 	}

@@ -40,7 +40,8 @@
 # REG_START (2000), CALL_START (400), USERS (20000), MEM_USERS (20000),
 # SETTLE_SECONDS (40), HOLD_MS (1000), SIPP_PROCS (2 UAC processes for
 # registrations), UAS_PROCS (2 UAC/UAS pairs for calls), MAX_TRIALS (14 per
-# ramp), KEEP=1 keeps the work directory.
+# ramp), SB_CONFIG (YAML appended to switchboard's configuration, e.g.
+# "console: {enabled: false}"), KEEP=1 keeps the work directory.
 # Needs: go, sip-tester, util-linux (taskset); kamailio,
 # kamailio-sqlite-modules, sqlite3 (installed with apt-get when missing and
 # root).
@@ -260,6 +261,7 @@ security: {flood: {exempt: [127.0.0.0/8]}}
 media: {relay: never, public_ip: 127.0.0.1, bind_ip: 127.0.0.1}
 turn: {enabled: false}
 webrtc: {enabled: false}
+${SB_CONFIG:-}
 EOF
 		taskset -c $SERVER_CPU "$WORK/switchboard" serve --config "$cfg" 2>"$WORK/switchboard.log" &
 		SERVER_PID=$!
