@@ -175,40 +175,49 @@ func DialIn(ns, addr string) (net.Conn, error) { return dialIn(ns, "tcp", addr) 
 func DialUDPIn(ns, addr string) (net.Conn, error) { return dialIn(ns, "udp", addr) }
 
 func dialIn(ns, network, addr string) (net.Conn, error) {
+	return inNetns(ns, func() (net.Conn, error) { return net.DialTimeout(network, addr, 2*time.Second) })
+}
+
+// inNetns runs open (which makes a socket) on a goroutine of its own,
+// locked to a thread that entered ns: the socket keeps that namespace after
+// the thread went back. The thread is handed back to the runtime only once
+// it is back in its own namespace, otherwise it ends with the goroutine.
+func inNetns[T any](ns string, open func() (T, error)) (T, error) {
 	type result struct {
-		c   net.Conn
+		v   T
 		err error
 	}
 	ch := make(chan result, 1)
 	go func() {
-		c, err := dialInThread(ns, network, addr)
-		ch <- result{c, err}
+		v, err := inNetnsThread(ns, open)
+		ch <- result{v, err}
 	}()
 	r := <-ch
-	return r.c, r.err
+	return r.v, r.err
 }
 
-func dialInThread(ns, network, addr string) (net.Conn, error) {
+func inNetnsThread[T any](ns string, open func() (T, error)) (T, error) {
+	var zero T
 	runtime.LockOSThread()
 	self, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
 	if err != nil {
 		runtime.UnlockOSThread()
-		return nil, err
+		return zero, err
 	}
 	defer self.Close()
 	target, err := os.Open(filepath.Join("/run/netns", ns))
 	if err != nil {
 		runtime.UnlockOSThread()
-		return nil, err
+		return zero, err
 	}
 	defer target.Close()
 	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
 		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("setns %s: %w", ns, err)
+		return zero, fmt.Errorf("setns %s: %w", ns, err)
 	}
-	c, err := net.DialTimeout(network, addr, 2*time.Second)
+	v, err := open()
 	if unix.Setns(int(self.Fd()), unix.CLONE_NEWNET) == nil {
 		runtime.UnlockOSThread()
 	}
-	return c, err
+	return v, err
 }
