@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard/switchboard/internal/siphdr"
 )
 
 // Digest algorithms offered in challenges (RFC 8760 §2).
@@ -177,7 +178,7 @@ func (a *Authenticator) Challenge(proxy, stale bool) []sip.Header {
 // MD5-only list is offered MD5 alone.
 func (a *Authenticator) challengeFor(req *sip.Request, proxy, stale bool) []sip.Header {
 	salt := nonceSalt(req)
-	if h := req.GetHeader("User-Agent"); h != nil && (len(a.sha256UA) > 0 || len(a.md5Only) > 0) {
+	if h := siphdr.Get(req, "User-Agent"); h != nil && (len(a.sha256UA) > 0 || len(a.md5Only) > 0) {
 		ua := strings.ToLower(h.Value())
 		switch {
 		case uaMatches(ua, a.sha256UA):
@@ -235,7 +236,7 @@ func (a *Authenticator) Verify(ctx context.Context, req *sip.Request, proxy bool
 	}
 	var cred credentials
 	found := false
-	for _, h := range req.GetHeaders(name) {
+	for _, h := range siphdr.All(req, name) {
 		c, ok := parseCredentials(h.Value())
 		if ok && c.realm == a.realm {
 			cred, found = c, true

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard/switchboard/internal/siphdr"
 )
 
 // RFC 5626 (SIP Outbound) at the registrar. The switch is registrar and
@@ -52,7 +53,7 @@ func outboundParams(ch *sip.ContactHeader) (instance string, regID int, err erro
 // (RFC 3261 §8.2.2.3: 420).
 func checkOutbound(req *sip.Request, contacts []contactReq) error {
 	var unsupported []string
-	for _, h := range req.GetHeaders("Require") {
+	for _, h := range siphdr.All(req, "Require") {
 		for _, tag := range strings.Split(h.Value(), ",") {
 			if tag = strings.ToLower(strings.TrimSpace(tag)); tag != "" && !supportedTags[tag] {
 				unsupported = append(unsupported, tag)
@@ -74,7 +75,7 @@ func checkOutbound(req *sip.Request, contacts []contactReq) error {
 	if flows > 1 {
 		return statusErr(400, "Bad Request", errors.New("more than one Contact with reg-id (RFC 5626 §6)"))
 	}
-	if len(req.GetHeaders("Via")) > 1 && !pathSupportsOutbound(req) {
+	if siphdr.Count(req, "Via") > 1 && !pathSupportsOutbound(req) {
 		return statusErr(439, "First Hop Lacks Outbound Support", nil)
 	}
 	return nil
@@ -83,7 +84,7 @@ func checkOutbound(req *sip.Request, contacts []contactReq) error {
 // pathSupportsOutbound reports whether the top Path URI carries the "ob"
 // parameter: the edge proxy that added it keeps flows (RFC 5626 §5.1).
 func pathSupportsOutbound(req *sip.Request) bool {
-	h := req.GetHeader("Path")
+	h := siphdr.Get(req, "Path")
 	if h == nil {
 		return false
 	}
@@ -106,7 +107,7 @@ func (r *Registrar) outboundHeaders(req *sip.Request, res *sip.Response, flows b
 			res.AppendHeader(sip.NewHeader("Flow-Timer", strconv.Itoa(int(r.cfg.FlowTimer.Seconds()))))
 		}
 	}
-	for _, h := range req.GetHeaders("Supported") {
+	for _, h := range siphdr.All(req, "Supported") {
 		if hasTag(h.Value(), "outbound") {
 			res.AppendHeader(sip.NewHeader("Supported", "outbound"))
 			return

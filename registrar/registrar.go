@@ -10,11 +10,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchboard/switchboard/internal/lifecycle"
 	"github.com/switchboard/switchboard/internal/natdetect"
+	"github.com/switchboard/switchboard/internal/siphdr"
 )
 
 // Registrar answers REGISTER requests and is the location service the proxy
@@ -199,7 +201,7 @@ func (r *Registrar) parseRegister(ctx context.Context, req *sip.Request) (*regis
 		return nil, statusErr(400, "Bad Request", errors.New("missing Call-ID or CSeq"))
 	}
 	reg.cseq = cseq.SeqNo
-	if h := req.GetHeader("User-Agent"); h != nil {
+	if h := siphdr.Get(req, "User-Agent"); h != nil {
 		reg.ua = h.Value()
 		if len(reg.ua) > 128 {
 			reg.ua = reg.ua[:128]
@@ -216,14 +218,14 @@ func (r *Registrar) parseRegister(ctx context.Context, req *sip.Request) (*regis
 // by Min-Expires (423) and the maximum, its q, and the "*" wildcard.
 func (r *Registrar) parseContacts(req *sip.Request, reg *register) error {
 	defExp := r.cfg.DefaultExpires
-	if h := req.GetHeader("Expires"); h != nil {
+	if h := siphdr.Get(req, "Expires"); h != nil {
 		n, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
 		if err != nil {
 			return statusErr(400, "Bad Request", fmt.Errorf("bad Expires %q", h.Value()))
 		}
 		defExp = time.Duration(n) * time.Second
 	}
-	contacts := req.GetHeaders("Contact")
+	contacts := siphdr.All(req, "Contact")
 	for _, h := range contacts {
 		ch, ok := h.(*sip.ContactHeader)
 		if !ok {
@@ -367,8 +369,28 @@ func (r *Registrar) registered(req *sip.Request, aor string, now time.Time) *sip
 		}
 		res.AppendHeader(sip.NewHeader("Contact", v))
 	}
-	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format(http.TimeFormat)))
+	res.AppendHeader(sip.NewHeader("Date", httpDate(now)))
 	return res
+}
+
+// dateCache holds the Date header value (RFC 3261 §20.17) of the current
+// second: formatting it for every 200 was 0.5 % of a registration's CPU.
+var dateCache atomic.Pointer[cachedDate]
+
+type cachedDate struct {
+	sec   int64
+	value string
+}
+
+// httpDate returns now as a SIP Date value (RFC 1123 in GMT).
+func httpDate(now time.Time) string {
+	sec := now.Unix()
+	if d := dateCache.Load(); d != nil && d.sec == sec {
+		return d.value
+	}
+	d := &cachedDate{sec: sec, value: now.UTC().Format(http.TimeFormat)}
+	dateCache.Store(d)
+	return d.value
 }
 
 type contactReq struct {

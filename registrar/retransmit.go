@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/switchboard/switchboard/internal/siphdr"
 )
 
 // REGISTERs are answered without a transaction (the proxy's fast path), so
@@ -73,7 +74,7 @@ func (r *Registrar) retransmitted(req *sip.Request, err error) *sip.Response {
 // credentialsOf reports whether req carries Authorization credentials of
 // user for our realm.
 func (r *Registrar) credentialsOf(req *sip.Request, user string) bool {
-	for _, h := range req.GetHeaders("Authorization") {
+	for _, h := range siphdr.All(req, "Authorization") {
 		if c, ok := parseCredentials(h.Value()); ok && c.realm == r.auth.realm {
 			return c.username == user
 		}

@@ -3,11 +3,10 @@ package sip
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"hash"
+	"hash/maphash"
 	"log/slog"
 	"net"
 	"runtime"
@@ -61,7 +60,7 @@ type fastPath struct {
 	queue  chan fastJob
 	ctx    context.Context // ends when the server closes
 	bufs   sync.Pool       // *bytes.Buffer for responses
-	macs   sync.Pool       // HMAC-SHA256 keyed with the server's secret, for To tags
+	seed   maphash.Seed    // of the To tags (statelessTag)
 }
 
 // fastJob is one parsed REGISTER and the socket it came to.
@@ -85,7 +84,7 @@ func (s *Server) startFastPathLocked() {
 	parser.MaxMessageLength = s.cfg.MaxMessageSize
 	f := &fastPath{s: s, parser: parser, queue: make(chan fastJob, fastQueue), ctx: ctx}
 	f.bufs.New = func() any { return new(bytes.Buffer) }
-	f.macs.New = func() any { return hmac.New(sha256.New, s.secret[:]) }
+	f.seed = maphash.MakeSeed()
 	for range fastWorkers() {
 		s.untilCloseLocked(f.work)
 	}
@@ -202,32 +201,41 @@ func (f *fastPath) respond(j fastJob, res *gosip.Response) {
 	}
 }
 
-// statelessTag is the To tag of a stateless response to req: a MAC of what
-// identifies the request (Call-ID, From tag, CSeq, top Via branch), so that
-// every answer to one request carries the same tag (RFC 3261 §8.2.6.2) and
-// a retransmitted request gets the same response, while tags stay
-// unpredictable and differ between requests (§19.3).
+// statelessTag is the To tag of a stateless response to req: a keyed hash
+// of what identifies the request (Call-ID, From tag, CSeq, top Via branch),
+// so that every answer to one request carries the same tag (RFC 3261
+// §8.2.6.2) and a retransmitted request gets the same response, while tags
+// differ between requests (§19.3). The key is the process's random
+// maphash seed: tags are not predictable from outside, and a restart only
+// means that a retransmission across it gets another tag, which a UAC
+// ignores once it has a final response. (It was an HMAC-SHA256 keyed with
+// the server's secret: 2.7 % of the CPU of a registration for a value
+// that needs no cryptographic strength; Kamailio's sl module uses a fixed
+// prefix and a CRC of the request.)
 func (f *fastPath) statelessTag(req *gosip.Request) string {
-	m := f.macs.Get().(hash.Hash)
-	defer f.macs.Put(m)
-	m.Reset()
-	if h := req.CallID(); h != nil {
-		m.Write([]byte(h.Value()))
+	var h maphash.Hash
+	h.SetSeed(f.seed)
+	if c := req.CallID(); c != nil {
+		h.WriteString(c.Value())
 	}
-	m.Write([]byte{0})
-	if h := req.From(); h != nil {
-		tag, _ := h.Params.Get("tag")
-		m.Write([]byte(tag))
+	h.WriteByte(0)
+	if from := req.From(); from != nil {
+		tag, _ := from.Params.Get("tag")
+		h.WriteString(tag)
 	}
-	m.Write([]byte{0})
-	if h := req.CSeq(); h != nil {
-		m.Write([]byte(h.Value()))
+	h.WriteByte(0)
+	if c := req.CSeq(); c != nil {
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], c.SeqNo)
+		h.Write(n[:])
+		h.WriteString(string(c.MethodName))
 	}
-	m.Write([]byte{0})
+	h.WriteByte(0)
 	if v := req.Via(); v != nil {
 		b, _ := v.Params.Get("branch")
-		m.Write([]byte(b))
+		h.WriteString(b)
 	}
-	var sum [sha256.Size]byte
-	return "sb" + hex.EncodeToString(m.Sum(sum[:0])[:8])
+	var sum [8]byte
+	binary.BigEndian.PutUint64(sum[:], h.Sum64())
+	return "sb" + hex.EncodeToString(sum[:])
 }

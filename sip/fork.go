@@ -8,6 +8,7 @@ import (
 
 	gosip "github.com/emiago/sipgo/sip"
 
+	"github.com/switchboard/switchboard/internal/siphdr"
 	"github.com/switchboard/switchboard/internal/sipstatus"
 )
 
@@ -346,7 +347,7 @@ func (s *Server) sendCancel(b *branch) {
 	cancel := gosip.NewRequest(gosip.CANCEL, inv.Recipient)
 	cancel.SipVersion = inv.SipVersion
 	cancel.AppendHeader(inv.Via().Clone())
-	for _, r := range inv.GetHeaders("Route") {
+	for _, r := range siphdr.All(inv, "Route") {
 		cancel.AppendHeader(gosip.HeaderClone(r))
 	}
 	mf := gosip.MaxForwardsHeader(70)
@@ -494,7 +495,7 @@ func bestResponse(branches []*branch) *gosip.Response {
 				continue
 			}
 			for _, name := range []string{"WWW-Authenticate", "Proxy-Authenticate"} {
-				for _, h := range b.final.GetHeaders(name) {
+				for _, h := range siphdr.All(b.final, name) {
 					out.AppendHeader(gosip.HeaderClone(h))
 				}
 			}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	gosip "github.com/emiago/sipgo/sip"
+	"github.com/switchboard/switchboard/internal/siphdr"
 )
 
 // prepare builds the copy of req to send to t (RFC 3261 §16.6): new
@@ -101,7 +102,7 @@ func (s *Server) prepare(req *gosip.Request, t target, recordRoute bool, branchS
 // consumeCredentials removes the Proxy-Authorization values for our realm:
 // they were for us, and the next hop has no use for them (RFC 3261 §22.3).
 func (s *Server) consumeCredentials(req *gosip.Request) {
-	hs := req.GetHeaders("Proxy-Authorization")
+	hs := siphdr.All(req, "Proxy-Authorization")
 	if len(hs) == 0 {
 		return
 	}

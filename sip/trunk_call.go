@@ -12,6 +12,7 @@ import (
 
 	gosip "github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
+	"github.com/switchboard/switchboard/internal/siphdr"
 )
 
 // trunkDialog is how the switch rewrites the requests of a call it sent
@@ -477,7 +478,7 @@ func AnswerChallenge(req *gosip.Request, res *gosip.Response, user, password str
 	if res.StatusCode == 407 {
 		challengeName, credName = "Proxy-Authenticate", "Proxy-Authorization"
 	}
-	for _, h := range res.GetHeaders(challengeName) {
+	for _, h := range siphdr.All(res, challengeName) {
 		chal, err := digest.ParseChallenge(h.Value())
 		if err != nil {
 			continue

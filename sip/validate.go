@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	gosip "github.com/emiago/sipgo/sip"
+	"github.com/switchboard/switchboard/internal/siphdr"
 )
 
 // validate applies RFC 3261 §16.3.
@@ -34,7 +35,7 @@ func (s *Server) validate(req *gosip.Request) error {
 		return status(482, "Loop Detected", nil)
 	}
 	// Step 5: Proxy-Require.
-	if pr := req.GetHeaders("Proxy-Require"); len(pr) > 0 && !req.IsAck() && !req.IsCancel() {
+	if pr := siphdr.All(req, "Proxy-Require"); len(pr) > 0 && !req.IsAck() && !req.IsCancel() {
 		var opts []string
 		for _, h := range pr {
 			for _, o := range strings.Split(h.Value(), ",") {
@@ -76,7 +77,7 @@ func loopHash(req *gosip.Request, ruri string, prevVia string) string {
 		w(strconv.FormatUint(uint64(c.SeqNo), 10))
 	}
 	w(prevVia)
-	for _, r := range req.GetHeaders("Proxy-Require") {
+	for _, r := range siphdr.All(req, "Proxy-Require") {
 		w(r.Value())
 	}
 	return hex.EncodeToString(h.Sum(nil)[:8])
@@ -86,7 +87,7 @@ func loopHash(req *gosip.Request, ruri string, prevVia string) string {
 // same (RFC 3261 §16.3 step 4): a Via of ours whose loop hash matches the
 // request as it is now. A request that comes back changed is a spiral.
 func (s *Server) isLoop(req *gosip.Request) bool {
-	vias := req.GetHeaders("Via")
+	vias := siphdr.All(req, "Via")
 	for i, h := range vias {
 		v, ok := h.(*gosip.ViaHeader)
 		if !ok {
