@@ -33,6 +33,7 @@ import (
 type Switch interface {
 	Calls() []sip.CallInfo
 	CallsStarted() uint64
+	CallCount() int
 	Hangup(ctx context.Context, callID, reason string) error
 	Draining() bool
 	FloodBanned() []sip.FloodBan
@@ -58,6 +59,11 @@ type Config struct {
 	// Registrations returns the registrations in force
 	// (registrar.Location.All). Required.
 	Registrations func() []registrar.Binding
+	// RegistrationsHead returns how many registrations are in force and
+	// the first n of them in Registrations' order
+	// (registrar.Location.Head), for the live view every second. Nil: it
+	// uses Registrations.
+	RegistrationsHead func(n int) (int, []registrar.Binding)
 	// Users is the SIP user store. Required.
 	Users Users
 	// Guard is the switch's password ban: sign-in and token failures count
@@ -187,11 +193,21 @@ func (c *Console) sampleLoop(ctx context.Context) {
 	}
 }
 
+// registrationCount is the number of registrations in force, counted
+// without copying them when the registrar can.
+func (c *Console) registrationCount() int {
+	if c.cfg.RegistrationsHead != nil {
+		n, _ := c.cfg.RegistrationsHead(0)
+		return n
+	}
+	return len(c.cfg.Registrations())
+}
+
 func (c *Console) sample() {
 	c.stats.add(point{
 		Time:          c.now(),
-		Calls:         len(c.cfg.Switch.Calls()),
-		Registrations: len(c.cfg.Registrations()),
+		Calls:         c.cfg.Switch.CallCount(),
+		Registrations: c.registrationCount(),
 		started:       c.cfg.Switch.CallsStarted(),
 	})
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/switchboard/switchboard/registrar"
 )
 
 // live computes the calls' media health every LiveEvery (loss and MOS over
@@ -95,11 +97,18 @@ func (l *live) tick() {
 
 func (l *live) encode(calls []Call) []byte {
 	c := l.c
-	regs := c.cfg.Registrations()
-	u := update{Time: c.now(), Calls: calls, RegistrationsTotal: len(regs), Draining: c.cfg.Switch.Draining()}
-	if len(regs) > maxLiveRegistrations {
-		regs = regs[:maxLiveRegistrations]
+	var total int
+	var regs []registrar.Binding
+	if c.cfg.RegistrationsHead != nil {
+		total, regs = c.cfg.RegistrationsHead(maxLiveRegistrations)
+	} else {
+		regs = c.cfg.Registrations()
+		total = len(regs)
+		if len(regs) > maxLiveRegistrations {
+			regs = regs[:maxLiveRegistrations]
+		}
 	}
+	u := update{Time: c.now(), Calls: calls, RegistrationsTotal: total, Draining: c.cfg.Switch.Draining()}
 	u.Registrations = Registrations(regs)
 	if c.cfg.Allocations != nil {
 		u.Allocations = c.cfg.Allocations()

@@ -271,16 +271,16 @@ func (s *Sender) CaptureID() uint32 { return s.cfg.ID }
 // Observe encodes m and queues it; a full queue drops it. It is a
 // sip.Observer.
 func (s *Sender) Observe(m *sip.Message) {
-	src, dst := m.Remote, m.Local
+	src, dst := m.Remote(), m.Local()
 	if m.Sent {
-		src, dst = m.Local, m.Remote
+		src, dst = m.Local(), m.Remote()
 	}
 	proto := uint8(ProtoTCP)
 	if m.Transport == "udp" {
 		proto = ProtoUDP
 	}
 	bp := s.pool.Get().(*[]byte)
-	b := Append((*bp)[:0], &Packet{Src: src, Dst: dst, Proto: proto, Time: m.Time, CaptureID: s.cfg.ID,
+	b := Append((*bp)[:0], &Packet{Src: src, Dst: dst, Proto: proto, Time: m.Time(), CaptureID: s.cfg.ID,
 		AuthKey: s.cfg.Password, CorrID: callID(m.Data), Payload: m.Data})
 	*bp = b
 	select {

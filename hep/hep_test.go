@@ -55,8 +55,8 @@ func TestSender(t *testing.T) {
 		<-done
 	}()
 	data := []byte("INVITE sip:bob@x SIP/2.0\r\ni: call-1\r\n\r\n")
-	s.Observe(&sip.Message{Time: time.Now(), Sent: true, Transport: "udp",
-		Local: netip.MustParseAddrPort("127.0.0.1:5060"), Remote: netip.MustParseAddrPort("127.0.0.2:5070"), Data: data})
+	s.Observe(sip.NewMessage(time.Now(), true, "udp",
+		netip.MustParseAddrPort("127.0.0.1:5060"), netip.MustParseAddrPort("127.0.0.2:5070"), data))
 	buf := make([]byte, 65535)
 	pc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	n, _, err := pc.ReadFrom(buf)

@@ -35,6 +35,64 @@ func (l *Location) All() []Binding {
 	return out
 }
 
+// Head returns how many bindings are in force and copies of the first n of
+// them in All's order, without copying the others (the console's live view
+// asks every second, and the location table may hold a million).
+func (l *Location) Head(n int) (total int, first []Binding) {
+	now := l.now()
+	less := func(a, b *Binding) bool {
+		if a.AOR != b.AOR {
+			return a.AOR < b.AOR
+		}
+		return a.Contact < b.Contact
+	}
+	// h is a max-heap of the n smallest seen so far: h[0] is the largest.
+	h := make([]*Binding, 0, min(n, 1024))
+	down := func(i int) {
+		for {
+			c := 2*i + 1
+			if c >= len(h) {
+				return
+			}
+			if c+1 < len(h) && less(h[c], h[c+1]) {
+				c++
+			}
+			if !less(h[i], h[c]) {
+				return
+			}
+			h[i], h[c] = h[c], h[i]
+			i = c
+		}
+	}
+	l.mu.RLock()
+	for _, list := range l.aors {
+		for _, b := range list {
+			if !b.Expires.After(now) {
+				continue
+			}
+			total++
+			switch {
+			case n <= 0:
+			case len(h) < n:
+				h = append(h, b)
+				for i := len(h) - 1; i > 0 && less(h[(i-1)/2], h[i]); i = (i - 1) / 2 {
+					h[i], h[(i-1)/2] = h[(i-1)/2], h[i]
+				}
+			case less(b, h[0]):
+				h[0] = b
+				down(0)
+			}
+		}
+	}
+	first = make([]Binding, len(h))
+	for i, b := range h {
+		first[i] = *b
+	}
+	l.mu.RUnlock()
+	sort.Slice(first, func(i, j int) bool { return less(&first[i], &first[j]) })
+	return total, first
+}
+
 // StoredBindings reads the unexpired bindings from the database, for
 // readers such as the CLI while the switch is not running. Bindings made
 // over connections are among them only while their switch runs.

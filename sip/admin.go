@@ -87,6 +87,14 @@ func (s *Server) Calls() []CallInfo {
 // started.
 func (s *Server) CallsStarted() uint64 { return s.calls.startedCount.Load() }
 
+// CallCount returns the number of calls in progress (Calls' length,
+// without the snapshot).
+func (s *Server) CallCount() int {
+	s.calls.mu.Lock()
+	defer s.calls.mu.Unlock()
+	return len(s.calls.calls)
+}
+
 // legs returns the per-party statistics of the session's streams.
 func (m *mediaSession) legs() []LegInfo {
 	m.mu.Lock()

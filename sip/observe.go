@@ -13,20 +13,75 @@ import (
 )
 
 // Message is one SIP message the switch received or sent, as it was on the
-// wire, handed to Config.Observer.
+// wire, handed to Config.Observer. Its time and addresses are worked out
+// when first asked for: an observer that keeps nothing of most messages
+// (the console's call traces and registrations) does not pay for them.
 type Message struct {
-	// Time is when the message was read or written.
-	Time time.Time
 	// Sent is true for a message the switch sent, false for one it
 	// received.
 	Sent bool
 	// Transport is udp, tcp, tls, ws or wss.
 	Transport string
-	// Local is the switch's address, Remote the peer's.
-	Local, Remote netip.AddrPort
-	// Data is the whole message. It is only valid during the call to the
-	// Observer, which copies what it keeps.
+	// Data is the whole message. It, and the Message itself, are only
+	// valid during the call to the Observer, which copies what it keeps.
 	Data []byte
+
+	at            time.Time
+	laddr, raddr  string // as sipgo reports them, until parsed
+	local, remote netip.AddrPort
+	parsed        bool
+}
+
+// NewMessage returns a Message with its time and addresses set (messages
+// from elsewhere than the switch's transports, and tests).
+func NewMessage(at time.Time, sent bool, transport string, local, remote netip.AddrPort, data []byte) *Message {
+	return &Message{Sent: sent, Transport: transport, Data: data, at: at, local: local, remote: remote, parsed: true}
+}
+
+// Time is when the message was read or written.
+func (m *Message) Time() time.Time {
+	if m.at.IsZero() {
+		m.at = time.Now()
+	}
+	return m.at
+}
+
+// Local is the switch's address.
+func (m *Message) Local() netip.AddrPort {
+	m.parseAddrs()
+	return m.local
+}
+
+// Remote is the peer's address.
+func (m *Message) Remote() netip.AddrPort {
+	m.parseAddrs()
+	return m.remote
+}
+
+// AddrText returns the switch's and the peer's address as host:port text,
+// as the transport reported them (without parsing them).
+func (m *Message) AddrText() (local, remote string) {
+	if m.laddr != "" || m.raddr != "" {
+		return m.laddr, m.raddr
+	}
+	return addrText(m.local), addrText(m.remote)
+}
+
+func addrText(ap netip.AddrPort) string {
+	if !ap.IsValid() {
+		return ""
+	}
+	return ap.String()
+}
+
+func (m *Message) parseAddrs() {
+	if m.parsed {
+		return
+	}
+	m.parsed = true
+	local, _ := netip.ParseAddrPort(m.laddr)
+	remote, _ := netip.ParseAddrPort(m.raddr)
+	m.local, m.remote = unmapAddrPort(local), unmapAddrPort(remote)
 }
 
 // Observer is told of every SIP message the switch receives and sends
@@ -131,36 +186,55 @@ func traceWire(sent bool, transport, laddr, raddr string, data []byte) {
 	if m == nil || len(*m) == 0 {
 		return
 	}
-	i := strings.LastIndexByte(laddr, ':')
-	if i < 0 {
-		return
-	}
-	port, err := strconv.ParseUint(laddr[i+1:], 10, 16)
-	if err != nil {
-		return
-	}
-	o, ok := (*m)[observedKey{transport, uint16(port)}]
+	port, ok := portOf(laddr)
 	if !ok {
 		return
 	}
-	local, _ := netip.ParseAddrPort(laddr)
-	remote, _ := netip.ParseAddrPort(raddr)
-	msg := Message{Time: time.Now(), Sent: sent, Transport: o.transport,
-		Local: unmapAddrPort(local), Remote: unmapAddrPort(remote)}
+	o, ok := (*m)[observedKey{transport, port}]
+	if !ok {
+		return
+	}
+	if transport != "TCP" && len(bytes.TrimLeft(data, "\r\n")) == 0 {
+		return // a keep-alive (RFC 5626 §3.5.1), not a message
+	}
+	msg := messages.Get().(*Message)
+	defer func() {
+		*msg = Message{} // holds nothing of sipgo's buffers while pooled
+		messages.Put(msg)
+	}()
+	*msg = Message{Sent: sent, Transport: o.transport, laddr: laddr, raddr: raddr}
 	if transport == "TCP" && !sent {
 		// A stream read is whatever TCP delivered: part of a message,
 		// or several.
 		o.owner.streams().split(laddr, raddr, data, func(one []byte) {
 			msg.Data = one
-			o.obs(&msg)
+			o.obs(msg)
+			msg.at = time.Time{} // the next one is seen a moment later
 		})
 		return
 	}
-	if len(bytes.TrimLeft(data, "\r\n")) == 0 {
-		return // a keep-alive (RFC 5626 §3.5.1), not a message
-	}
 	msg.Data = data
-	o.obs(&msg)
+	o.obs(msg)
+}
+
+// messages recycles what traceWire hands the Observer, which keeps nothing
+// of it past the call.
+var messages = sync.Pool{New: func() any { return new(Message) }}
+
+// portOf returns the port at the end of a host:port address.
+func portOf(addr string) (uint16, bool) {
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 || i == len(addr)-1 || len(addr)-i > 6 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range addr[i+1:] {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return uint16(n), n <= 0xffff
 }
 
 func unmapAddrPort(ap netip.AddrPort) netip.AddrPort {

@@ -81,10 +81,44 @@ type Store struct {
 	bytes int                      // kept in all
 }
 
+// entry is one call's trace as kept: a record of each message, holding the
+// message as it was on the wire. Keeping a message costs one allocation,
+// not zeroed, of its size; what Message shows besides is read from the raw
+// message when asked for (Get).
 type entry struct {
-	call  Call
-	bytes int
+	callID  string
+	started time.Time
+	recs    []record
+	bytes   int
+	dropped int
 }
+
+// record is one message as kept.
+type record struct {
+	at        int64  // Unix nanoseconds
+	data      string // the message, then its local and remote address as text
+	n         uint32 // the message's length
+	la, ra    uint8  // the addresses' lengths
+	transport uint8  // index in transports
+	sent      bool
+}
+
+// transports are the names of Message.Transport a record can have.
+var transports = [...]string{"", "udp", "tcp", "tls", "ws", "wss"}
+
+func transportIndex(t string) uint8 {
+	for i, n := range transports {
+		if n == t {
+			return uint8(i)
+		}
+	}
+	return 0
+}
+
+// callMessages is the room a call's trace starts with: its usual exchange
+// (INVITE, 407, ACK, INVITE, 100, 180, 200, ACK, BYE, 200 on both sides),
+// so that it seldom grows.
+const callMessages = 24
 
 // New returns a store that keeps the traces of the last n calls (at
 // least 1).
@@ -92,16 +126,20 @@ func New(n int) *Store {
 	return &Store{max: max(n, 1), calls: map[string]*list.Element{}, order: list.New()}
 }
 
-// Observe adds m to its call's trace, if it is part of a call.
+// Observe adds m to its call's trace, if it is part of a call. It is on
+// the path of every message the switch receives and sends, so what is not
+// kept (registrations, out-of-dialog requests, messages of calls not
+// traced) costs a scan of the headers and a map lookup, without
+// allocating.
 func (s *Store) Observe(m *sip.Message) {
 	h, ok := scan(m.Data)
-	if !ok || h.callID == "" {
+	if !ok || len(h.callID) == 0 || h.skip {
 		return
 	}
-	opens := h.status == 0 && h.method == "INVITE" && !h.toTag
+	opens := h.status == 0 && string(h.method) == "INVITE" && !h.toTag
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	el, ok := s.calls[h.callID]
+	el, ok := s.calls[string(h.callID)]
 	if !ok {
 		if !opens {
 			return
@@ -109,34 +147,62 @@ func (s *Store) Observe(m *sip.Message) {
 		for s.order.Len() >= s.max {
 			s.evictOldestLocked()
 		}
-		el = s.order.PushBack(&entry{call: Call{CallID: h.callID, Started: m.Time}})
-		s.calls[h.callID] = el
+		id := string(h.callID)
+		el = s.order.PushBack(&entry{callID: id, started: m.Time(), recs: make([]record, 0, callMessages)})
+		s.calls[id] = el
 	}
 	e := el.Value.(*entry)
-	if len(e.call.Messages) >= MaxMessages || e.bytes+len(m.Data) > MaxCallBytes {
-		e.call.Dropped++
+	local, remote := m.AddrText()
+	if len(local) > 255 || len(remote) > 255 {
+		local, remote = "", ""
+	}
+	n := len(m.Data) + len(local) + len(remote)
+	if len(e.recs) >= MaxMessages || e.bytes+n > MaxCallBytes {
+		e.dropped++
 		return
 	}
-	msg := Message{Time: m.Time, Transport: m.Transport, Method: h.method, Status: h.status,
-		Reason: h.reason, CSeq: h.cseq, Raw: string(m.Data)}
-	if m.Sent {
-		msg.Direction, msg.From, msg.To = "out", addr(m.Local), addr(m.Remote)
-	} else {
-		msg.Direction, msg.From, msg.To = "in", addr(m.Remote), addr(m.Local)
-	}
-	e.call.Messages = append(e.call.Messages, msg)
-	e.bytes += len(m.Data)
-	s.bytes += len(m.Data)
+	var b strings.Builder // one allocation of n bytes, not zeroed
+	b.Grow(n)
+	b.Write(m.Data)
+	b.WriteString(local)
+	b.WriteString(remote)
+	e.recs = append(e.recs, record{at: m.Time().UnixNano(), data: b.String(), n: uint32(len(m.Data)),
+		la: uint8(len(local)), ra: uint8(len(remote)), transport: transportIndex(m.Transport), sent: m.Sent})
+	e.bytes += n
+	s.bytes += n
 	for s.bytes > maxTotalBytes && s.order.Len() > 1 {
 		s.evictOldestLocked()
 	}
 }
 
-func addr(ap netip.AddrPort) string {
-	if !ap.IsValid() {
+// message is what the trace shows of a record.
+func (r *record) message() Message {
+	raw := r.data[:r.n]
+	local := r.data[r.n : r.n+uint32(r.la)]
+	remote := r.data[r.n+uint32(r.la):]
+	msg := Message{Time: time.Unix(0, r.at), Transport: transports[r.transport], Raw: raw}
+	if h, ok := scan([]byte(raw)); ok {
+		msg.Method, msg.Status, msg.Reason, msg.CSeq = string(h.method), h.status, string(h.reason), string(h.cseq)
+	}
+	if r.sent {
+		msg.Direction, msg.From, msg.To = "out", addr(local), addr(remote)
+	} else {
+		msg.Direction, msg.From, msg.To = "in", addr(remote), addr(local)
+	}
+	return msg
+}
+
+// addr is an address as the trace shows it: IPv4-mapped IPv6 addresses
+// (a dual-stack socket's) as IPv4.
+func addr(text string) string {
+	if text == "" {
 		return ""
 	}
-	return ap.String()
+	ap, err := netip.ParseAddrPort(text)
+	if err != nil {
+		return text
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
 }
 
 func (s *Store) evictOldestLocked() {
@@ -146,7 +212,7 @@ func (s *Store) evictOldestLocked() {
 	}
 	e := el.Value.(*entry)
 	s.order.Remove(el)
-	delete(s.calls, e.call.CallID)
+	delete(s.calls, e.callID)
 	s.bytes -= e.bytes
 }
 
@@ -159,8 +225,11 @@ func (s *Store) Get(callID string) (Call, bool) {
 	if !ok {
 		return Call{}, false
 	}
-	c := el.Value.(*entry).call
-	c.Messages = append([]Message(nil), c.Messages...)
+	e := el.Value.(*entry)
+	c := Call{CallID: e.callID, Started: e.started, Dropped: e.dropped, Messages: make([]Message, len(e.recs))}
+	for i := range e.recs {
+		c.Messages[i] = e.recs[i].message()
+	}
 	// Reads and writes are noted by different goroutines: a sent
 	// response may be noted a moment before the request it answers.
 	sortStable(c.Messages)
@@ -223,62 +292,99 @@ func cseqNumber(cseq string) (uint64, bool) {
 	return n, err == nil
 }
 
-// head is what the store reads of a message's start line and headers.
+// head is what the store reads of a message's start line and headers: the
+// slices point into the message.
 type head struct {
-	method string // request method, or the CSeq method of a response
+	method []byte // request method, or the CSeq method of a response
 	status int
-	reason string
-	callID string
-	cseq   string
+	reason []byte
+	callID []byte
+	cseq   []byte
 	toTag  bool
+	// skip is set for what is never part of a call: REGISTER and PUBLISH
+	// (RFC 3261 §10, RFC 3903 §4 — never sent within a dialog) and their
+	// responses.
+	skip bool
 }
 
 // scan reads the start line and the Call-ID, CSeq and To headers of a SIP
 // message (RFC 3261 §7, compact forms of §7.3.3 included) without parsing
-// the rest.
+// the rest, and without allocating. A request that is never part of a call
+// is skipped at its start line.
 func scan(b []byte) (head, bool) {
 	var h head
 	line, rest := cutLine(b)
 	if bytes.HasPrefix(line, []byte("SIP/2.0 ")) {
-		f := bytes.SplitN(line[len("SIP/2.0 "):], []byte(" "), 2)
-		code, err := strconv.Atoi(string(f[0]))
-		if err != nil || code < 100 || code > 699 {
+		code, reason, _ := bytes.Cut(line[len("SIP/2.0 "):], []byte(" "))
+		n, ok := statusCode(code)
+		if !ok {
 			return h, false
 		}
-		h.status = code
-		if len(f) == 2 {
-			h.reason = string(f[1])
-		}
+		h.status, h.reason = n, reason
 	} else {
 		sp := bytes.IndexByte(line, ' ')
 		if sp <= 0 || !bytes.HasSuffix(line, []byte(" SIP/2.0")) {
 			return h, false
 		}
-		h.method = string(line[:sp])
+		h.method = line[:sp]
+		if neverInCall(h.method) {
+			h.skip = true
+			return h, true
+		}
 	}
-	for len(rest) > 0 {
+	var seenTo bool
+	for len(rest) > 0 && (h.callID == nil || h.cseq == nil || !seenTo) {
 		line, rest = cutLine(rest)
 		if len(line) == 0 {
 			break // end of the headers
 		}
 		name, value, ok := bytes.Cut(line, []byte(":"))
-		if !ok {
+		if !ok || len(name) == 0 {
+			continue
+		}
+		// Most headers are told apart by their first letter.
+		switch name[0] | 0x20 {
+		case 'c', 'i', 't':
+		default:
 			continue
 		}
 		name, value = bytes.TrimSpace(name), bytes.TrimSpace(value)
 		switch {
 		case bytes.EqualFold(name, []byte("Call-ID")) || bytes.EqualFold(name, []byte("i")):
-			h.callID = string(value)
+			h.callID = value
 		case bytes.EqualFold(name, []byte("CSeq")):
-			h.cseq = string(value)
+			h.cseq = value
 			if _, m, ok := bytes.Cut(value, []byte(" ")); ok && h.status != 0 {
-				h.method = string(bytes.TrimSpace(m))
+				h.method = bytes.TrimSpace(m)
+				if neverInCall(h.method) {
+					h.skip = true
+					return h, true
+				}
 			}
 		case bytes.EqualFold(name, []byte("To")) || bytes.EqualFold(name, []byte("t")):
-			h.toTag = hasTag(value)
+			h.toTag, seenTo = hasTag(value), true
 		}
 	}
 	return h, true
+}
+
+func neverInCall(method []byte) bool {
+	return string(method) == "REGISTER" || string(method) == "PUBLISH"
+}
+
+// statusCode parses a response's three-digit status code (RFC 3261 §7.2).
+func statusCode(b []byte) (int, bool) {
+	if len(b) != 3 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, n >= 100 && n <= 699
 }
 
 // hasTag reports whether a To header value has a tag parameter (outside
@@ -287,7 +393,9 @@ func hasTag(v []byte) bool {
 	if i := bytes.LastIndexByte(v, '>'); i >= 0 {
 		v = v[i+1:]
 	}
-	for _, p := range bytes.Split(v, []byte(";")) {
+	for len(v) > 0 {
+		var p []byte
+		p, v, _ = bytes.Cut(v, []byte(";"))
 		k, _, _ := bytes.Cut(bytes.TrimSpace(p), []byte("="))
 		if bytes.EqualFold(k, []byte("tag")) {
 			return true
@@ -299,7 +407,12 @@ func hasTag(v []byte) bool {
 func cutLine(b []byte) (line, rest []byte) {
 	i := bytes.IndexByte(b, '\n')
 	if i < 0 {
-		return bytes.TrimRight(b, "\r"), nil
+		line = b
+	} else {
+		line, rest = b[:i], b[i+1:]
 	}
-	return bytes.TrimRight(b[:i], "\r"), b[i+1:]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, rest
 }

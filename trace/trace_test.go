@@ -33,7 +33,7 @@ func response(code int, reason, method, callID string) string {
 }
 
 func observe(s *Store, sent bool, remote netip.AddrPort, raw string, at time.Time) {
-	s.Observe(&sip.Message{Time: at, Sent: sent, Transport: "udp", Local: swAddr, Remote: remote, Data: []byte(raw)})
+	s.Observe(sip.NewMessage(at, sent, "udp", swAddr, remote, []byte(raw)))
 }
 
 func TestCallTraceAndLadder(t *testing.T) {
@@ -148,10 +148,112 @@ func TestBounded(t *testing.T) {
 	}
 }
 
+// sippRegister and sippRegisterOK are a registration as bench/compare's
+// SIPp sends it and the switch answers it.
+const (
+	sippRegister = "REGISTER sip:switchboard.local SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP 127.0.0.1:26000;branch=z9hG4bK-3197-1-0;rport\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:u000001@switchboard.local>;tag=3197reg1\r\n" +
+		"To: <sip:u000001@switchboard.local>\r\nCall-ID: 1-3197@127.0.0.1\r\nCSeq: 2 REGISTER\r\n" +
+		"Contact: <sip:u000001@127.0.0.1:26000;transport=UDP>\r\nExpires: 3600\r\n" +
+		"Authorization: Digest username=\"u000001\",realm=\"switchboard.local\",uri=\"sip:switchboard.local\"," +
+		"nonce=\"AAAAAGVhZ2xlc2FyZWdyZWF0YW5kc29hcmV5b3U\",response=\"0123456789abcdef0123456789abcdef\",algorithm=MD5\r\n" +
+		"User-Agent: sipp\r\nContent-Length: 0\r\n\r\n"
+	sippRegisterOK = "SIP/2.0 200 OK\r\n" +
+		"Via: SIP/2.0/UDP 127.0.0.1:26000;branch=z9hG4bK-3197-1-0;rport=26000;received=127.0.0.1\r\n" +
+		"From: <sip:u000001@switchboard.local>;tag=3197reg1\r\nTo: <sip:u000001@switchboard.local>;tag=sb0123456789abcdef\r\n" +
+		"Call-ID: 1-3197@127.0.0.1\r\nCSeq: 2 REGISTER\r\n" +
+		"Contact: <sip:u000001@127.0.0.1:26000;transport=UDP>;expires=3600\r\nDate: Wed, 02 Dec 2026 03:00:00 GMT\r\n" +
+		"Server: switchboard\r\nContent-Length: 0\r\n\r\n"
+)
+
+// BenchmarkObserveRegister is what a registration's messages, which are
+// not traced, cost the store.
 func BenchmarkObserveRegister(b *testing.B) {
 	s := New(1000)
-	m := &sip.Message{Time: time.Now(), Transport: "udp", Local: swAddr, Remote: callerAddr, Data: []byte(request("REGISTER", "r", ""))}
+	req := sip.NewMessage(time.Now(), false, "udp", swAddr, callerAddr, []byte(sippRegister))
+	res := sip.NewMessage(time.Now(), true, "udp", swAddr, callerAddr, []byte(sippRegisterOK))
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Observe(req)
+		s.Observe(res)
+	}
+}
+
+// BenchmarkObserveUntracedCall is a message of a call the store does not
+// hold (its INVITE was evicted, or came before the switch started).
+func BenchmarkObserveUntracedCall(b *testing.B) {
+	s := New(1000)
+	m := sip.NewMessage(time.Now(), false, "udp", swAddr, callerAddr, []byte(response(180, "Ringing", "INVITE", "nope")))
+	b.ReportAllocs()
 	for b.Loop() {
 		s.Observe(m)
 	}
+}
+
+// BenchmarkObserveCall is one message kept in a call's trace.
+func BenchmarkObserveCall(b *testing.B) {
+	s := New(1000)
+	msgs := make([]*sip.Message, 1000)
+	for i := range msgs {
+		id := fmt.Sprint("call-", i)
+		observe(s, false, callerAddr, request("INVITE", id, ""), time.Now())
+		msgs[i] = sip.NewMessage(time.Now(), true, "udp", swAddr, callerAddr, []byte(response(180, "Ringing", "INVITE", id)))
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		s.Observe(msgs[i%len(msgs)])
+		i++
+		if i%(MaxMessages-1) == 0 {
+			b.StopTimer()
+			s = New(1000)
+			for j := range msgs {
+				observe(s, false, callerAddr, request("INVITE", fmt.Sprint("call-", j), ""), time.Now())
+			}
+			b.StartTimer()
+		}
+	}
+}
+
+// FuzzObserve feeds the store what a peer may send: it must not panic,
+// must keep only what belongs to a call it opened, and must show back
+// every message it kept as it was.
+func FuzzObserve(f *testing.F) {
+	f.Add([]byte(request("INVITE", "c1", "")), []byte(response(180, "Ringing", "INVITE", "c1")))
+	f.Add([]byte(sippRegister), []byte(sippRegisterOK))
+	f.Add([]byte("INVITE x SIP/2.0\r\ni: a\r\nt: <sip:b>;tag\r\n\r\n"), []byte("SIP/2.0 999 x\r\ni: a\r\n\r\n"))
+	f.Add([]byte("SIP/2.0 200\r\nCSeq: 1\r\nCall-ID:\r\n"), []byte("\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, first, second []byte) {
+		s := New(2)
+		now := time.Now()
+		s.Observe(sip.NewMessage(now, false, "udp", swAddr, callerAddr, first))
+		s.Observe(sip.NewMessage(now, true, "tcp", swAddr, calleeAddr, second))
+		opener := func(b []byte) (string, bool) {
+			h, ok := scan(b)
+			return string(h.callID), ok && !h.skip && len(h.callID) > 0 && h.status == 0 && string(h.method) == "INVITE" && !h.toTag
+		}
+		opens := map[string]bool{}
+		id, firstOpens := opener(first)
+		if firstOpens {
+			opens[id] = true
+		}
+		if id2, ok := opener(second); ok {
+			opens[id2] = true
+		}
+		if calls, _ := s.Len(); calls != len(opens) {
+			t.Fatalf("%d calls traced from %q and %q, want %d", calls, first, second, len(opens))
+		}
+		if !firstOpens {
+			return
+		}
+		h, _ := scan(first)
+		c, ok := s.Get(string(h.callID))
+		if !ok || len(c.Messages) == 0 || c.Messages[0].Raw != string(first) || c.Messages[0].Method != "INVITE" {
+			t.Fatalf("trace of %q: %+v", first, c)
+		}
+		if c.Messages[0].From != callerAddr.String() || c.Messages[0].To != swAddr.String() {
+			t.Fatalf("addresses %s -> %s", c.Messages[0].From, c.Messages[0].To)
+		}
+	})
 }

@@ -93,7 +93,8 @@ func (sw *switchboard) buildConsole(ctx context.Context, cfg *fileConfig, srv *s
 		return nil
 	}
 	ac := admin.Config{
-		DB: sw.db, Switch: srv, Registrations: reg.Location().All, Users: reg.Users(), Guard: reg.Guard(),
+		DB: sw.db, Switch: srv, Registrations: reg.Location().All,
+		RegistrationsHead: reg.Location().Head, Users: reg.Users(), Guard: reg.Guard(),
 		Traces: sw.traces, Domain: cfg.Domain, Version: version, Logger: sw.log,
 	}
 	if turnSrv != nil {
