@@ -35,13 +35,18 @@
 # is bounded in count (-m) and time (-timeout, then timeout(1)); every
 # process started here is stopped by PID on exit.
 #
-# Usage: bench/compare/run.sh [switchboard] [kamailio-sqlite] [kamailio-htable]
+# Usage: bench/compare/run.sh [switchboard] [switchboard-console-off]
+#                             [kamailio-sqlite] [kamailio-htable]
+# (switchboard-console-off: the same binary with `console: {enabled: false}`,
+# to show what the operations console and its call traces cost.)
 # Knobs (environment): STAGES ("reg call mem"), TRIAL_SECONDS (10),
 # REG_START (2000), CALL_START (400), USERS (20000), MEM_USERS (20000),
 # SETTLE_SECONDS (40), HOLD_MS (1000), SIPP_PROCS (2 UAC processes for
 # registrations), UAS_PROCS (2 UAC/UAS pairs for calls), MAX_TRIALS (14 per
 # ramp), SB_CONFIG (YAML appended to switchboard's configuration, e.g.
-# "console: {enabled: false}"), KEEP=1 keeps the work directory.
+# "console: {enabled: false}"), CONSOLE_PAGE=1 (one operations console page
+# open on switchboard through the run: its live event stream, read on the
+# SIPp core), KEEP=1 keeps the work directory.
 # Needs: go, sip-tester, util-linux (taskset); kamailio,
 # kamailio-sqlite-modules, sqlite3 (installed with apt-get when missing and
 # root).
@@ -146,7 +151,7 @@ sock_drops() {
 mem_kb() {
 	local p t=0 v
 	case $SERVER in
-	switchboard) awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status" ;;
+	switchboard*) awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status" ;;
 	*)
 		for p in "${SERVER_PIDS[@]}"; do
 			v=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
@@ -213,7 +218,7 @@ make_users() {
 	DB=$WORK/$SERVER-$n.db
 	rm -f "$DB"*
 	case $SERVER in
-	switchboard)
+	switchboard*)
 		"$WORK/mkusers" -db "$DB" -realm "$DOMAIN" -n "$n" -prefix u >"$WORK/users.csv"
 		;;
 	kamailio-sqlite)
@@ -233,7 +238,7 @@ make_users() {
 		} | sqlite3 "$DB"
 		;;
 	esac
-	if [[ $SERVER != switchboard ]]; then
+	if [[ $SERVER != switchboard* ]]; then
 		awk -v n="$n" 'BEGIN {print "SEQUENTIAL"; for (i=1;i<=n;i++) {u=sprintf("u%06d",i); printf "%s;pw-%s;[authentication username=%s password=pw-%s]\n", u, u, u, u}}' >"$WORK/users.csv"
 	fi
 }
@@ -245,14 +250,15 @@ start_server() {
 	SERVER_PORT=$(free_port)
 	SERVER_ADDR=127.0.0.1:$SERVER_PORT
 	case $SERVER in
-	switchboard)
-		local cfg=$WORK/switchboard.yaml
+	switchboard*)
+		local cfg=$WORK/switchboard.yaml http_port
+		http_port=$(free_port)
 		cat >"$cfg" <<EOF
 domain: $DOMAIN
 database: $DB
 log: {level: warn}
 sip: {listen: [udp://127.0.0.1:$SERVER_PORT]}
-http: {listen: 127.0.0.1:$(free_port), https: {listen: ""}}
+http: {listen: 127.0.0.1:$http_port, https: {listen: ""}}
 # SIPp is a load generator on loopback: exempt from the per-source flood
 # limit, as the Kamailio configurations have no pike either.
 security: {flood: {exempt: [127.0.0.0/8]}}
@@ -263,11 +269,24 @@ turn: {enabled: false}
 webrtc: {enabled: false}
 ${SB_CONFIG:-}
 EOF
+		[[ $SERVER == switchboard-console-off ]] && echo "console: {enabled: false}" >>"$cfg"
 		taskset -c $SERVER_CPU "$WORK/switchboard" serve --config "$cfg" 2>"$WORK/switchboard.log" &
 		SERVER_PID=$!
 		PIDS+=("$SERVER_PID")
 		SERVER_PIDS=("$SERVER_PID")
 		wait_udp "$SERVER_PORT" || die "switchboard did not listen: $(tail -5 "$WORK/switchboard.log")"
+		if [[ ${CONSOLE_PAGE:-} && $SERVER == switchboard ]]; then
+			# One operations console page open: its live stream (SSE),
+			# as the page holds it, for the whole run.
+			"$WORK/switchboard" admin add bench --password bench-password --config "$cfg" >/dev/null
+			local tok
+			tok=$("$WORK/switchboard" admin token bench --config "$cfg")
+			taskset -c $SIPP_CPU curl -sN -H "Authorization: Bearer $tok" "http://127.0.0.1:$http_port/admin/events" \
+				>"$WORK/console-events-$SERVER.log" &
+			PIDS+=($!)
+			sleep 1
+			[[ -s $WORK/console-events-$SERVER.log ]] || die "the console's event stream sent nothing"
+		fi
 		;;
 	kamailio-*)
 		local run=$WORK/kamrun cfg=$KAMDIR/kamailio.cfg
@@ -512,7 +531,8 @@ bench_mem() {
 
 for s in "${SERVERS[@]}"; do
 	case $s in
-	switchboard)
+	switchboard | switchboard-console-off)
+		[[ -x $WORK/switchboard ]] && continue
 		log "building switchboard"
 		go build -o "$WORK/switchboard" ./cmd/switchboard
 		go build -o "$WORK/mkusers" ./bench/sip/mkusers
@@ -524,7 +544,7 @@ for s in "${SERVERS[@]}"; do
 			DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends kamailio kamailio-sqlite-modules sqlite3 >/dev/null
 		fi
 		;;
-	*) die "unknown server $s (switchboard, kamailio-sqlite, kamailio-htable)" ;;
+	*) die "unknown server $s (switchboard, switchboard-console-off, kamailio-sqlite, kamailio-htable)" ;;
 	esac
 done
 
