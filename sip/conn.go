@@ -198,6 +198,8 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 		ap = v.AddrPort()
 	case *net.UDPAddr:
 		ap = v.AddrPort()
+	case *textAddr:
+		ap = v.AddrPort()
 	default:
 		ap, _ = netip.ParseAddrPort(a.String())
 	}

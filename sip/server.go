@@ -294,10 +294,11 @@ func (s *Server) listen(ctx context.Context) error {
 	for _, l := range s.cfg.Listen {
 		switch l.Transport {
 		case "udp":
-			pc, err := lc.ListenPacket(ctx, "udp", l.Addr)
+			raw, err := lc.ListenPacket(ctx, "udp", l.Addr)
 			if err != nil {
 				return fmt.Errorf("listen udp://%s: %w", l.Addr, err)
 			}
+			pc := newUDPListener(raw.(*net.UDPConn))
 			s.addIface("udp", pc.LocalAddr())
 			s.closers = append(s.closers, pc.Close)
 			s.serve(func() error { return s.srv.ServeUDP(pc) })

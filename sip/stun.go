@@ -32,8 +32,8 @@ func (s *Server) answerSTUN(local, remote net.Addr, data []byte) {
 	if err := req.Decode(); err != nil || req.Type != stun.BindingRequest {
 		return
 	}
-	ra, ok := remote.(*net.UDPAddr)
-	if !ok {
+	ra := udpAddrOf(remote)
+	if ra == nil {
 		return
 	}
 	res, err := stun.Build(stun.NewTransactionIDSetter(req.TransactionID), stun.BindingSuccess,

@@ -78,6 +78,7 @@ type Store struct {
 	mu    sync.Mutex
 	calls map[string]*list.Element // Call-ID -> element holding *entry
 	order *list.List               // oldest call at the front
+	last  *list.Element            // the call of the last message kept: the next is often its too
 	bytes int                      // kept in all
 }
 
@@ -139,7 +140,10 @@ func (s *Store) Observe(m *sip.Message) {
 	opens := h.status == 0 && string(h.method) == "INVITE" && !h.toTag
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	el, ok := s.calls[string(h.callID)]
+	el, ok := s.last, s.last != nil && s.last.Value.(*entry).callID == string(h.callID)
+	if !ok {
+		el, ok = s.calls[string(h.callID)]
+	}
 	if !ok {
 		if !opens {
 			return
@@ -151,6 +155,7 @@ func (s *Store) Observe(m *sip.Message) {
 		el = s.order.PushBack(&entry{callID: id, started: m.Time(), recs: make([]record, 0, callMessages)})
 		s.calls[id] = el
 	}
+	s.last = el
 	e := el.Value.(*entry)
 	local, remote := m.AddrText()
 	if len(local) > 255 || len(remote) > 255 {
@@ -213,6 +218,9 @@ func (s *Store) evictOldestLocked() {
 	e := el.Value.(*entry)
 	s.order.Remove(el)
 	delete(s.calls, e.callID)
+	if s.last == el {
+		s.last = nil
+	}
 	s.bytes -= e.bytes
 }
 

@@ -1,0 +1,82 @@
+package sip
+
+import (
+	"net"
+	"net/netip"
+)
+
+// udpListener is a UDP listener socket as sipgo gets it (ServeUDP). sipgo
+// asks the addresses of every datagram for their text, each time
+// formatting them anew: its wire tracer (which the console and HEP use)
+// both addresses of each datagram read and written, its connection pool
+// the source of each datagram read, and the REGISTER fast path sets it as
+// the request's source. Here the addresses carry their text, formatted
+// once: the local address when bound, a datagram's source when read. For
+// a registration that is 8 of its ~190 allocations fewer, and 1–1.5 % of
+// its CPU with the console on.
+type udpListener struct {
+	*net.UDPConn
+	local *textAddr
+}
+
+func newUDPListener(c *net.UDPConn) *udpListener {
+	return &udpListener{UDPConn: c, local: newTextAddr(c.LocalAddr().(*net.UDPAddr).AddrPort())}
+}
+
+// LocalAddr returns the socket's address, with its text.
+func (l *udpListener) LocalAddr() net.Addr { return l.local }
+
+// ReadFrom reads a datagram; its source comes with its text.
+func (l *udpListener) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, ap, err := l.ReadFromUDPAddrPort(b)
+	if err != nil {
+		return n, nil, err
+	}
+	return n, newTextAddr(ap), nil
+}
+
+// WriteTo writes a datagram to addr, which may be a textAddr.
+func (l *udpListener) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if a, ok := addr.(*textAddr); ok {
+		return l.UDPConn.WriteTo(b, &a.UDPAddr)
+	}
+	return l.UDPConn.WriteTo(b, addr)
+}
+
+// textAddr is a UDP address that carries its text (String without
+// formatting).
+type textAddr struct {
+	net.UDPAddr
+	ip   [16]byte // what UDPAddr.IP points into: one allocation for both
+	text string
+}
+
+func newTextAddr(ap netip.AddrPort) *textAddr {
+	a := &textAddr{}
+	if ip := ap.Addr(); ip.Is4() {
+		v4 := ip.As4()
+		copy(a.ip[:], v4[:])
+		a.IP = a.ip[:4]
+	} else {
+		a.ip = ip.As16()
+		a.IP = a.ip[:]
+		a.Zone = ip.Zone()
+	}
+	a.Port = int(ap.Port())
+	a.text = a.UDPAddr.String()
+	return a
+}
+
+// String returns the address as host:port.
+func (a *textAddr) String() string { return a.text }
+
+// udpAddrOf returns a UDP address as a *net.UDPAddr (nil if it is not one).
+func udpAddrOf(a net.Addr) *net.UDPAddr {
+	switch v := a.(type) {
+	case *net.UDPAddr:
+		return v
+	case *textAddr:
+		return &v.UDPAddr
+	}
+	return nil
+}
