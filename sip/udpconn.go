@@ -11,9 +11,9 @@ import (
 // both addresses of each datagram read and written, its connection pool
 // the source of each datagram read, and the REGISTER fast path sets it as
 // the request's source. Here the addresses carry their text, formatted
-// once: the local address when bound, a datagram's source when read. For
-// a registration that is 8 of its ~190 allocations fewer, and 1–1.5 % of
-// its CPU with the console on.
+// once: the local address when bound, a datagram's source when read. With
+// the console on, that formatting was 1–1.5 % of the CPU of registrations
+// and calls in profiles (bench/sip/RESULTS.md).
 type udpListener struct {
 	*net.UDPConn
 	local *textAddr
