@@ -144,7 +144,7 @@ func (c *call) peerState(p *peer, s webrtc.PeerConnectionState) (string, string)
 	case webrtc.PeerConnectionStateDisconnected:
 		c.armICE()
 	case webrtc.PeerConnectionStateFailed:
-		if p.pc.ICEConnectionState() == webrtc.ICEConnectionStateConnected ||
+		if !p.up && p.iceUp.Load() || p.pc.ICEConnectionState() == webrtc.ICEConnectionStateConnected ||
 			p.pc.ICEConnectionState() == webrtc.ICEConnectionStateCompleted {
 			return errDTLSFailed, "the browser's DTLS-SRTP handshake failed"
 		}

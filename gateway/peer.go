@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -99,6 +100,11 @@ type peer struct {
 	remote  bool // remote description set
 	pending []webrtc.ICECandidateInit
 	up      bool // connected once
+	// iceUp is set once ICE has connected (pion's ICE callback): when the
+	// connection then fails without having come up, DTLS failed. Read at
+	// the Failed event, ICEConnectionState may already say Closed: pion
+	// closes ICE after a failed handshake.
+	iceUp atomic.Bool
 }
 
 func kindOf(k string) webrtc.RTPCodecType {
@@ -129,6 +135,11 @@ func (g *Gateway) newPeer(c *call, t *tab, media []peerMedia) (*peer, error) {
 		return nil, fmt.Errorf("peer connection: %w", err)
 	}
 	p := &peer{pc: pc, tab: t, media: media}
+	pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
+		if s == webrtc.ICEConnectionStateConnected || s == webrtc.ICEConnectionStateCompleted {
+			p.iceUp.Store(true)
+		}
+	})
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		c.post(event{kind: evPeerState, peer: p, pcState: s})
 	})
