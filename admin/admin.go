@@ -61,8 +61,8 @@ type Config struct {
 	Registrations func() []registrar.Binding
 	// RegistrationsHead returns how many registrations are in force and
 	// the first n of them in Registrations' order
-	// (registrar.Location.Head), for the live view every second. Nil: it
-	// uses Registrations.
+	// (registrar.Location.Head), for the live view and the chart. Nil:
+	// derived from Registrations.
 	RegistrationsHead func(n int) (int, []registrar.Binding)
 	// Users is the SIP user store. Required.
 	Users Users
@@ -141,6 +141,13 @@ func New(ctx context.Context, cfg Config) (*Console, error) {
 	if cfg.SessionTTL == 0 {
 		cfg.SessionTTL = 12 * time.Hour
 	}
+	if cfg.RegistrationsHead == nil {
+		all := cfg.Registrations
+		cfg.RegistrationsHead = func(n int) (int, []registrar.Binding) {
+			regs := all()
+			return len(regs), regs[:min(n, len(regs))]
+		}
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -193,21 +200,12 @@ func (c *Console) sampleLoop(ctx context.Context) {
 	}
 }
 
-// registrationCount is the number of registrations in force, counted
-// without copying them when the registrar can.
-func (c *Console) registrationCount() int {
-	if c.cfg.RegistrationsHead != nil {
-		n, _ := c.cfg.RegistrationsHead(0)
-		return n
-	}
-	return len(c.cfg.Registrations())
-}
-
 func (c *Console) sample() {
+	registrations, _ := c.cfg.RegistrationsHead(0)
 	c.stats.add(point{
 		Time:          c.now(),
 		Calls:         c.cfg.Switch.CallCount(),
-		Registrations: c.registrationCount(),
+		Registrations: registrations,
 		started:       c.cfg.Switch.CallsStarted(),
 	})
 }

@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"sync"
 	"time"
-
-	"github.com/switchboard/switchboard/registrar"
 )
 
 // live computes the calls' media health every LiveEvery (loss and MOS over
@@ -97,17 +95,7 @@ func (l *live) tick() {
 
 func (l *live) encode(calls []Call) []byte {
 	c := l.c
-	var total int
-	var regs []registrar.Binding
-	if c.cfg.RegistrationsHead != nil {
-		total, regs = c.cfg.RegistrationsHead(maxLiveRegistrations)
-	} else {
-		regs = c.cfg.Registrations()
-		total = len(regs)
-		if len(regs) > maxLiveRegistrations {
-			regs = regs[:maxLiveRegistrations]
-		}
-	}
+	total, regs := c.cfg.RegistrationsHead(maxLiveRegistrations)
 	u := update{Time: c.now(), Calls: calls, RegistrationsTotal: total, Draining: c.cfg.Switch.Draining()}
 	u.Registrations = Registrations(regs)
 	if c.cfg.Allocations != nil {

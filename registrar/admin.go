@@ -26,13 +26,16 @@ func (l *Location) All() []Binding {
 		}
 	}
 	l.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].AOR != out[j].AOR {
-			return out[i].AOR < out[j].AOR
-		}
-		return out[i].Contact < out[j].Contact
-	})
+	sort.Slice(out, func(i, j int) bool { return bindingLess(&out[i], &out[j]) })
 	return out
+}
+
+// bindingLess is All's order: by AOR, then contact.
+func bindingLess(a, b *Binding) bool {
+	if a.AOR != b.AOR {
+		return a.AOR < b.AOR
+	}
+	return a.Contact < b.Contact
 }
 
 // Head returns how many bindings are in force and copies of the first n of
@@ -40,12 +43,7 @@ func (l *Location) All() []Binding {
 // asks every second, and the location table may hold a million).
 func (l *Location) Head(n int) (total int, first []Binding) {
 	now := l.now()
-	less := func(a, b *Binding) bool {
-		if a.AOR != b.AOR {
-			return a.AOR < b.AOR
-		}
-		return a.Contact < b.Contact
-	}
+	less := bindingLess
 	// h is a max-heap of the n smallest seen so far: h[0] is the largest.
 	h := make([]*Binding, 0, min(n, 1024))
 	down := func(i int) {

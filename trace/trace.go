@@ -96,24 +96,12 @@ type entry struct {
 
 // record is one message as kept.
 type record struct {
-	at        int64  // Unix nanoseconds
+	at        time.Time
 	data      string // the message, then its local and remote address as text
 	n         uint32 // the message's length
 	la, ra    uint8  // the addresses' lengths
-	transport uint8  // index in transports
+	transport string
 	sent      bool
-}
-
-// transports are the names of Message.Transport a record can have.
-var transports = [...]string{"", "udp", "tcp", "tls", "ws", "wss"}
-
-func transportIndex(t string) uint8 {
-	for i, n := range transports {
-		if n == t {
-			return uint8(i)
-		}
-	}
-	return 0
 }
 
 // callMessages is the room a call's trace starts with: its usual exchange
@@ -171,8 +159,8 @@ func (s *Store) Observe(m *sip.Message) {
 	b.Write(m.Data)
 	b.WriteString(local)
 	b.WriteString(remote)
-	e.recs = append(e.recs, record{at: m.Time().UnixNano(), data: b.String(), n: uint32(len(m.Data)),
-		la: uint8(len(local)), ra: uint8(len(remote)), transport: transportIndex(m.Transport), sent: m.Sent})
+	e.recs = append(e.recs, record{at: m.Time(), data: b.String(), n: uint32(len(m.Data)),
+		la: uint8(len(local)), ra: uint8(len(remote)), transport: m.Transport, sent: m.Sent})
 	e.bytes += n
 	s.bytes += n
 	for s.bytes > maxTotalBytes && s.order.Len() > 1 {
@@ -185,7 +173,7 @@ func (r *record) message() Message {
 	raw := r.data[:r.n]
 	local := r.data[r.n : r.n+uint32(r.la)]
 	remote := r.data[r.n+uint32(r.la):]
-	msg := Message{Time: time.Unix(0, r.at), Transport: transports[r.transport], Raw: raw}
+	msg := Message{Time: r.at, Transport: r.transport, Raw: raw}
 	if h, ok := scan([]byte(raw)); ok {
 		msg.Method, msg.Status, msg.Reason, msg.CSeq = string(h.method), h.status, string(h.reason), string(h.cseq)
 	}
