@@ -80,29 +80,45 @@ type Store struct {
 	order *list.List               // oldest call at the front
 	last  *list.Element            // the call of the last message kept: the next is often its too
 	bytes int                      // kept in all
+	free  [][]byte                 // chunks of evicted calls, to reuse (at most maxFree)
 }
 
-// entry is one call's trace as kept: a record of each message, holding the
-// message as it was on the wire. Keeping a message costs one allocation,
-// not zeroed, of its size; what Message shows besides is read from the raw
-// message when asked for (Get).
+// entry is one call's trace as kept: a record of each message, and the
+// messages as they were on the wire, one after the other in chunks of
+// chunkSize bytes that go back to the store's free list when the call is
+// evicted. Keeping a message thus costs a copy, no allocation once the
+// store has warmed up (a message larger than a chunk gets a buffer of
+// its own); what Message shows besides is read from the raw message when
+// asked for (Get).
 type entry struct {
 	callID  string
 	started time.Time
 	recs    []record
+	chunks  [][]byte
 	bytes   int
 	dropped int
 }
 
-// record is one message as kept.
+// record is one message as kept: where it is in its entry's chunks
+// (the message, then its local and remote address as text).
 type record struct {
 	at        time.Time
-	data      string // the message, then its local and remote address as text
+	chunk     uint32 // index in entry.chunks
+	off       uint32 // start in that chunk
 	n         uint32 // the message's length
 	la, ra    uint8  // the addresses' lengths
 	transport string
 	sent      bool
 }
+
+// chunkSize is the size of the pieces the store keeps messages in: about
+// a call's messages with SDP on one side, so that a call's trace uses one
+// or two.
+const chunkSize = 8 << 10
+
+// maxFree bounds the chunks kept for reuse after a burst of calls has been
+// evicted (4 MiB); beyond it they are left to the garbage collector.
+const maxFree = 512
 
 // callMessages is the room a call's trace starts with: its usual exchange
 // (INVITE, 407, ACK, INVITE, 100, 180, 200, ACK, BYE, 200 on both sides),
@@ -136,12 +152,7 @@ func (s *Store) Observe(m *sip.Message) {
 		if !opens {
 			return
 		}
-		for s.order.Len() >= s.max {
-			s.evictOldestLocked()
-		}
-		id := string(h.callID)
-		el = s.order.PushBack(&entry{callID: id, started: m.Time(), recs: make([]record, 0, callMessages)})
-		s.calls[id] = el
+		el = s.openLocked(string(h.callID), m.Time())
 	}
 	s.last = el
 	e := el.Value.(*entry)
@@ -154,12 +165,13 @@ func (s *Store) Observe(m *sip.Message) {
 		e.dropped++
 		return
 	}
-	var b strings.Builder // one allocation of n bytes, not zeroed
-	b.Grow(n)
-	b.Write(m.Data)
-	b.WriteString(local)
-	b.WriteString(remote)
-	e.recs = append(e.recs, record{at: m.Time(), data: b.String(), n: uint32(len(m.Data)),
+	ci, off := s.roomLocked(e, n)
+	c := e.chunks[ci][:off]
+	c = append(c, m.Data...)
+	c = append(c, local...)
+	c = append(c, remote...)
+	e.chunks[ci] = c
+	e.recs = append(e.recs, record{at: m.Time(), chunk: uint32(ci), off: uint32(off), n: uint32(len(m.Data)),
 		la: uint8(len(local)), ra: uint8(len(remote)), transport: m.Transport, sent: m.Sent})
 	e.bytes += n
 	s.bytes += n
@@ -168,11 +180,38 @@ func (s *Store) Observe(m *sip.Message) {
 	}
 }
 
-// message is what the trace shows of a record.
-func (r *record) message() Message {
-	raw := r.data[:r.n]
-	local := r.data[r.n : r.n+uint32(r.la)]
-	remote := r.data[r.n+uint32(r.la):]
+// roomLocked returns where in e's chunks n more bytes go: the chunk's
+// index and the offset, its length now. A new chunk comes from the free
+// list when the last one is full.
+func (s *Store) roomLocked(e *entry, n int) (int, int) {
+	if k := len(e.chunks); k > 0 {
+		if c := e.chunks[k-1]; cap(c)-len(c) >= n {
+			return k - 1, len(c)
+		}
+	}
+	var c []byte
+	switch {
+	case n > chunkSize:
+		c = make([]byte, 0, n) // a message of its own, not reused
+	case len(s.free) > 0:
+		c = s.free[len(s.free)-1][:0]
+		s.free[len(s.free)-1] = nil
+		s.free = s.free[:len(s.free)-1]
+	default:
+		c = make([]byte, 0, chunkSize)
+	}
+	e.chunks = append(e.chunks, c)
+	return len(e.chunks) - 1, 0
+}
+
+// message is what the trace shows of record i of e: its text is copied
+// out of the chunks, which are reused once e is evicted.
+func (e *entry) message(i int) Message {
+	r := &e.recs[i]
+	data := e.chunks[r.chunk][r.off:]
+	raw := string(data[:r.n])
+	local := string(data[r.n : r.n+uint32(r.la)])
+	remote := string(data[r.n+uint32(r.la) : r.n+uint32(r.la)+uint32(r.ra)])
 	msg := Message{Time: r.at, Transport: r.transport, Raw: raw}
 	if h, ok := scan([]byte(raw)); ok {
 		msg.Method, msg.Status, msg.Reason, msg.CSeq = string(h.method), h.status, string(h.reason), string(h.cseq)
@@ -198,18 +237,51 @@ func addr(text string) string {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
 }
 
+// openLocked starts the trace of a call. When the store is full, the
+// oldest call's element, entry and records are reused for it (its chunks
+// go to the free list first): a switch that has been up a while opens a
+// trace without allocating, but for the Call-ID and the map's entry.
+func (s *Store) openLocked(id string, started time.Time) *list.Element {
+	for s.order.Len() > s.max {
+		s.evictOldestLocked()
+	}
+	var el *list.Element
+	if s.order.Len() == s.max {
+		el = s.order.Front()
+		e := el.Value.(*entry)
+		s.forgetLocked(el, e)
+		*e = entry{callID: id, started: started, recs: e.recs[:0], chunks: e.chunks[:0]}
+		s.order.MoveToBack(el)
+	} else {
+		el = s.order.PushBack(&entry{callID: id, started: started, recs: make([]record, 0, callMessages)})
+	}
+	s.calls[id] = el
+	return el
+}
+
 func (s *Store) evictOldestLocked() {
 	el := s.order.Front()
 	if el == nil {
 		return
 	}
-	e := el.Value.(*entry)
+	s.forgetLocked(el, el.Value.(*entry))
 	s.order.Remove(el)
+}
+
+// forgetLocked takes the call of el out of the index and the byte count,
+// and its chunks to the free list.
+func (s *Store) forgetLocked(el *list.Element, e *entry) {
 	delete(s.calls, e.callID)
 	if s.last == el {
 		s.last = nil
 	}
 	s.bytes -= e.bytes
+	for _, c := range e.chunks {
+		if cap(c) == chunkSize && len(s.free) < maxFree {
+			s.free = append(s.free, c)
+		}
+	}
+	clear(e.chunks)
 }
 
 // Get returns a copy of the trace of the call with that Call-ID, its
@@ -224,7 +296,7 @@ func (s *Store) Get(callID string) (Call, bool) {
 	e := el.Value.(*entry)
 	c := Call{CallID: e.callID, Started: e.started, Dropped: e.dropped, Messages: make([]Message, len(e.recs))}
 	for i := range e.recs {
-		c.Messages[i] = e.recs[i].message()
+		c.Messages[i] = e.message(i)
 	}
 	// Reads and writes are noted by different goroutines: a sent
 	// response may be noted a moment before the request it answers.

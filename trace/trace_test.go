@@ -216,6 +216,83 @@ func BenchmarkObserveCall(b *testing.B) {
 	}
 }
 
+// TestChunksReused: an evicted call's chunks hold the next call's
+// messages, and what Get returned before stays as it was; a message larger
+// than a chunk is kept whole.
+func TestChunksReused(t *testing.T) {
+	s := New(1)
+	t0 := time.Now()
+	observe(s, false, callerAddr, request("INVITE", "first", ""), t0)
+	observe(s, true, calleeAddr, response(180, "Ringing", "INVITE", "first"), t0)
+	before, ok := s.Get("first")
+	if !ok || len(before.Messages) != 2 {
+		t.Fatalf("first call: %+v", before)
+	}
+	want := before.Messages[0].Raw + before.Messages[1].Raw
+	big := strings.Replace(request("INVITE", "second", ""), "Content-Length: 0\r\n\r\n",
+		fmt.Sprintf("Content-Length: %d\r\n\r\n%s", 3*chunkSize, strings.Repeat("v", 3*chunkSize)), 1)
+	observe(s, false, callerAddr, request("INVITE", "second", ""), t0) // evicts "first", reuses its chunk
+	observe(s, true, calleeAddr, big, t0)
+	observe(s, false, calleeAddr, response(200, "OK", "INVITE", "second"), t0)
+	if _, ok := s.Get("first"); ok {
+		t.Fatal("first call still kept")
+	}
+	if got := before.Messages[0].Raw + before.Messages[1].Raw; got != want {
+		t.Fatalf("a trace returned by Get changed when its chunks were reused:\n%q", got)
+	}
+	after, ok := s.Get("second")
+	if !ok || len(after.Messages) != 3 {
+		t.Fatalf("second call: %d messages", len(after.Messages))
+	}
+	if after.Messages[0].Raw != request("INVITE", "second", "") || after.Messages[1].Raw != big ||
+		after.Messages[2].Raw != response(200, "OK", "INVITE", "second") {
+		t.Fatal("second call's messages not kept as they were")
+	}
+	if after.Messages[1].To != calleeAddr.String() || after.Messages[2].From != calleeAddr.String() {
+		t.Fatalf("addresses: %+v", after.Messages[1:])
+	}
+	if n := len(s.free); n > maxFree {
+		t.Fatalf("%d chunks kept free", n)
+	}
+}
+
+// BenchmarkObserveCalls is the store in its steady state: calls of ten
+// messages each (an INVITE with SDP-sized body, responses, ACK, BYE) keep
+// coming, three times as many as it keeps, so that opening a call evicts
+// the oldest one, as in a switch that has been up a while. Per message.
+func BenchmarkObserveCalls(b *testing.B) {
+	const keep, calls = 100, 300
+	body := strings.Repeat("a=x-padding:0123456789abcdef0123456789abcdef\r\n", 16) // ~750 bytes, an SDP's size
+	var msgs []*sip.Message
+	for i := range calls {
+		id := fmt.Sprint("steady-", i)
+		inv := strings.Replace(request("INVITE", id, ""), "Content-Length: 0\r\n\r\n", "Content-Length: 750\r\n\r\n"+body, 1)
+		for _, m := range []struct {
+			sent   bool
+			remote netip.AddrPort
+			raw    string
+		}{
+			{false, callerAddr, inv}, {true, calleeAddr, inv},
+			{false, calleeAddr, response(180, "Ringing", "INVITE", id)}, {true, callerAddr, response(180, "Ringing", "INVITE", id)},
+			{false, calleeAddr, response(200, "OK", "INVITE", id)}, {true, callerAddr, response(200, "OK", "INVITE", id)},
+			{false, callerAddr, request("ACK", id, "b")}, {true, calleeAddr, request("ACK", id, "b")},
+			{false, callerAddr, request("BYE", id, "b")}, {true, calleeAddr, request("BYE", id, "b")},
+		} {
+			msgs = append(msgs, sip.NewMessage(time.Now(), m.sent, "udp", swAddr, m.remote, []byte(m.raw)))
+		}
+	}
+	s := New(keep)
+	for _, m := range msgs { // warm up: every call once
+		s.Observe(m)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		s.Observe(msgs[i%len(msgs)])
+		i++
+	}
+}
+
 // FuzzObserve feeds the store what a peer may send: it must not panic,
 // must keep only what belongs to a call it opened, and must show back
 // every message it kept as it was.
