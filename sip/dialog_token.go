@@ -4,6 +4,8 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"hash"
+	"io"
 
 	gosip "github.com/emiago/sipgo/sip"
 )
@@ -23,12 +25,26 @@ const dialogParam = "sbd"
 // share (it is the From tag of the caller's requests and the To tag of the
 // callee's).
 func (s *Server) dialogToken(callID, callerTag string) string {
-	m := hmac.New(sha256.New, s.secret[:])
-	m.Write([]byte("dialog\x00"))
-	m.Write([]byte(callID))
+	m := s.getMAC()
+	defer s.macs.Put(m)
+	io.WriteString(m, "dialog\x00")
+	io.WriteString(m, callID)
 	m.Write([]byte{0})
-	m.Write([]byte(callerTag))
-	return hex.EncodeToString(m.Sum(nil)[:10])
+	io.WriteString(m, callerTag)
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(m.Sum(sum[:0])[:10])
+}
+
+// getMAC returns an HMAC-SHA256 keyed with the server's secret, from a
+// pool: hmac.New allocates ~0.5 KiB (two SHA-256 states and the padded
+// key), which a call paid four times (its branches and Record-Route).
+// Put it back with s.macs.Put.
+func (s *Server) getMAC() hash.Hash {
+	if m, ok := s.macs.Get().(hash.Hash); ok {
+		m.Reset()
+		return m
+	}
+	return hmac.New(sha256.New, s.secret[:])
 }
 
 // signRecordRoute adds the dialog signature to one of our Record-Route

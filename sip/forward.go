@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -154,9 +155,11 @@ func (s *Server) signedToken() string {
 }
 
 func (s *Server) tokenMAC(r string) string {
-	m := hmac.New(sha256.New, s.secret[:])
-	m.Write([]byte(r))
-	return hex.EncodeToString(m.Sum(nil)[:4])
+	m := s.getMAC()
+	defer s.macs.Put(m)
+	io.WriteString(m, r)
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(m.Sum(sum[:0])[:4])
 }
 
 // ourBranch reports whether a branch parameter was made by this server.

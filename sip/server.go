@@ -97,7 +97,8 @@ type Server struct {
 	closed   chan struct{}  // closed by Close
 	closeMu  sync.Once
 
-	secret   [32]byte // keys the MACs in our branch parameters
+	secret   [32]byte  // keys the MACs in our branch parameters
+	macs     sync.Pool // hash.Hash: HMAC-SHA256 keyed with secret (getMAC)
 	draining atomic.Bool
 	inflight atomic.Int64 // requests being handled
 
