@@ -35,6 +35,7 @@ type fileConfig struct {
 	Domain        string        `yaml:"domain"`
 	Database      string        `yaml:"database"`
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	Runtime       runtimeConfig `yaml:"runtime"`
 	Log           struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
@@ -266,6 +267,9 @@ func (c *fileConfig) check() error {
 	}
 	if c.ShutdownGrace < 0 {
 		return errors.New("shutdown_grace: must not be negative")
+	}
+	if err := c.Runtime.check(); err != nil {
+		return err
 	}
 	// A 0 in the file is a 0, but to a package's Config it means "the
 	// default": these zeros are refused here (the packages' own rules,

@@ -67,6 +67,20 @@ func TestDefaultConfig(t *testing.T) {
 	}
 }
 
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]int64{"": 0, "0": 0, "512MiB": 512 << 20, "2GiB": 2 << 30, "1 GB": 1e9,
+		"64KiB": 64 << 10, "1048576": 1 << 20, "100B": 100} {
+		if got, err := parseBytes(in); err != nil || got != want {
+			t.Errorf("parseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"-1", "1TiB", "MiB", "1.5GiB", "9999999999GiB"} {
+		if _, err := parseBytes(in); err == nil {
+			t.Errorf("parseBytes(%q) accepted", in)
+		}
+	}
+}
+
 func TestConfigFileOverridesDefaults(t *testing.T) {
 	p := writeConfig(t, "domain: example.org\nregistrar:\n  min_expires: 30\nsecurity:\n  auth_failures: 0\n")
 	c, err := loadConfig(p)
@@ -127,6 +141,9 @@ func TestConfigErrors(t *testing.T) {
 		{"bad keep-alive method", "nat: {keepalive_method: ping}\n", []string{"nat.keepalive_method", "ping"}},
 		{"keep-alive interval too short", "nat: {keepalive_interval: 500ms}\n", []string{"nat.keepalive_interval"}},
 		{"no keep-alive failures", "nat: {keepalive_failures: 0}\n", []string{"nat.keepalive_failures"}},
+		{"gc percent too low", "runtime: {gc_percent: 0}\n", []string{"runtime.gc_percent"}},
+		{"memory limit not a size", "runtime: {memory_limit: lots}\n", []string{"runtime.memory_limit", "lots"}},
+		{"memory limit in bits", "runtime: {memory_limit: 1Gb}\n", []string{"runtime.memory_limit"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -54,6 +54,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
 	slog.SetDefault(log)
 	raiseFDLimit(log) // before any listener: sip.connections.max derives from it
+	applyRuntime(cfg.Runtime, log)
 
 	// SIGTERM drains; SIGINT (or a second signal) stops at once.
 	term := make(chan os.Signal, 2)
