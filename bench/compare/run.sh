@@ -46,7 +46,13 @@
 # ramp), SB_CONFIG (YAML appended to switchboard's configuration, e.g.
 # "console: {enabled: false}"), CONSOLE_PAGE=1 (one operations console page
 # open on switchboard through the run: its live event stream, read on the
-# SIPp core), KEEP=1 keeps the work directory.
+# SIPp core), KEEP=1 keeps the work directory, FIXED_RATE=N (no ramp: one
+# trial at N/s per stage, for the CPU per operation below saturation) with
+# ROUNDS=K (all the servers one after the other, K times, so that a drift
+# of the machine hits each of them alike).
+# Each trial also reports the CPU the SIPp processes used while sending:
+# near 100 % of their core the load generators, not the server, would be
+# the limit.
 # Needs: go, sip-tester, util-linux (taskset); kamailio,
 # kamailio-sqlite-modules, sqlite3 (installed with apt-get when missing and
 # root).
@@ -136,6 +142,17 @@ cpu_ticks() {
 		total=$((total + a[11] + a[12]))
 	done
 	echo "$total"
+}
+
+# gen_ticks: clock ticks used so far by the SIPp processes running (the
+# children of the timeout(1) wrappers in UACS and UAS_PIDS). (Process times,
+# not the core's line of /proc/stat, which undercounts on this VM.)
+gen_ticks() {
+	local w kids=()
+	for w in "${UACS[@]}" "${UAS_PIDS[@]}"; do
+		mapfile -t -O "${#kids[@]}" kids < <(ps -o pid= --ppid "$w" | tr -d ' ')
+	done
+	cpu_ticks "${kids[@]}"
 }
 
 # rcvbuf_errors: the machine's UDP receive-buffer drops (all sockets).
@@ -339,7 +356,7 @@ sipp_uac() {
 # CPU us per operation), PEAK_KB.
 trial() {
 	local kind=$1 rate=$2 n procs i name count per tmo
-	local c0 c1 d0 d1 s0 s1 t0 t1 succ=0 fail=0 lost=0 retr=0 created=0 rtsum=0 rtn=0 f
+	local c0 c1 d0 d1 s0 s1 g0 g1 t0 t1 succ=0 fail=0 lost=0 retr=0 created=0 rtsum=0 rtn=0 f
 	case $kind in
 	reg) procs=$SIPP_PROCS tmo=$((TRIAL_SECONDS * 3)) ;;
 	call) procs=$UAS_PROCS tmo=$((TRIAL_SECONDS * 3 + HOLD_MS / 1000)) ;;
@@ -349,12 +366,13 @@ trial() {
 	count=$((per * TRIAL_SECONDS))
 	n=$((count * procs))
 	UACS=()
-	c0=$(cpu_ticks "${SERVER_PIDS[@]}") d0=$(rcvbuf_errors) s0=$(sock_drops "$SERVER_PORT")
+	c0=$(cpu_ticks "${SERVER_PIDS[@]}") d0=$(rcvbuf_errors) s0=$(sock_drops "$SERVER_PORT") g0=$(gen_ticks)
 	: >"$WORK/mem.samples"
 	watch_mem "$WORK/mem.samples" &
 	local wpid=$!
 	PIDS+=("$wpid")
 	t0=$(date +%s.%N)
+	rm -f "$WORK/gen.ticks"
 	for ((i = 0; i < procs; i++)); do
 		name=$kind-$SERVER-$rate-$i
 		case $kind in
@@ -372,6 +390,10 @@ trial() {
 			;;
 		esac
 	done
+	# The SIPp processes' CPU over the sending part (the tail only waits
+	# for the last calls to end), read before the UACs exit.
+	sleep "$TRIAL_SECONDS"
+	g1=$(gen_ticks)
 	for f in "${UACS[@]}"; do wait "$f" || true; done
 	t1=$(date +%s.%N)
 	kill "$wpid" 2>/dev/null || true
@@ -403,17 +425,28 @@ trial() {
 	PEAK_KB=$(sort -n "$WORK/mem.samples" | tail -1)
 	local cpu_pct
 	cpu_pct=$(calc "int(($c1 - $c0) / $CLK_TCK / ($t1 - $t0) * 100)")
+	# How much of a core the SIPp processes used while sending.
+	GEN_PCT=$(calc "int(($g1 - $g0) / $CLK_TCK / $TRIAL_SECONDS * 100)")
 	PASS=no
 	if ((ppm < MAX_FAIL_PPM && created <= TRIAL_SECONDS + 1 && mean <= MAX_MEAN_RT_MS && sdrops == 0 && mdrops == 0)); then
 		PASS=yes
 	fi
-	INFO="$succ ok, $fail failed, $lost unfinished, $retr retransmissions, started in ${created}s, mean response ${mean} ms, server CPU ${US} us each (${cpu_pct}% of a core), drops: server socket $sdrops, machine $mdrops, peak memory $((PEAK_KB / 1024)) MiB"
+	INFO="$succ ok, $fail failed, $lost unfinished, $retr retransmissions, started in ${created}s, mean response ${mean} ms, server CPU ${US} us each (${cpu_pct}% of a core), SIPp ${GEN_PCT}% of a core, drops: server socket $sdrops, machine $mdrops, peak memory $((PEAK_KB / 1024)) MiB"
 }
 
 # ramp KIND START: the rate ramp (see the top); sets BEST, BEST_US, BEST_PEAK.
 ramp() {
 	local kind=$1 rate=$2 lo=0 hi=0 trials=0 tries
-	BEST=0 BEST_US=- BEST_PEAK=0
+	BEST=0 BEST_US=- BEST_PEAK=0 BEST_GEN=-
+	if [[ ${FIXED_RATE:-} ]]; then
+		# One trial at the fixed rate (see FIXED_RATE at the top).
+		trial "$kind" "$FIXED_RATE"
+		log "$SERVER $kind $FIXED_RATE/s: $INFO -> $PASS"
+		BEST=$FIXED_RATE BEST_US=$US BEST_PEAK=$PEAK_KB BEST_GEN=$GEN_PCT
+		[[ $PASS == yes ]] || BEST="$FIXED_RATE (failed)"
+		settle
+		return
+	fi
 	# run_at RATE: a trial, run again once if it fails; returns 0 on a pass.
 	run_at() {
 		local r=$1
@@ -422,7 +455,7 @@ ramp() {
 			trial "$kind" "$r"
 			log "$SERVER $kind $r/s: $INFO -> $PASS"
 			if [[ $PASS == yes ]]; then
-				if ((r > BEST)); then BEST=$r BEST_US=$US BEST_PEAK=$PEAK_KB; fi
+				if ((r > BEST)); then BEST=$r BEST_US=$US BEST_PEAK=$PEAK_KB BEST_GEN=$GEN_PCT; fi
 				settle
 				return 0
 			fi
@@ -471,7 +504,8 @@ bench_reg() {
 	start_server
 	log "$SERVER: registrations, ${TRIAL_SECONDS}s trials from $REG_START/s"
 	ramp reg "$REG_START"
-	R[$SERVER,reg]=$BEST R[$SERVER,reg_us]=$BEST_US R[$SERVER,reg_peak]=$BEST_PEAK
+	R[$SERVER,reg]=$BEST R[$SERVER,reg_us]=$BEST_US R[$SERVER,reg_peak]=$BEST_PEAK R[$SERVER,reg_gen]=$BEST_GEN
+	R[$SERVER,reg_rounds]+="${R[$SERVER,reg_rounds]:+, }$BEST_US"
 	stop_server
 }
 
@@ -498,7 +532,8 @@ bench_call() {
 	done
 	log "$SERVER: calls (${HOLD_MS} ms each), ${TRIAL_SECONDS}s trials from $CALL_START/s"
 	ramp call "$CALL_START"
-	R[$SERVER,call]=$BEST R[$SERVER,call_us]=$BEST_US R[$SERVER,call_peak]=$BEST_PEAK
+	R[$SERVER,call]=$BEST R[$SERVER,call_us]=$BEST_US R[$SERVER,call_peak]=$BEST_PEAK R[$SERVER,call_gen]=$BEST_GEN
+	R[$SERVER,call_rounds]+="${R[$SERVER,call_rounds]:+, }$BEST_US"
 	for i in "${UAS_PIDS[@]}"; do kill "$i" 2>/dev/null || true; wait "$i" 2>/dev/null || true; done
 	UAS_PIDS=()
 	stop_server
@@ -548,10 +583,12 @@ for s in "${SERVERS[@]}"; do
 	esac
 done
 
-for SERVER in "${SERVERS[@]}"; do
-	[[ " $STAGES " == *" reg "* ]] && bench_reg
-	[[ " $STAGES " == *" call "* ]] && bench_call
-	[[ " $STAGES " == *" mem "* ]] && bench_mem
+for ((round = 1; round <= ${ROUNDS:-1}; round++)); do
+	for SERVER in "${SERVERS[@]}"; do
+		[[ " $STAGES " == *" reg "* ]] && bench_reg
+		[[ " $STAGES " == *" call "* ]] && bench_call
+		[[ " $STAGES " == *" mem "* ]] && bench_mem
+	done
 done
 
 kver=$(kamailio -v 2>/dev/null | head -1 | awk '{print $3}' || true)
@@ -596,11 +633,19 @@ row() { # LABEL KEY FORMAT(plain|mib)
 	fi
 	echo "$line"
 }
+if [[ ${FIXED_RATE:-} ]]; then
+	echo "fixed rate ${FIXED_RATE}/s, ${ROUNDS:-1} rounds alternating between the servers (the ratios are of the last round)"
+	echo
+fi
 row "registrations/s (max passing)" reg plain
 row "server CPU µs per registration" reg_us plain
+[[ ${ROUNDS:-1} -gt 1 ]] && row "  in each round" reg_rounds plain
 row "peak memory at that rate" reg_peak mib
+row "SIPp CPU at that rate (% of its core)" reg_gen plain
 row "memory per binding at rest (bytes)" mem plain
 row "  memory before -> after (MiB)" mem_mib plain
 row "calls/s (max passing)" call plain
 row "server CPU µs per call" call_us plain
+[[ ${ROUNDS:-1} -gt 1 ]] && row "  in each round" call_rounds plain
 row "peak memory at that rate" call_peak mib
+row "SIPp CPU at that rate (% of its core)" call_gen plain
