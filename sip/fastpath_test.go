@@ -1,8 +1,12 @@
 package sip
 
 import (
+	"net"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/siptest"
 )
 
 // TestRegisterStatelessRetransmission: a REGISTER over UDP is answered by
@@ -27,5 +31,86 @@ func TestRegisterStatelessRetransmission(t *testing.T) {
 	}
 	if got := sw.srv.Stats.Requests.Load(); got != 3 {
 		t.Errorf("requests counted %d, want 3", got)
+	}
+}
+
+// TestInviteChallengeStateless: an initial INVITE over UDP without
+// credentials is challenged without a transaction; its retransmission gets
+// the same 407 (same To tag), the 407's ACK is absorbed, and the INVITE
+// with credentials then goes through as a call.
+func TestInviteChallengeStateless(t *testing.T) {
+	sw := startSwitch(t)
+	bob := sw.registered("bob", "")
+	alice := sw.registered("alice", "")
+	requests, refused := sw.srv.Stats.Requests.Load(), sw.srv.Stats.Refused.Load()
+
+	first := alice.Request("INVITE", callURI("bob"))
+	first.Set("Content-Type", "application/sdp")
+	first.Body = sdpOffer(alice)
+	alice.Send(first)
+	res := alice.WaitFinal(first)
+	wantStatus(t, res, 407)
+	tag, _ := res.To().Params.Get("tag")
+	if !strings.HasPrefix(tag, statelessTagPrefix) {
+		t.Fatalf("407 To tag %q is not a stateless one", tag)
+	}
+	if n := sw.srv.LiveTransactions(); n != 0 {
+		t.Errorf("%d server transactions alive after a challenge", n)
+	}
+	alice.Send(first) // the retransmission
+	eventually(t, 5*time.Second, "the same 407 to the retransmission", func() bool { return alice.Dups() > 0 })
+	alice.Send(siptest.Ack(first, res))
+	inv := alice.Authenticate(first, res, "MD5")
+	alice.Send(inv)
+	alice.WaitResponse(inv, 100, 100)
+	bob.WaitRequest("INVITE")
+	// INVITE, its retransmission, the ACKs (absorbed: ours, and the
+	// phone's own of the repeated 407) and the INVITE with credentials.
+	if got := sw.srv.Stats.Requests.Load() - requests; got < 4 {
+		t.Errorf("requests counted %d, want at least 4", got)
+	}
+	if got := sw.srv.Stats.Refused.Load() - refused; got != 2 {
+		t.Errorf("refused %d, want the two challenges", got)
+	}
+}
+
+// TestInviteChallengeFallsBack: what the fast path must leave to the
+// stateful path: an INVITE with credentials (tested above), one from a
+// stranger's domain, and an ACK whose To tag is not a stateless challenge's.
+func TestInviteChallengeFallsBack(t *testing.T) {
+	sw := startSwitch(t)
+	alice := sw.registered("alice", "")
+	f := sw.srv.fast
+	stranger := alice.Request("INVITE", callURI("alice"))
+	stranger.Set("From", "<sip:mallory@elsewhere.example>;tag=m1")
+	from := net.UDPAddrFromAddrPort(alice.Addr())
+	if f.take(nil, from, []byte(stranger.String())) {
+		t.Error("an INVITE from a stranger was taken by the fast path")
+	}
+	inv := alice.Request("INVITE", callURI("bob"))
+	alice.Send(inv)
+	res := alice.WaitFinal(inv)
+	wantStatus(t, res, 407)
+	ack := siptest.Ack(inv, res)
+	if !f.take(nil, from, []byte(ack.String())) {
+		t.Error("the ACK of a stateless 407 was not absorbed")
+	}
+	ack.Set("To", "<"+callURI("bob")+">;tag=sb0123456789abcdef")
+	if f.take(nil, from, []byte(ack.String())) {
+		t.Error("an ACK with a forged stateless tag was absorbed")
+	}
+	for _, c := range []struct {
+		text string
+		want bool
+	}{
+		{"INVITE sip:a SIP/2.0\r\nVia: x\r\nProxy-Authorization: Digest x\r\n\r\n", true},
+		{"INVITE sip:a SIP/2.0\r\nproxy-authorization : Digest x\r\n\r\n", true},
+		{"INVITE sip:a SIP/2.0\r\nVia: x\r\n\r\nProxy-Authorization: in the body\r\n", false},
+		{"INVITE sip:a SIP/2.0\r\nProxy-Authorization-X: y\r\n\r\n", false},
+		{"INVITE sip:a SIP/2.0\nProxy-Authorization:x\n\n", true},
+	} {
+		if got := hasHeader([]byte(c.text), "Proxy-Authorization"); got != c.want {
+			t.Errorf("hasHeader(%q) = %v, want %v", c.text, got, c.want)
+		}
 	}
 }
