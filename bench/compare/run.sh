@@ -49,7 +49,8 @@
 # SIPp core), KEEP=1 keeps the work directory, FIXED_RATE=N (no ramp: one
 # trial at N/s per stage, for the CPU per operation below saturation) with
 # ROUNDS=K (all the servers one after the other, K times, so that a drift
-# of the machine hits each of them alike).
+# of the machine hits each of them alike), SWITCHBOARD_BIN=path (that
+# binary instead of one built from this tree, e.g. to compare two builds).
 # Each trial also reports the CPU the SIPp processes used while sending:
 # near 100 % of their core the load generators, not the server, would be
 # the limit.
@@ -568,8 +569,12 @@ for s in "${SERVERS[@]}"; do
 	case $s in
 	switchboard | switchboard-console-off)
 		[[ -x $WORK/switchboard ]] && continue
-		log "building switchboard"
-		go build -o "$WORK/switchboard" ./cmd/switchboard
+		if [[ ${SWITCHBOARD_BIN:-} ]]; then
+			cp "$SWITCHBOARD_BIN" "$WORK/switchboard"
+		else
+			log "building switchboard"
+			go build -o "$WORK/switchboard" ./cmd/switchboard
+		fi
 		go build -o "$WORK/mkusers" ./bench/sip/mkusers
 		;;
 	kamailio-sqlite | kamailio-htable)
