@@ -112,7 +112,7 @@ type Config struct {
 	// Flood is the per-source limit on everything received (see FloodConfig).
 	Flood FloodConfig
 	// MaxTransactions caps the server transactions alive at once; requests
-	// beyond it get 503 with Retry-After (default 20000).
+	// beyond it get 503 with Retry-After (default 50000).
 	MaxTransactions int
 	// Connections bounds the TCP, TLS and WebSocket connections accepted
 	// (see ConnLimits; the zero value takes its defaults).
@@ -146,7 +146,7 @@ func (c *Config) setDefaults() {
 		c.ExternalCallRate = 1
 	}
 	if c.MaxTransactions == 0 {
-		c.MaxTransactions = 20000
+		c.MaxTransactions = 50000
 	}
 	c.Flood.setDefaults()
 	c.Connections.setDefaults()
