@@ -169,6 +169,12 @@ func (f *fastPath) challenged(req *gosip.Request, remote net.Addr) bool {
 // is the one challenge gave that INVITE (statelessTag). Any other ACK
 // goes to sipgo.
 func (f *fastPath) absorbAck(data []byte) bool {
+	// Most ACKs acknowledge a 2xx and go to sipgo: they are only parsed
+	// here when their To header could carry a stateless tag (a UAC copies
+	// the tag as it got it).
+	if to, ok := headerValue(data, "To", "t"); !ok || !bytes.Contains(to, []byte(statelessTagPrefix)) {
+		return false
+	}
 	msg, err := f.parser.ParseSIP(data)
 	if err != nil {
 		return false
@@ -190,23 +196,34 @@ func (f *fastPath) absorbAck(data []byte) bool {
 }
 
 // hasHeader reports whether the header section of a SIP message has a
-// header of that name (compared without case; no compact form is asked
-// for), without parsing it.
+// header of that name (compared without case), without parsing it.
 func hasHeader(data []byte, name string) bool {
+	_, ok := headerValue(data, name)
+	return ok
+}
+
+// headerValue returns the value of the first header of the message's
+// header section with one of the names (compared without case: give a
+// compact form too where there is one), without parsing the message.
+func headerValue(data []byte, names ...string) ([]byte, bool) {
 	_, rest, _ := bytes.Cut(data, []byte("\n")) // the start line
 	for len(rest) > 0 {
 		var line []byte
 		line, rest, _ = bytes.Cut(rest, []byte("\n"))
 		if len(line) == 0 || line[0] == '\r' {
-			return false // the end of the headers
+			return nil, false // the end of the headers
 		}
-		if len(line) > len(name) && bytes.EqualFold(line[:len(name)], []byte(name)) {
+		for _, name := range names {
+			if len(line) <= len(name) || !bytes.EqualFold(line[:len(name)], []byte(name)) {
+				continue
+			}
 			if c := line[len(name)]; c == ':' || c == ' ' || c == '\t' {
-				return true
+				_, v, _ := bytes.Cut(line[len(name):], []byte(":"))
+				return bytes.TrimSpace(v), true
 			}
 		}
 	}
-	return false
+	return nil, false
 }
 
 // work is one worker's loop.

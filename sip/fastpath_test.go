@@ -44,9 +44,7 @@ func TestInviteChallengeStateless(t *testing.T) {
 	alice := sw.registered("alice", "")
 	requests, refused := sw.srv.Stats.Requests.Load(), sw.srv.Stats.Refused.Load()
 
-	first := alice.Request("INVITE", callURI("bob"))
-	first.Set("Content-Type", "application/sdp")
-	first.Body = sdpOffer(alice)
+	first := sdpInvite(alice, "bob")
 	alice.Send(first)
 	res := alice.WaitFinal(first)
 	wantStatus(t, res, 407)
@@ -112,5 +110,8 @@ func TestInviteChallengeFallsBack(t *testing.T) {
 		if got := hasHeader([]byte(c.text), "Proxy-Authorization"); got != c.want {
 			t.Errorf("hasHeader(%q) = %v, want %v", c.text, got, c.want)
 		}
+	}
+	if v, ok := headerValue([]byte("ACK sip:a SIP/2.0\r\nVia: x\r\nt : <sip:b@c>;tag=sb1\r\n\r\n"), "To", "t"); !ok || string(v) != "<sip:b@c>;tag=sb1" {
+		t.Errorf("headerValue of a compact To: %q, %v", v, ok)
 	}
 }

@@ -200,10 +200,16 @@ func callURI(user string) string { return "sip:" + user + "@" + testDomain }
 // 407) and returns it as sent the second time.
 func invite(t *testing.T, caller *siptest.Phone, callee string) *siptest.Msg {
 	t.Helper()
+	return caller.SendAuthenticated(sdpInvite(caller, callee))
+}
+
+// sdpInvite is an initial INVITE from caller to callee with an SDP offer,
+// not sent yet.
+func sdpInvite(caller *siptest.Phone, callee string) *siptest.Msg {
 	m := caller.Request("INVITE", callURI(callee))
 	m.Set("Content-Type", "application/sdp")
 	m.Body = sdpOffer(caller)
-	return caller.SendAuthenticated(m)
+	return m
 }
 
 func sdpOffer(p *siptest.Phone) string {

@@ -20,9 +20,7 @@ func TestCallAliceToBob(t *testing.T) {
 	alice := sw.registered("alice", "")
 
 	// The first INVITE is challenged for proxy credentials.
-	first := alice.Request("INVITE", callURI("bob"))
-	first.Set("Content-Type", "application/sdp")
-	first.Body = sdpOffer(alice)
+	first := sdpInvite(alice, "bob")
 	alice.Send(first)
 	res := alice.WaitFinal(first)
 	wantStatus(t, res, 407)

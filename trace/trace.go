@@ -213,7 +213,7 @@ func (e *entry) message(i int) Message {
 	local := string(data[r.n : r.n+uint32(r.la)])
 	remote := string(data[r.n+uint32(r.la) : r.n+uint32(r.la)+uint32(r.ra)])
 	msg := Message{Time: r.at, Transport: r.transport, Raw: raw}
-	if h, ok := scan([]byte(raw)); ok {
+	if h, ok := scan(data[:r.n]); ok {
 		msg.Method, msg.Status, msg.Reason, msg.CSeq = string(h.method), h.status, string(h.reason), string(h.cseq)
 	}
 	if r.sent {
