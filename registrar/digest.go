@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/maphash"
 	"net/netip"
 	"slices"
 	"strings"
@@ -49,8 +50,9 @@ type Authenticator struct {
 	now        func() time.Time
 
 	ncMu      sync.Mutex
-	ncCur     map[nonceID]uint32 // nonce -> highest nc seen, this generation
-	ncPrev    map[nonceID]uint32
+	ncCur     *ncTable // nonce -> highest nc seen, this generation
+	ncPrev    *ncTable
+	ncSeed    maphash.Seed // of the nonce ids' fingerprints in the tables
 	ncRotate  time.Time
 	ncCurFrom time.Time // when ncCur began
 	ncFloor   time.Time // nonces issued before are stale (nonce_count.go)
@@ -77,13 +79,13 @@ func NewAuthenticator(realm string, algorithms []string, nonceTTL time.Duration,
 	}
 	a := &Authenticator{
 		realm: realm, algorithms: algorithms, ttl: nonceTTL, users: users, guard: guard,
-		now: time.Now, ncCur: make(map[nonceID]uint32), ncPrev: make(map[nonceID]uint32),
+		now: time.Now, ncSeed: maphash.MakeSeed(),
 	}
 	if _, err := rand.Read(a.secret[:]); err != nil {
 		return nil, fmt.Errorf("nonce secret: %w", err)
 	}
 	a.macs.New = func() any { return hmac.New(sha256.New, a.secret[:]) }
-	a.maxCounts = maxNonceCounts
+	a.setMaxCounts(maxNonceCounts)
 	a.ncCurFrom = a.now()
 	a.ncRotate = a.ncCurFrom.Add(nonceTTL)
 	a.recent = new([recentChallenges]recentChallenge)
@@ -115,8 +117,8 @@ func (a *Authenticator) Realm() string { return a.realm }
 const nonceRawLen = 8 + 8 + 16
 
 // nonceID is what tells one of our nonces from another: its issue time and
-// salt (the MAC only proves it ours). Kept per used nonce for the nonce
-// count, it costs 16 bytes where the nonce's text costs 43.
+// salt (the MAC only proves it ours). The nonce count of a used nonce is
+// kept under a hash of it (ncTable).
 type nonceID [16]byte
 
 // nonceIDOf returns the id of a nonce that checkNonce accepted.

@@ -2,6 +2,7 @@ package registrar
 
 import (
 	"encoding/binary"
+	"hash/maphash"
 	"time"
 )
 
@@ -19,14 +20,21 @@ import (
 // last a nonce lifetime and nothing changes; under a flood of
 // registrations nonces simply live shorter.
 //
+// A generation is a fixed open-addressing table (ncTable) of 8-byte slots,
+// allocated once: a Go map of the 16-byte nonce ids took ~21 bytes per
+// slot, doubled as it grew (garbage at every generation) and, full, was
+// the largest single part of the live heap while registering at 18,000/s
+// (10 MB of ~46), which the garbage collector's goal multiplies (see
+// docs/decisions.md, "nonce counts").
+//
 // Challenges are remembered by the request they answer (nonceSalt), in a
 // fixed table, for a short while, so that the challenge to a retransmitted
 // request repeats the nonce — the same 401 a transaction would have sent
 // again (REGISTERs and challenges are answered without transactions).
 
 const (
-	// maxNonceCounts bounds the nonce counts remembered (two generations);
-	// each costs ~30 bytes.
+	// maxNonceCounts bounds the nonce counts remembered (two generations
+	// of ncTable, 2 MiB each).
 	maxNonceCounts = 1 << 18
 	// recentChallenges is the size of the table of recent challenges;
 	// recentFor is how long a request's challenge is repeated to its
@@ -75,25 +83,81 @@ func (a *Authenticator) floor() time.Time {
 func (a *Authenticator) useNonceCount(nonce string, nc uint32) bool {
 	id := nonceIDOf(nonce)
 	issued := time.Unix(0, int64(binary.BigEndian.Uint64(id[:8])))
+	h := maphash.Bytes(a.ncSeed, id[:])
 	a.ncMu.Lock()
 	defer a.ncMu.Unlock()
-	if now := a.now(); now.After(a.ncRotate) || len(a.ncCur) >= a.maxCounts/2 {
+	if now := a.now(); now.After(a.ncRotate) || a.ncCur.n >= a.maxCounts/2 {
 		// Drop the older generation: the nonces it may hold counts of
 		// were issued before the newer one began.
 		a.ncFloor = a.ncCurFrom
-		a.ncPrev, a.ncCur = a.ncCur, make(map[nonceID]uint32, len(a.ncCur))
+		a.ncPrev, a.ncCur = a.ncCur, a.ncPrev
+		a.ncCur.reset()
 		a.ncCurFrom, a.ncRotate = now, now.Add(a.ttl)
 	}
 	if issued.Before(a.ncFloor) {
 		return false
 	}
-	last, ok := a.ncCur[id]
+	s := a.ncCur.slot(h)
+	last, ok := s.nc, s.tag != 0
 	if !ok {
-		last, ok = a.ncPrev[id]
+		if p := a.ncPrev.slot(h); p.tag != 0 {
+			last, ok = p.nc, true
+		}
 	}
 	if ok && nc <= last {
 		return false
 	}
-	a.ncCur[id] = nc
+	if s.tag == 0 {
+		s.tag = ncTag(h)
+		a.ncCur.n++
+	}
+	s.nc = nc
 	return true
+}
+
+// setMaxCounts sizes the two generations for at most n counts in all.
+func (a *Authenticator) setMaxCounts(n int) {
+	a.maxCounts = n
+	a.ncCur, a.ncPrev = newNCTable(n/2), newNCTable(n/2)
+}
+
+// ncTable is one generation of nonce counts: linear probing over a
+// power-of-two array at most half full (a generation ends at n entries,
+// see useNonceCount), so a probe always meets an empty slot. A slot holds
+// 32 bits of the nonce id's seeded hash (the slot index gives more): two
+// ids alike in both are one in billions, and cost that nonce a fresh
+// challenge, never a replay accepted, since a shared slot holds the
+// higher count.
+type ncTable struct {
+	slots []ncSlot
+	n     int // slots in use
+}
+
+// ncSlot is a count and the tag of its nonce id (0: empty).
+type ncSlot struct{ tag, nc uint32 }
+
+func newNCTable(entries int) *ncTable {
+	size := 2
+	for size < 2*entries {
+		size <<= 1
+	}
+	return &ncTable{slots: make([]ncSlot, size)}
+}
+
+// ncTag is the tag kept for the hash h: its high half, never 0.
+func ncTag(h uint64) uint32 { return uint32(h>>32) | 1 }
+
+// slot returns the slot holding h's tag, or the empty slot where it goes.
+func (t *ncTable) slot(h uint64) *ncSlot {
+	tag, mask := ncTag(h), uint64(len(t.slots)-1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		if s := &t.slots[i]; s.tag == tag || s.tag == 0 {
+			return s
+		}
+	}
+}
+
+func (t *ncTable) reset() {
+	clear(t.slots)
+	t.n = 0
 }
