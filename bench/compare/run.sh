@@ -49,7 +49,8 @@
 # SIPp core), KEEP=1 keeps the work directory, FIXED_RATE=N (no ramp: one
 # trial at N/s per stage, for the CPU per operation below saturation) with
 # ROUNDS=K (all the servers one after the other, K times, so that a drift
-# of the machine hits each of them alike), SWITCHBOARD_BIN=path (that
+# of the machine hits each of them alike; also with the ramp, which then
+# reports the median round), SWITCHBOARD_BIN=path (that
 # binary instead of one built from this tree, e.g. to compare two builds).
 # Each trial also reports the CPU the SIPp processes used while sending:
 # near 100 % of their core the load generators, not the server, would be
@@ -488,6 +489,27 @@ ramp() {
 # settle: lets the trial's transactions (and calls) end before the next.
 settle() { sleep "${TRIAL_GAP:-3}"; }
 
+# record KIND: keeps this round's result for KIND (BEST, BEST_US, ...). With
+# FIXED_RATE the figures reported are the last round's, with the CPU of
+# each round listed; with a ramp and ROUNDS > 1 they are the median round's
+# by rate, then CPU (the lower of the two middle ones for an even count), with each
+# round's rate and CPU listed, so that one lucky or unlucky ramp on a
+# drifting machine does not make the ratio.
+record() {
+	local k=$1 rows m rate us peak gen
+	if [[ ${FIXED_RATE:-} ]]; then
+		R[$SERVER,$k]=$BEST R[$SERVER,${k}_us]=$BEST_US R[$SERVER,${k}_peak]=$BEST_PEAK R[$SERVER,${k}_gen]=$BEST_GEN
+		R[$SERVER,${k}_rounds]+="${R[$SERVER,${k}_rounds]:+, }$BEST_US"
+		return
+	fi
+	R[$SERVER,${k}_all]+="${R[$SERVER,${k}_all]:+;}$BEST $BEST_US $BEST_PEAK $BEST_GEN"
+	R[$SERVER,${k}_rounds]+="${R[$SERVER,${k}_rounds]:+, }$BEST/s $BEST_US µs"
+	mapfile -t rows < <(tr ';' '\n' <<<"${R[$SERVER,${k}_all]}" | sort -n -k1,1 -k2,2)
+	m=${rows[$(((${#rows[@]} - 1) / 2))]}
+	read -r rate us peak gen <<<"$m"
+	R[$SERVER,$k]=$rate R[$SERVER,${k}_us]=$us R[$SERVER,${k}_peak]=$peak R[$SERVER,${k}_gen]=$gen
+}
+
 # --- workloads ------------------------------------------------------------------
 
 declare -A R
@@ -505,8 +527,7 @@ bench_reg() {
 	start_server
 	log "$SERVER: registrations, ${TRIAL_SECONDS}s trials from $REG_START/s"
 	ramp reg "$REG_START"
-	R[$SERVER,reg]=$BEST R[$SERVER,reg_us]=$BEST_US R[$SERVER,reg_peak]=$BEST_PEAK R[$SERVER,reg_gen]=$BEST_GEN
-	R[$SERVER,reg_rounds]+="${R[$SERVER,reg_rounds]:+, }$BEST_US"
+	record reg
 	stop_server
 }
 
@@ -533,8 +554,7 @@ bench_call() {
 	done
 	log "$SERVER: calls (${HOLD_MS} ms each), ${TRIAL_SECONDS}s trials from $CALL_START/s"
 	ramp call "$CALL_START"
-	R[$SERVER,call]=$BEST R[$SERVER,call_us]=$BEST_US R[$SERVER,call_peak]=$BEST_PEAK R[$SERVER,call_gen]=$BEST_GEN
-	R[$SERVER,call_rounds]+="${R[$SERVER,call_rounds]:+, }$BEST_US"
+	record call
 	for i in "${UAS_PIDS[@]}"; do kill "$i" 2>/dev/null || true; wait "$i" 2>/dev/null || true; done
 	UAS_PIDS=()
 	stop_server
@@ -604,7 +624,9 @@ ratio() { # A B: A/B to two decimals, "-" when either is missing
 echo
 echo "SIP side by side, $(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(. /etc/os-release && echo "$PRETTY_NAME"), load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "server on core $SERVER_CPU, SIPp on core $SIPP_CPU ($SIPP_PROCS UAC processes for registrations, $UAS_PROCS UAC+UAS pairs for calls); Kamailio ${kver:-?} with -m 1024"
-echo "${TRIAL_SECONDS}s trials, x1.25 until a failure, bisected to 5 %; pass: < 0.1 % failed, mean response <= ${MAX_MEAN_RT_MS} ms, no socket drops; calls hold ${HOLD_MS} ms"
+rounds=
+[[ ${ROUNDS:-1} -gt 1 && ! ${FIXED_RATE:-} ]] && rounds="; $ROUNDS rounds alternating between the servers, the median round reported"
+echo "${TRIAL_SECONDS}s trials, x1.25 until a failure, bisected to 5 %${rounds}; pass: < 0.1 % failed, mean response <= ${MAX_MEAN_RT_MS} ms, no socket drops; calls hold ${HOLD_MS} ms"
 echo
 header="| measure |"
 sep="| --- |"
@@ -638,19 +660,27 @@ row() { # LABEL KEY FORMAT(plain|mib)
 	fi
 	echo "$line"
 }
+rrow() { # LABEL KEY: a row of lists, without ratios
+	local line="| $1 |" s
+	for s in "${SERVERS[@]}"; do line+=" ${R[$s,$2]:--} |"; done
+	if [[ $has_sb ]]; then
+		for s in "${SERVERS[@]}"; do [[ $s == switchboard ]] || line+=" - |"; done
+	fi
+	echo "$line"
+}
 if [[ ${FIXED_RATE:-} ]]; then
 	echo "fixed rate ${FIXED_RATE}/s, ${ROUNDS:-1} rounds alternating between the servers (the ratios are of the last round)"
 	echo
 fi
 row "registrations/s (max passing)" reg plain
 row "server CPU µs per registration" reg_us plain
-[[ ${ROUNDS:-1} -gt 1 ]] && row "  in each round" reg_rounds plain
+[[ ${ROUNDS:-1} -gt 1 ]] && rrow "  in each round" reg_rounds
 row "peak memory at that rate" reg_peak mib
 row "SIPp CPU at that rate (% of its core)" reg_gen plain
 row "memory per binding at rest (bytes)" mem plain
 row "  memory before -> after (MiB)" mem_mib plain
 row "calls/s (max passing)" call plain
 row "server CPU µs per call" call_us plain
-[[ ${ROUNDS:-1} -gt 1 ]] && row "  in each round" call_rounds plain
+[[ ${ROUNDS:-1} -gt 1 ]] && rrow "  in each round" call_rounds
 row "peak memory at that rate" call_peak mib
 row "SIPp CPU at that rate (% of its core)" call_gen plain
