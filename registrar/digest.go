@@ -52,7 +52,7 @@ type Authenticator struct {
 	ncMu      sync.Mutex
 	ncCur     *ncTable // nonce -> highest nc seen, this generation
 	ncPrev    *ncTable
-	ncSeed    maphash.Seed // of the nonce ids' fingerprints in the tables
+	ncSeed    maphash.Seed // of the nonce ids' hashes in the tables, and of nonceSalt
 	ncRotate  time.Time
 	ncCurFrom time.Time // when ncCur began
 	ncFloor   time.Time // nonces issued before are stale (nonce_count.go)
@@ -128,7 +128,7 @@ func nonceIDOf(n string) nonceID {
 	return nonceID(raw[:16])
 }
 
-// newNonce returns a nonce for the request identified by salt (nonceSalt):
+// newNonce returns a nonce for the request identified by salt (Authenticator.nonceSalt):
 // the same nonce for a retransmission of a request challenged moments ago
 // (see issueTime).
 func (a *Authenticator) newNonce(salt uint64) string {
@@ -179,7 +179,7 @@ func (a *Authenticator) Challenge(proxy, stale bool) []sip.Header {
 // challengeFor is Challenge for a request: a UA whose User-Agent is on the
 // MD5-only list is offered MD5 alone.
 func (a *Authenticator) challengeFor(req *sip.Request, proxy, stale bool) []sip.Header {
-	salt := nonceSalt(req)
+	salt := a.nonceSalt(req)
 	if h := siphdr.Get(req, "User-Agent"); h != nil && (len(a.sha256UA) > 0 || len(a.md5Only) > 0) {
 		ua := strings.ToLower(h.Value())
 		switch {

@@ -5,10 +5,11 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"hash/fnv"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/switchboard/switchboard/internal/siphdr"
 )
 
 // The request path of digest authentication without garbage: parsing the
@@ -181,30 +182,16 @@ func responseMatches(c *credentials, alg, ha1, method string) bool {
 	return subtle.ConstantTimeCompare(got[:len(w)], w) == 1
 }
 
-// nonceSalt identifies the request a challenge answers (Call-ID, From tag,
-// CSeq, top Via branch), so that the challenge to a retransmission of it
-// carries the same nonce (see newNonce).
-func nonceSalt(req *sip.Request) uint64 {
+// nonceSalt identifies the request a challenge answers (siphdr.RequestID),
+// so that the challenge to a retransmission of it carries the same nonce
+// (see newNonce).
+func (a *Authenticator) nonceSalt(req *sip.Request) uint64 {
 	if req == nil {
 		return 0
 	}
-	h := fnv.New64a()
-	if c := req.CallID(); c != nil {
-		h.Write([]byte(c.Value()))
-	}
-	h.Write([]byte{0})
-	if f := req.From(); f != nil {
-		tag, _ := f.Params.Get("tag")
-		h.Write([]byte(tag))
-	}
-	h.Write([]byte{0})
+	method := req.Method
 	if c := req.CSeq(); c != nil {
-		h.Write([]byte(c.Value()))
+		method = c.MethodName
 	}
-	h.Write([]byte{0})
-	if v := req.Via(); v != nil {
-		b, _ := v.Params.Get("branch")
-		h.Write([]byte(b))
-	}
-	return h.Sum64()
+	return siphdr.RequestID(a.ncSeed, req, method)
 }

@@ -16,6 +16,7 @@ import (
 
 	gosip "github.com/emiago/sipgo/sip"
 
+	"github.com/switchboard/switchboard/internal/siphdr"
 	"github.com/switchboard/switchboard/internal/sipstatus"
 )
 
@@ -336,29 +337,7 @@ const statelessTagPrefix = "sb"
 // statelessTagOf is statelessTag with method for the CSeq's method: the
 // tag of the response to the INVITE an ACK acknowledges.
 func (f *fastPath) statelessTagOf(req *gosip.Request, method gosip.RequestMethod) string {
-	var h maphash.Hash
-	h.SetSeed(f.seed)
-	if c := req.CallID(); c != nil {
-		h.WriteString(c.Value())
-	}
-	h.WriteByte(0)
-	if from := req.From(); from != nil {
-		tag, _ := from.Params.Get("tag")
-		h.WriteString(tag)
-	}
-	h.WriteByte(0)
-	if c := req.CSeq(); c != nil {
-		var n [4]byte
-		binary.BigEndian.PutUint32(n[:], c.SeqNo)
-		h.Write(n[:])
-		h.WriteString(string(method))
-	}
-	h.WriteByte(0)
-	if v := req.Via(); v != nil {
-		b, _ := v.Params.Get("branch")
-		h.WriteString(b)
-	}
 	var sum [8]byte
-	binary.BigEndian.PutUint64(sum[:], h.Sum64())
+	binary.BigEndian.PutUint64(sum[:], siphdr.RequestID(f.seed, req, method))
 	return statelessTagPrefix + hex.EncodeToString(sum[:])
 }
