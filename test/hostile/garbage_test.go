@@ -18,9 +18,21 @@ const (
 	garbageRate  = 2000 // datagrams per second
 )
 
+// garbageRSSLimit is the peak RSS allowed during the burst: 200 MB, and
+// 300 MB for a server built with the race detector, whose shadow memory
+// multiplies the heap's RSS (this burst: 80–81 MB plain, 198–218 MB with
+// -race from a 64 MB start on the 2-vCPU machine, with GOGC 200; the plain
+// binary stays under 31 MB for 100,000 garbage datagrams in bench/hostile).
+func garbageRSSLimit() float64 {
+	if testbed.RaceEnabled() {
+		return 300e6
+	}
+	return 200e6
+}
+
 // TestGarbageDatagrams sends a burst of mutated and junk datagrams from 50
 // rotating sources. The switch must stay up, answer a legitimate OPTIONS
-// right after, keep its peak RSS under 200 MB, return to about its baseline
+// right after, keep its peak RSS under 200 MB (garbageRSSLimit), return to about its baseline
 // goroutine count (go_goroutines on /metrics) once the transactions the
 // burst opened have ended, and not log more than about 20 lines a second
 // while it is hit (rate-limited logging of parse failures).
@@ -120,8 +132,8 @@ func TestGarbageDatagrams(t *testing.T) {
 	if total < garbageCount*9/10 {
 		t.Errorf("only %d of %d datagrams could be sent", total, garbageCount)
 	}
-	if peak > 200e6 {
-		t.Errorf("peak RSS (VmHWM) %.1f MB, want under 200 MB", float64(peak)/1e6)
+	if limit := garbageRSSLimit(); float64(peak) > limit {
+		t.Errorf("peak RSS (VmHWM) %.1f MB, want under %.0f MB", float64(peak)/1e6, limit/1e6)
 	}
 	if !back {
 		t.Errorf("go_goroutines %.0f 40 s after the burst, want at most %.0f (baseline %.0f)", g, limit, baseline)
