@@ -84,67 +84,17 @@ SIPP_CPU=1
 SERVERS=("$@")
 ((${#SERVERS[@]})) || SERVERS=(switchboard kamailio-sqlite kamailio-htable)
 
-calc() { awk "BEGIN {print $*}"; }
-log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
+. "$ROOT/bench/lib/harness.sh"
 
 command -v sipp >/dev/null || die "sipp not found: apt-get install sip-tester"
 command -v taskset >/dev/null || die "taskset not found: apt-get install util-linux"
 (($(nproc) >= 2)) || die "needs 2 cores (server and SIPp on one each)"
 
-WORK=$(mktemp -d /tmp/switchboard-compare.XXXXXX)
-PIDS=()
-SYSCTL_RESTORE=()
-# ours PID: whether PID is still a child of this script (not a reused PID).
-ours() { [[ -r /proc/$1/stat && $(sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f2) == "$$" ]]; }
-cleanup() {
-	local p kv
-	for p in "${PIDS[@]}"; do ours "$p" && kill "$p" 2>/dev/null; done
-	for p in "${PIDS[@]}"; do
-		for _ in $(seq 50); do ours "$p" || break; sleep 0.1; done
-		ours "$p" && kill -9 "$p" 2>/dev/null
-	done
-	for kv in "${SYSCTL_RESTORE[@]}"; do sysctl -q -w "$kv" >/dev/null || true; done
-	if [[ ${KEEP:-} ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-if [[ $(id -u) -eq 0 ]]; then
-	for k in net.core.rmem_max net.core.wmem_max; do
-		old=$(sysctl -n "$k")
-		if ((old < 8388608)); then
-			SYSCTL_RESTORE+=("$k=$old")
-			sysctl -q -w "$k=8388608"
-		fi
-	done
-else
-	log "not root: socket buffer limits left as they are ($(sysctl -n net.core.rmem_max))"
-fi
-read -r load1 _ </proc/loadavg
-if (($(calc "($load1 > 1.5) ? 1 : 0"))); then
-	log "warning: load average is $load1; other processes will skew the figures"
-fi
+harness_init switchboard-compare 1.5
 
 # --- measuring ---------------------------------------------------------------
 
-CLK_TCK=$(getconf CLK_TCK)
 PAGE_KB=$(($(getconf PAGESIZE) / 1024))
-
-# cpu_ticks PID...: user+system clock ticks used so far by the processes.
-cpu_ticks() {
-	local total=0 p f
-	for p in "$@"; do
-		[[ -r /proc/$p/stat ]] || continue
-		f=$(sed 's/.*) //' "/proc/$p/stat")
-		read -r -a a <<<"$f"
-		total=$((total + a[11] + a[12]))
-	done
-	echo "$total"
-}
 
 # gen_ticks: clock ticks used so far by the SIPp processes running (the
 # children of the timeout(1) wrappers in UACS and UAS_PIDS). (Process times,
@@ -155,14 +105,6 @@ gen_ticks() {
 		mapfile -t -O "${#kids[@]}" kids < <(ps -o pid= --ppid "$w" | tr -d ' ')
 	done
 	cpu_ticks "${kids[@]}"
-}
-
-# rcvbuf_errors: the machine's UDP receive-buffer drops (all sockets).
-rcvbuf_errors() { awk '/^Udp: [0-9]/ {print $6}' /proc/net/snmp; }
-
-# sock_drops PORT: datagrams dropped by the UDP sockets on 127.0.0.1:PORT.
-sock_drops() {
-	awk -v a="$(printf '0100007F:%04X' "$1")" '$2 == a {n += $13} END {print n + 0}' /proc/net/udp
 }
 
 # mem_kb: the server's memory (KiB): VmRSS of switchboard, the PSS summed
@@ -189,41 +131,8 @@ watch_mem() {
 	done
 }
 
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 12000))
-		if ! ss -Hlun "sport = :$p" | grep -q . && ! ss -Hltn "sport = :$p" | grep -q .; then
-			echo "$p"
-			return
-		fi
-	done
-}
-
-wait_udp() {
-	local i
-	for i in $(seq 200); do
-		ss -Hlun "sport = :$1" | grep -q . && return 0
-		sleep 0.05
-	done
-	return 1
-}
-
-# stat_field FILE COLUMN: a column of the last row of a SIPp -trace_stat file.
-stat_field() {
-	awk -F';' -v col="$2" 'NR==1 {for (i=1;i<=NF;i++) if ($i==col) c=i; next} {v=$c} END {print (v==""?0:v)}' "$1"
-}
-
 # ms HH:MM:SS:mmmuuu (SIPp's duration format) -> milliseconds.
 ms() { awk -F: '{printf "%d\n", $1 * 3600000 + $2 * 60000 + $3 * 1000 + $4 / 1000}' <<<"$1"; }
-
-# created_after FILE M: seconds SIPp took to start its M calls, 999 if never.
-created_after() {
-	awk -F';' -v m="$2" '
-		NR == 1 {for (i = 1; i <= NF; i++) {if ($i == "OutgoingCall(C)") o = i; if ($i == "ElapsedTime(C)") e = i}; next}
-		$o >= m {split($e, t, ":"); print t[1] * 3600 + t[2] * 60 + t[3]; found = 1; exit}
-		END {if (!found) print 999}' "$1"
-}
 
 # --- servers -------------------------------------------------------------------
 

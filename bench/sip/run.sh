@@ -54,14 +54,7 @@ SIPP_CPU=1
 PEERS=("$@")
 ((${#PEERS[@]})) || PEERS=(switchboard kamailio)
 
-# calc EXPR: floating-point arithmetic with awk (no bc needed).
-calc() { awk "BEGIN {print $*}"; }
-
-log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
+. "$ROOT/bench/lib/harness.sh"
 
 command -v sipp >/dev/null || die "sipp not found: apt-get install sip-tester"
 command -v taskset >/dev/null || die "taskset not found: apt-get install util-linux"
@@ -71,78 +64,9 @@ if ((NCPU < 2)); then
 	log "only one CPU: server and SIPp share it"
 fi
 
-WORK=$(mktemp -d /tmp/switchboard-bench.XXXXXX)
-PIDS=()
-SYSCTL_RESTORE=()
-# ours PID: whether PID is still a child of this script (not a reused PID).
-ours() { [[ -r /proc/$1/stat && $(sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f2) == "$$" ]]; }
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do
-		ours "$p" && kill "$p" 2>/dev/null
-	done
-	for p in "${PIDS[@]}"; do
-		for _ in $(seq 50); do ours "$p" || break; sleep 0.1; done
-		ours "$p" && kill -9 "$p" 2>/dev/null
-	done
-	local kv
-	for kv in "${SYSCTL_RESTORE[@]}"; do
-		sysctl -q -w "$kv" >/dev/null || true
-	done
-	if [[ ${KEEP:-} ]]; then
-		log "kept $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Socket buffers: SIPp asks for 4 MiB (-buff_size); the kernel caps it at
-# net.core.{r,w}mem_max.
-if [[ $(id -u) -eq 0 ]]; then
-	for k in net.core.rmem_max net.core.wmem_max; do
-		old=$(sysctl -n "$k")
-		if ((old < 8388608)); then
-			SYSCTL_RESTORE+=("$k=$old")
-			sysctl -q -w "$k=8388608"
-		fi
-	done
-else
-	log "not root: socket buffer limits left as they are ($(sysctl -n net.core.rmem_max))"
-fi
-
-# Anything else running spoils the figures: say so.
-read -r load1 _ </proc/loadavg
-if (($(calc "($load1 > 0.7) ? 1 : 0"))); then
-	log "warning: load average is $load1 before starting; other processes will skew the results"
-fi
+harness_init switchboard-bench 0.7
 
 # --- helpers ---------------------------------------------------------------
-
-CLK_TCK=$(getconf CLK_TCK)
-
-# cpu_ticks PID...: user+system clock ticks used so far by the processes.
-cpu_ticks() {
-	local total=0 p f
-	for p in "$@"; do
-		[[ -r /proc/$p/stat ]] || continue
-		# Fields after the ")" of comm: utime is the 12th, stime the 13th.
-		f=$(sed 's/.*) //' "/proc/$p/stat")
-		read -r -a a <<<"$f"
-		total=$((total + a[11] + a[12]))
-	done
-	echo "$total"
-}
-
-# udp_drops: the kernel's UDP receive-buffer error counter (whole machine).
-udp_drops() { awk '/^Udp: [0-9]/ {print $6}' /proc/net/snmp; }
-
-# sock_drops PORT: datagrams dropped by the UDP sockets bound to
-# 127.0.0.1:PORT (the "drops" column of /proc/net/udp).
-sock_drops() {
-	awk -v a="$(printf '0100007F:%04X' "$1")" '$2 == a {n += $13} END {print n + 0}' /proc/net/udp
-}
 
 # child_cpu: sets CHILD_CPU to the CPU seconds used so far by this script's
 # finished children (bash's `times`, which must run in this shell, not in a
@@ -153,22 +77,6 @@ child_cpu() {
 		split($1, u, /[ms]/); split($2, s, /[ms]/)
 		print u[1] * 60 + u[2] + s[1] * 60 + s[2]
 	}' "$WORK/times")
-}
-
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 12000))
-		if ! ss -Hlun "sport = :$p" | grep -q . && ! ss -Hltn "sport = :$p" | grep -q .; then
-			echo "$p"
-			return
-		fi
-	done
-}
-
-# stat_field FILE COLUMN: a column of the last row of a SIPp -trace_stat file.
-stat_field() {
-	awk -F';' -v col="$2" 'NR==1 {for (i=1;i<=NF;i++) if ($i==col) c=i; next} {v=$c} END {print (v==""?0:v)}' "$1"
 }
 
 # run_sipp NAME RATE COUNT LIMIT TIMEOUT ARGS...: runs SIPP_PROCS SIPp
@@ -217,15 +125,6 @@ run_sipp() {
 	WALL=$(calc "$t1 - $t0")
 }
 
-# created_after FILE M: seconds SIPp took to start its M calls (from the
-# per-second rows of its -trace_stat file), 999 if it never did.
-created_after() {
-	awk -F';' -v m="$2" '
-		NR == 1 {for (i = 1; i <= NF; i++) {if ($i == "OutgoingCall(C)") o = i; if ($i == "ElapsedTime(C)") e = i}; next}
-		$o >= m {split($e, t, ":"); print t[1] * 3600 + t[2] * 60 + t[3]; found = 1; exit}
-		END {if (!found) print 999}' "$1"
-}
-
 # show_errors NAME: the start of the SIPp error logs of a run.
 show_errors() {
 	local f
@@ -235,16 +134,6 @@ show_errors() {
 		head -c 1200 "$f" >&2
 		echo >&2
 	done
-}
-
-# wait_udp PORT: wait until something listens on 127.0.0.1:PORT/udp.
-wait_udp() {
-	local i
-	for i in $(seq 200); do
-		ss -Hlun "sport = :$1" | grep -q . && return 0
-		sleep 0.05
-	done
-	return 1
 }
 
 # --- servers ---------------------------------------------------------------
@@ -312,8 +201,8 @@ start_kamailio() { # DB
 
 stop_server() {
 	kill "$SERVER_PID" 2>/dev/null || true
-	for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-	kill -9 "$SERVER_PID" 2>/dev/null || true
+	for _ in $(seq 100); do ours "$SERVER_PID" || break; sleep 0.1; done
+	ours "$SERVER_PID" && kill -9 "$SERVER_PID" 2>/dev/null
 	wait "$SERVER_PID" 2>/dev/null || true
 	SERVER_PID=
 }
@@ -384,12 +273,12 @@ bench_register() { # PEER
 		count=$((rate * STEP_SECONDS))
 		c0=$(cpu_ticks "${SERVER_PIDS[@]}")
 		child_cpu
-		d0=$(udp_drops) s0=$(sock_drops "$SERVER_PORT") g0=$CHILD_CPU
+		d0=$(rcvbuf_errors) s0=$(sock_drops "$SERVER_PORT") g0=$CHILD_CPU
 		run_sipp "reg-$peer-$rate" "$rate" "$count" $((rate * 2)) $((STEP_SECONDS * 3)) \
 			-sf "$SCEN/register.xml" -inf "$WORK/users.csv" -key domain "$DOMAIN" -key expires 3600 "$SERVER_ADDR"
 		c1=$(cpu_ticks "${SERVER_PIDS[@]}")
 		child_cpu
-		d1=$(udp_drops) s1=$(sock_drops "$SERVER_PORT") g1=$CHILD_CPU
+		d1=$(rcvbuf_errors) s1=$(sock_drops "$SERVER_PORT") g1=$CHILD_CPU
 		measure_step "$c0" "$c1" "$d0" "$d1" "$s0" "$s1" "$g0" "$g1" 0
 		ppm=$((((FAIL + LOST) * 1000000) / count))
 		local ok=no
@@ -450,13 +339,13 @@ bench_calls() { # PEER
 		count=$((rate * STEP_SECONDS))
 		c0=$(cpu_ticks "${SERVER_PIDS[@]}")
 		child_cpu
-		d0=$(udp_drops) s0=$(sock_drops "$SERVER_PORT") g0=$CHILD_CPU u0=$(cpu_ticks "$uas_sipp")
+		d0=$(rcvbuf_errors) s0=$(sock_drops "$SERVER_PORT") g0=$CHILD_CPU u0=$(cpu_ticks "$uas_sipp")
 		run_sipp "call-$peer-$rate" "$rate" "$count" $((rate * (HOLD_MS / 1000 + 3))) $((STEP_SECONDS * 3 + HOLD_MS / 1000)) \
 			-sf "$SCEN/uac_invite_auth.xml" -inf "$WORK/alice.csv" -key domain "$DOMAIN" \
 			-s u000002 -d "$HOLD_MS" "$SERVER_ADDR"
 		c1=$(cpu_ticks "${SERVER_PIDS[@]}")
 		child_cpu
-		d1=$(udp_drops) s1=$(sock_drops "$SERVER_PORT") g1=$CHILD_CPU u1=$(cpu_ticks "$uas_sipp")
+		d1=$(rcvbuf_errors) s1=$(sock_drops "$SERVER_PORT") g1=$CHILD_CPU u1=$(cpu_ticks "$uas_sipp")
 		measure_step "$c0" "$c1" "$d0" "$d1" "$s0" "$s1" "$g0" "$g1" "$(calc "($u1 - $u0) / $CLK_TCK")"
 		ppm=$((((FAIL + LOST) * 1000000) / count))
 		local ok=no
