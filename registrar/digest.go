@@ -128,9 +128,9 @@ func nonceIDOf(n string) nonceID {
 	return nonceID(raw[:16])
 }
 
-// newNonce returns a nonce for the request identified by salt (Authenticator.nonceSalt):
-// the same nonce for a retransmission of a request challenged moments ago
-// (see issueTime).
+// newNonce returns a nonce for the request identified by salt
+// (Authenticator.nonceSalt): the same nonce for a retransmission of a
+// request challenged moments ago (see issueTime).
 func (a *Authenticator) newNonce(salt uint64) string {
 	issued := a.issueTime(salt)
 	var raw [nonceRawLen]byte

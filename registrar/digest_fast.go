@@ -189,9 +189,5 @@ func (a *Authenticator) nonceSalt(req *sip.Request) uint64 {
 	if req == nil {
 		return 0
 	}
-	method := req.Method
-	if c := req.CSeq(); c != nil {
-		method = c.MethodName
-	}
-	return siphdr.RequestID(a.ncSeed, req, method)
+	return siphdr.RequestID(a.ncSeed, req, "")
 }

@@ -324,18 +324,15 @@ func (f *fastPath) respond(j fastJob, res *gosip.Response) {
 // that needs no cryptographic strength; Kamailio's sl module uses a fixed
 // prefix and a CRC of the request.)
 func (f *fastPath) statelessTag(req *gosip.Request) string {
-	method := gosip.RequestMethod("")
-	if c := req.CSeq(); c != nil {
-		method = c.MethodName
-	}
-	return f.statelessTagOf(req, method)
+	return f.statelessTagOf(req, "")
 }
 
 // statelessTagPrefix starts every statelessTag.
 const statelessTagPrefix = "sb"
 
-// statelessTagOf is statelessTag with method for the CSeq's method: the
-// tag of the response to the INVITE an ACK acknowledges.
+// statelessTagOf is statelessTag with method for the CSeq's method (""
+// keeps the CSeq's): the tag of the response to the INVITE an ACK
+// acknowledges.
 func (f *fastPath) statelessTagOf(req *gosip.Request, method gosip.RequestMethod) string {
 	var sum [8]byte
 	binary.BigEndian.PutUint64(sum[:], siphdr.RequestID(f.seed, req, method))

@@ -37,6 +37,9 @@ func TestRequestID(t *testing.T) {
 	if id(register, gosip.INVITE) == base {
 		t.Error("another method: same id")
 	}
+	if id(register, "") != base {
+		t.Error(`method "" is not the CSeq's`)
+	}
 	if RequestID(maphash.MakeSeed(), parse(t), gosip.REGISTER) == base {
 		t.Error("another seed: same id")
 	}

@@ -32,8 +32,8 @@ func garbageRSSLimit() float64 {
 
 // TestGarbageDatagrams sends a burst of mutated and junk datagrams from 50
 // rotating sources. The switch must stay up, answer a legitimate OPTIONS
-// right after, keep its peak RSS under 200 MB (garbageRSSLimit), return to about its baseline
-// goroutine count (go_goroutines on /metrics) once the transactions the
+// right after, keep its peak RSS under garbageRSSLimit, return to about its
+// baseline goroutine count (go_goroutines on /metrics) once the transactions the
 // burst opened have ended, and not log more than about 20 lines a second
 // while it is hit (rate-limited logging of parse failures).
 func TestGarbageDatagrams(t *testing.T) {
