@@ -234,14 +234,6 @@ EOF
 	sleep 1
 }
 
-stop_server() {
-	kill "$SERVER_PID" 2>/dev/null || true
-	for _ in $(seq 100); do ours "$SERVER_PID" || break; sleep 0.1; done
-	ours "$SERVER_PID" && kill -9 "$SERVER_PID" 2>/dev/null
-	wait "$SERVER_PID" 2>/dev/null || true
-	SERVER_PID=
-}
-
 # --- trials ----------------------------------------------------------------------
 
 # sipp_uac NAME PORT RATE COUNT LIMIT TIMEOUT ARGS...: starts one SIPp UAC
@@ -569,27 +561,19 @@ row() { # LABEL KEY FORMAT(plain|mib)
 	fi
 	echo "$line"
 }
-rrow() { # LABEL KEY: a row of lists, without ratios
-	local line="| $1 |" s
-	for s in "${SERVERS[@]}"; do line+=" ${R[$s,$2]:--} |"; done
-	if [[ $has_sb ]]; then
-		for s in "${SERVERS[@]}"; do [[ $s == switchboard ]] || line+=" - |"; done
-	fi
-	echo "$line"
-}
 if [[ ${FIXED_RATE:-} ]]; then
 	echo "fixed rate ${FIXED_RATE}/s, ${ROUNDS:-1} rounds alternating between the servers (the ratios are of the last round)"
 	echo
 fi
 row "registrations/s (max passing)" reg plain
 row "server CPU µs per registration" reg_us plain
-[[ ${ROUNDS:-1} -gt 1 ]] && rrow "  in each round" reg_rounds
+[[ ${ROUNDS:-1} -gt 1 ]] && row "  in each round" reg_rounds plain
 row "peak memory at that rate" reg_peak mib
 row "SIPp CPU at that rate (% of its core)" reg_gen plain
 row "memory per binding at rest (bytes)" mem plain
 row "  memory before -> after (MiB)" mem_mib plain
 row "calls/s (max passing)" call plain
 row "server CPU µs per call" call_us plain
-[[ ${ROUNDS:-1} -gt 1 ]] && rrow "  in each round" call_rounds
+[[ ${ROUNDS:-1} -gt 1 ]] && row "  in each round" call_rounds plain
 row "peak memory at that rate" call_peak mib
 row "SIPp CPU at that rate (% of its core)" call_gen plain

@@ -35,6 +35,16 @@ cleanup() {
 	if [[ ${KEEP:-} ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
 }
 
+# stop_server: stops the server the script started (SERVER_PID), by PID and
+# only while it is the script's child; SIGKILL after 10 s.
+stop_server() {
+	kill "$SERVER_PID" 2>/dev/null || true
+	for _ in $(seq 100); do ours "$SERVER_PID" || break; sleep 0.1; done
+	ours "$SERVER_PID" && kill -9 "$SERVER_PID" 2>/dev/null
+	wait "$SERVER_PID" 2>/dev/null || true
+	SERVER_PID=
+}
+
 harness_init() {
 	local prefix=$1 load_max=$2 k old load1
 	WORK=$(mktemp -d "/tmp/$prefix.XXXXXX")

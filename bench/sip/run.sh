@@ -199,14 +199,6 @@ start_kamailio() { # DB
 	SERVER_PORT=$port
 }
 
-stop_server() {
-	kill "$SERVER_PID" 2>/dev/null || true
-	for _ in $(seq 100); do ours "$SERVER_PID" || break; sleep 0.1; done
-	ours "$SERVER_PID" && kill -9 "$SERVER_PID" 2>/dev/null
-	wait "$SERVER_PID" 2>/dev/null || true
-	SERVER_PID=
-}
-
 # make_users PEER N: a fresh database with N users (u000001.. with password
 # pw-u000001..) for PEER, and $WORK/users.csv for SIPp. Sets DB.
 make_users() {
