@@ -4,8 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"net/netip"
+	"slices"
 	"sort"
+	"strings"
 	"time"
+
+	"github.com/google/btree"
 
 	"github.com/switchboard/switchboard/internal/sqldb"
 )
@@ -38,57 +42,42 @@ func bindingLess(a, b *Binding) bool {
 	return a.Contact < b.Contact
 }
 
-// Head returns how many bindings are in force and copies of the first n of
-// them in All's order, without copying the others (the console's live view
-// asks every second, and the location table may hold a million).
+// Head returns the number of bindings held (Count) and copies of the first
+// n bindings in force in All's order. It walks the AORs in order (the
+// Location's index of them) and stops after n, so that its cost does not
+// grow with the table: the console's live view asks every second, and the
+// table may hold a million. Like Kamailio's usrloc statistics, the number
+// counts bindings that expired in the last moments until the purge (every
+// 10 s) takes them out; the bindings returned are never expired ones.
 func (l *Location) Head(n int) (total int, first []Binding) {
 	now := l.now()
-	less := bindingLess
-	// h is a max-heap of the n smallest seen so far: h[0] is the largest.
-	h := make([]*Binding, 0, min(n, 1024))
-	down := func(i int) {
-		for {
-			c := 2*i + 1
-			if c >= len(h) {
-				return
-			}
-			if c+1 < len(h) && less(h[c], h[c+1]) {
-				c++
-			}
-			if !less(h[i], h[c]) {
-				return
-			}
-			h[i], h[c] = h[c], h[i]
-			i = c
-		}
-	}
 	l.mu.RLock()
-	for _, list := range l.aors {
-		for _, b := range list {
-			if !b.Expires.After(now) {
-				continue
-			}
-			total++
-			switch {
-			case n <= 0:
-			case len(h) < n:
-				h = append(h, b)
-				for i := len(h) - 1; i > 0 && less(h[(i-1)/2], h[i]); i = (i - 1) / 2 {
-					h[i], h[(i-1)/2] = h[(i-1)/2], h[i]
-				}
-			case less(b, h[0]):
-				h[0] = b
-				down(0)
+	defer l.mu.RUnlock()
+	total = l.count
+	if n <= 0 {
+		return total, nil
+	}
+	first = make([]Binding, 0, min(n, l.count))
+	l.order.Ascend(func(aor string) bool {
+		start := len(first)
+		for _, b := range l.aors[aor] {
+			if b.Expires.After(now) {
+				first = append(first, *b)
 			}
 		}
-	}
-	first = make([]Binding, len(h))
-	for i, b := range h {
-		first[i] = *b
-	}
-	l.mu.RUnlock()
-	sort.Slice(first, func(i, j int) bool { return less(&first[i], &first[j]) })
-	return total, first
+		if len(first)-start > 1 {
+			slices.SortFunc(first[start:], func(a, b Binding) int { return strings.Compare(a.Contact, b.Contact) })
+		}
+		return len(first) < n
+	})
+	return total, first[:min(n, len(first))]
+}
+
+// newAOROrder returns the Location's ordered index of AORs.
+func newAOROrder() *btree.BTreeG[string] {
+	// Degree 16: nodes of up to 31 strings (~500 bytes), as google/btree
+	// suggests for in-memory trees.
+	return btree.NewOrderedG[string](16)
 }
 
 // StoredBindings reads the unexpired bindings from the database, for

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/btree"
+
 	"github.com/switchboard/switchboard/internal/sqldb"
 )
 
@@ -119,8 +121,13 @@ type Location struct {
 	log *slog.Logger
 	now func() time.Time
 
-	mu    sync.RWMutex
-	aors  map[string][]*Binding
+	mu   sync.RWMutex
+	aors map[string][]*Binding
+	// order holds the keys of aors in order, so that the console's live
+	// view (Head) reads the first registrations without going through a
+	// table that may hold a million. It changes only when an AOR gets its
+	// first binding or loses its last: a re-registration does not touch it.
+	order *btree.BTreeG[string]
 	flows map[flowKey]map[*Binding]struct{}
 	count int
 	nat   int // bindings with NAT set
@@ -138,6 +145,7 @@ func NewLocation(ctx context.Context, db *sql.DB, log *slog.Logger) (*Location, 
 	l := &Location{
 		db: db, log: log, now: time.Now,
 		aors:   make(map[string][]*Binding),
+		order:  newAOROrder(),
 		flows:  make(map[flowKey]map[*Binding]struct{}),
 		writer: sqldb.NewBatchWriter(db, "bindings", 65536, log),
 	}
@@ -228,11 +236,19 @@ func (l *Location) update(aor string, fn func(cur []*Binding) (next []*Binding, 
 	for _, b := range changed {
 		l.indexLocked(b)
 	}
-	l.count += len(next) - len(l.aors[aor])
-	l.nat += natBindings(next) - natBindings(l.aors[aor])
-	if len(next) == 0 {
+	cur := l.aors[aor]
+	l.count += len(next) - len(cur)
+	l.nat += natBindings(next) - natBindings(cur)
+	switch {
+	case len(next) == 0:
+		if len(cur) > 0 {
+			l.order.Delete(aor)
+		}
 		delete(l.aors, aor)
-	} else {
+	default:
+		if len(cur) == 0 {
+			l.order.ReplaceOrInsert(aor)
+		}
 		l.aors[aor] = next
 	}
 	ops := make([]sqldb.Op, 0, len(changed)+len(removed))
@@ -258,6 +274,9 @@ func (l *Location) update(aor string, fn func(cur []*Binding) (next []*Binding, 
 }
 
 func (l *Location) insertLocked(b *Binding) {
+	if len(l.aors[b.AOR]) == 0 {
+		l.order.ReplaceOrInsert(b.AOR)
+	}
 	l.aors[b.AOR] = append(l.aors[b.AOR], b)
 	l.indexLocked(b)
 	l.count++

@@ -40,6 +40,8 @@
 # (switchboard-console-off: the same binary with `console: {enabled: false}`,
 # to show what the operations console and its call traces cost.)
 # Knobs (environment): STAGES ("reg call mem"), TRIAL_SECONDS (10),
+# BISECT_PCT (5: the bisection's end, e.g. 2 to tell apart two builds
+# closer than 5 %),
 # REG_START (2000), CALL_START (400), USERS (20000), MEM_USERS (20000),
 # SETTLE_SECONDS (40), HOLD_MS (1000), SIPP_PROCS (2 UAC processes for
 # registrations), UAS_PROCS (2 UAC/UAS pairs for calls), MAX_TRIALS (14 per
@@ -76,6 +78,7 @@ HOLD_MS=${HOLD_MS:-1000}
 SIPP_PROCS=${SIPP_PROCS:-2}
 UAS_PROCS=${UAS_PROCS:-2}
 MAX_TRIALS=${MAX_TRIALS:-14}
+BISECT_PCT=${BISECT_PCT:-5}
 DOMAIN=switchboard.local
 MAX_FAIL_PPM=1000     # 0.1 %
 MAX_MEAN_RT_MS=100
@@ -89,6 +92,7 @@ SERVERS=("$@")
 command -v sipp >/dev/null || die "sipp not found: apt-get install sip-tester"
 command -v taskset >/dev/null || die "taskset not found: apt-get install util-linux"
 (($(nproc) >= 2)) || die "needs 2 cores (server and SIPp on one each)"
+[[ $BISECT_PCT =~ ^[0-9]+([.][0-9]+)?$ ]] && (($(calc "($BISECT_PCT >= 0.5) ? 1 : 0"))) || die "BISECT_PCT must be a number of percent, at least 0.5"
 
 harness_init switchboard-compare 1.5
 
@@ -380,8 +384,8 @@ ramp() {
 			((rate >= 10)) || break
 		fi
 	done
-	# Bisect to within 5 %.
-	while ((lo > 0 && hi > lo && trials < MAX_TRIALS)) && (($(calc "(($hi - $lo) / $lo > 0.05) ? 1 : 0"))); do
+	# Bisect to within BISECT_PCT.
+	while ((lo > 0 && hi > lo && trials < MAX_TRIALS)) && (($(calc "(($hi - $lo) / $lo * 100 > $BISECT_PCT) ? 1 : 0"))); do
 		local mid=$(((lo + hi) / 2))
 		if run_at "$mid"; then lo=$mid; else hi=$mid; fi
 	done
@@ -527,7 +531,7 @@ echo "SIP side by side, $(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model 
 echo "server on core $SERVER_CPU, SIPp on core $SIPP_CPU ($SIPP_PROCS UAC processes for registrations, $UAS_PROCS UAC+UAS pairs for calls); Kamailio ${kver:-?} with -m 1024"
 rounds=
 [[ ${ROUNDS:-1} -gt 1 && ! ${FIXED_RATE:-} ]] && rounds="; $ROUNDS rounds alternating between the servers, the median round reported"
-echo "${TRIAL_SECONDS}s trials, x1.25 until a failure, bisected to 5 %${rounds}; pass: < 0.1 % failed, mean response <= ${MAX_MEAN_RT_MS} ms, no socket drops; calls hold ${HOLD_MS} ms"
+echo "${TRIAL_SECONDS}s trials, x1.25 until a failure, bisected to ${BISECT_PCT} %${rounds}; pass: < 0.1 % failed, mean response <= ${MAX_MEAN_RT_MS} ms, no socket drops; calls hold ${HOLD_MS} ms"
 echo
 header="| measure |"
 sep="| --- |"
