@@ -286,8 +286,7 @@ func (f *fastPath) answer(j fastJob) (*gosip.Response, error) {
 
 // respond writes res from the listener socket the request came to, to the
 // address it came from (RFC 3261 §18.2.2 with RFC 3581: a UDP response
-// goes where the request came from), through sipgo's connection so that
-// the Observer sees it. The response gets a To tag derived from the
+// goes where the request came from), and tells the Observer. The response gets a To tag derived from the
 // request (see statelessTag), so that the answer to a retransmission is
 // the same message.
 func (f *fastPath) respond(j fastJob, res *gosip.Response) {
@@ -307,9 +306,15 @@ func (f *fastPath) respond(j fastJob, res *gosip.Response) {
 	defer f.bufs.Put(buf)
 	buf.Reset()
 	res.StringWrite(buf)
-	if _, err := uc.WriteTo(buf.Bytes(), j.remote); err != nil {
+	// Written on the socket itself rather than through uc.WriteTo, whose
+	// only addition is sipgo's wire hook: the Observer is told here, with
+	// the method, so that the console's trace store passes over the
+	// answer to a REGISTER without reading its headers for the CSeq.
+	if _, err := uc.PacketConn.WriteTo(buf.Bytes(), j.remote); err != nil {
 		f.s.log.Debug("response not sent", "status", res.StatusCode, "error", err)
+		return
 	}
+	f.s.observeSent("udp", j.local, j.remote, buf.Bytes(), string(j.req.Method))
 }
 
 // statelessTag is the To tag of a stateless response to req: a keyed hash

@@ -3,6 +3,7 @@ package sip
 import (
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,5 +114,64 @@ func TestInviteChallengeFallsBack(t *testing.T) {
 	}
 	if v, ok := headerValue([]byte("ACK sip:a SIP/2.0\r\nVia: x\r\nt : <sip:b@c>;tag=sb1\r\n\r\n"), "To", "t"); !ok || string(v) != "<sip:b@c>;tag=sb1" {
 		t.Errorf("headerValue of a compact To: %q, %v", v, ok)
+	}
+}
+
+// TestFastPathObserved: the Observer sees each message of a stateless
+// registration once, read and written, the fast path's responses with
+// their method and their addresses.
+func TestFastPathObserved(t *testing.T) {
+	type seen struct {
+		sent                 bool
+		method, first, local string
+		remote, transport    string
+	}
+	var mu sync.Mutex
+	var got []seen
+	sw := startSwitch(t, func(c *Config) {
+		c.Observer = func(m *Message) {
+			first, _, _ := strings.Cut(string(m.Data), "\r\n")
+			l, r := m.AddrText()
+			mu.Lock()
+			got = append(got, seen{m.Sent, m.Method, first, l, r, m.Transport})
+			mu.Unlock()
+		}
+	})
+	p := sw.phone("carol", "udp", "")
+	m := p.Register(3600)
+	p.Send(m)
+	first := p.WaitFinal(m)
+	wantStatus(t, first, 401)
+	m = p.Authenticate(m, first, "MD5")
+	p.Send(m)
+	wantStatus(t, p.WaitFinal(m), 200)
+	var want []seen
+	eventually(t, 5*time.Second, "four messages observed", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		want = nil
+		for _, s := range got {
+			if strings.HasPrefix(s.first, "REGISTER ") || strings.HasPrefix(s.first, "SIP/2.0 ") {
+				want = append(want, s)
+			}
+		}
+		return len(want) >= 4
+	})
+	time.Sleep(100 * time.Millisecond) // a duplicate would come now
+	mu.Lock()
+	defer mu.Unlock()
+	if len(want) != 4 {
+		t.Fatalf("observed %d messages of the registration, want 4: %+v", len(want), want)
+	}
+	phone := p.Addr().String()
+	for i, s := range want {
+		wantSent := i%2 == 1
+		if s.sent != wantSent || s.transport != "udp" || s.remote != phone || s.local == "" {
+			t.Errorf("message %d %q: sent %v transport %q local %q remote %q; want sent %v, udp, remote %s",
+				i, s.first, s.sent, s.transport, s.local, s.remote, wantSent, phone)
+		}
+		if wantSent && s.method != "REGISTER" {
+			t.Errorf("response %q observed with method %q, want REGISTER", s.first, s.method)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package sip
 
 import (
 	"bytes"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -25,6 +26,10 @@ type Message struct {
 	// Data is the whole message. It, and the Message itself, are only
 	// valid during the call to the Observer, which copies what it keeps.
 	Data []byte
+	// Method, when not empty, is the message's method (for a response,
+	// its CSeq's), as the sender knew it: an observer need not read the
+	// headers for it. Only the REGISTER fast path sets it.
+	Method string
 
 	at            time.Time
 	laddr, raddr  string // as sipgo reports them, until parsed
@@ -215,6 +220,20 @@ func traceWire(sent bool, transport, laddr, raddr string, data []byte) {
 	}
 	msg.Data = data
 	o.obs(msg)
+}
+
+// observeSent tells the server's Observer of a message it sent on a UDP
+// listener without sipgo's wire hook (the REGISTER fast path), with its
+// method.
+func (s *Server) observeSent(transport string, local, remote net.Addr, data []byte, method string) {
+	if s.cfg.Observer == nil {
+		return
+	}
+	msg := messages.Get().(*Message)
+	*msg = Message{Sent: true, Transport: transport, Data: data, Method: method, laddr: local.String(), raddr: remote.String()}
+	s.cfg.Observer(msg)
+	*msg = Message{}
+	messages.Put(msg)
 }
 
 // messages recycles what traceWire hands the Observer, which keeps nothing

@@ -137,7 +137,10 @@ func New(n int) *Store {
 // traced) costs a scan of the headers and a map lookup, without
 // allocating.
 func (s *Store) Observe(m *sip.Message) {
-	h, ok := scan(m.Data)
+	if m.Method == "REGISTER" || m.Method == "PUBLISH" { // see neverInCall
+		return
+	}
+	h, ok := scanObserve(m.Data)
 	if !ok || len(h.callID) == 0 || h.skip {
 		return
 	}
@@ -378,8 +381,23 @@ type head struct {
 // scan reads the start line and the Call-ID, CSeq and To headers of a SIP
 // message (RFC 3261 §7, compact forms of §7.3.3 included) without parsing
 // the rest, and without allocating. A request that is never part of a call
-// is skipped at its start line.
-func scan(b []byte) (head, bool) {
+// is skipped at its start line. Of a header given twice, the first counts.
+func scan(b []byte) (head, bool) { return scanHead(b, false) }
+
+// scanObserve is scan for Observe, which needs less of most messages: the
+// Call-ID, and besides only a response's CSeq (REGISTER and PUBLISH are
+// skipped by it) and an INVITE's To (a tag or not: does it open a call?).
+// It reads no further than those, and gives them as scan does.
+func scanObserve(b []byte) (head, bool) { return scanHead(b, true) }
+
+// The headers scanHead looks for.
+const (
+	wantCallID = 1 << iota
+	wantCSeq
+	wantTo
+)
+
+func scanHead(b []byte, lean bool) (head, bool) {
 	var h head
 	line, rest := cutLine(b)
 	if bytes.HasPrefix(line, []byte("SIP/2.0 ")) {
@@ -400,27 +418,51 @@ func scan(b []byte) (head, bool) {
 			return h, true
 		}
 	}
-	var seenTo bool
-	for len(rest) > 0 && (h.callID == nil || h.cseq == nil || !seenTo) {
+	want := wantCallID | wantCSeq | wantTo
+	if lean {
+		want = wantCallID
+		switch {
+		case h.status != 0:
+			want |= wantCSeq
+		case string(h.method) == "INVITE":
+			want |= wantTo
+		}
+	}
+	got := 0
+	for len(rest) > 0 && got != want {
 		line, rest = cutLine(rest)
 		if len(line) == 0 {
-			break // end of the headers
-		}
-		name, value, ok := bytes.Cut(line, []byte(":"))
-		if !ok || len(name) == 0 {
-			continue
+			break // the end of the headers
 		}
 		// Most headers are told apart by their first letter.
-		switch name[0] | 0x20 {
+		switch line[0] | 0x20 {
 		case 'c', 'i', 't':
 		default:
 			continue
 		}
-		name, value = bytes.TrimSpace(name), bytes.TrimSpace(value)
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		name = bytes.TrimRight(name, " \t")
+		var which int
 		switch {
 		case bytes.EqualFold(name, []byte("Call-ID")) || bytes.EqualFold(name, []byte("i")):
-			h.callID = value
+			which = wantCallID
 		case bytes.EqualFold(name, []byte("CSeq")):
+			which = wantCSeq
+		case bytes.EqualFold(name, []byte("To")) || bytes.EqualFold(name, []byte("t")):
+			which = wantTo
+		}
+		if which&want == 0 || got&which != 0 {
+			continue
+		}
+		got |= which
+		value = bytes.TrimSpace(value)
+		switch which {
+		case wantCallID:
+			h.callID = value
+		case wantCSeq:
 			h.cseq = value
 			if _, m, ok := bytes.Cut(value, []byte(" ")); ok && h.status != 0 {
 				h.method = bytes.TrimSpace(m)
@@ -429,8 +471,8 @@ func scan(b []byte) (head, bool) {
 					return h, true
 				}
 			}
-		case bytes.EqualFold(name, []byte("To")) || bytes.EqualFold(name, []byte("t")):
-			h.toTag, seenTo = hasTag(value), true
+		case wantTo:
+			h.toTag = hasTag(value)
 		}
 	}
 	return h, true

@@ -334,3 +334,20 @@ func FuzzObserve(f *testing.F) {
 		}
 	})
 }
+
+// A message whose sender says it is of a REGISTER (sip.Message.Method) is
+// dropped without its headers being read, even with a traced Call-ID; the
+// others of that call are kept.
+func TestMethodHintSkips(t *testing.T) {
+	s := New(10)
+	now := time.Now()
+	observe(s, false, callerAddr, request("INVITE", "c1", ""), now)
+	m := sip.NewMessage(now, true, "udp", swAddr, callerAddr, []byte(response(200, "OK", "INVITE", "c1")))
+	m.Method = "REGISTER"
+	s.Observe(m)
+	observe(s, true, callerAddr, response(180, "Ringing", "INVITE", "c1"), now)
+	c, ok := s.Get("c1")
+	if !ok || len(c.Messages) != 2 || c.Messages[1].Status != 180 {
+		t.Fatalf("trace of c1: %+v", c)
+	}
+}
