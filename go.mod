@@ -7,6 +7,7 @@ require (
 	github.com/coder/websocket v1.8.15
 	github.com/emiago/sipgo v1.7.2
 	github.com/gobwas/ws v1.3.2
+	github.com/google/btree v1.1.3
 	github.com/icholy/digest v1.2.0
 	github.com/mattn/go-sqlite3 v1.14.53
 	github.com/pion/ice/v4 v4.4.8
@@ -28,8 +29,6 @@ require (
 	golang.org/x/time v0.14.0
 	gopkg.in/yaml.v3 v3.0.1
 )
-
-require github.com/google/btree v1.1.3
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect

@@ -225,7 +225,8 @@ func natBindings(bs []*Binding) int {
 // unless replaced by a changed binding of the same contact).
 func (l *Location) update(aor string, fn func(cur []*Binding) (next []*Binding, changed []*Binding, removed []*Binding, err error)) error {
 	l.mu.Lock()
-	next, changed, removed, err := fn(l.aors[aor])
+	cur := l.aors[aor]
+	next, changed, removed, err := fn(cur)
 	if err != nil {
 		l.mu.Unlock()
 		return err
@@ -236,7 +237,6 @@ func (l *Location) update(aor string, fn func(cur []*Binding) (next []*Binding, 
 	for _, b := range changed {
 		l.indexLocked(b)
 	}
-	cur := l.aors[aor]
 	l.count += len(next) - len(cur)
 	l.nat += natBindings(next) - natBindings(cur)
 	switch {
@@ -274,10 +274,11 @@ func (l *Location) update(aor string, fn func(cur []*Binding) (next []*Binding, 
 }
 
 func (l *Location) insertLocked(b *Binding) {
-	if len(l.aors[b.AOR]) == 0 {
+	cur := l.aors[b.AOR]
+	if len(cur) == 0 {
 		l.order.ReplaceOrInsert(b.AOR)
 	}
-	l.aors[b.AOR] = append(l.aors[b.AOR], b)
+	l.aors[b.AOR] = append(cur, b)
 	l.indexLocked(b)
 	l.count++
 	if b.NAT {

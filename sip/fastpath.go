@@ -286,9 +286,9 @@ func (f *fastPath) answer(j fastJob) (*gosip.Response, error) {
 
 // respond writes res from the listener socket the request came to, to the
 // address it came from (RFC 3261 §18.2.2 with RFC 3581: a UDP response
-// goes where the request came from), and tells the Observer. The response gets a To tag derived from the
-// request (see statelessTag), so that the answer to a retransmission is
-// the same message.
+// goes where the request came from), and tells the Observer. The response
+// gets a To tag derived from the request (see statelessTag), so that the
+// answer to a retransmission is the same message.
 func (f *fastPath) respond(j fastJob, res *gosip.Response) {
 	if to := res.To(); to != nil && res.StatusCode > 100 {
 		to.Params.Add("tag", f.statelessTag(j.req))
@@ -314,7 +314,7 @@ func (f *fastPath) respond(j fastJob, res *gosip.Response) {
 		f.s.log.Debug("response not sent", "status", res.StatusCode, "error", err)
 		return
 	}
-	f.s.observeSent("udp", j.local, j.remote, buf.Bytes(), string(j.req.Method))
+	f.s.observeSent(j.local, j.remote, buf.Bytes(), string(j.req.Method))
 }
 
 // statelessTag is the To tag of a stateless response to req: a keyed hash

@@ -137,7 +137,7 @@ func New(n int) *Store {
 // traced) costs a scan of the headers and a map lookup, without
 // allocating.
 func (s *Store) Observe(m *sip.Message) {
-	if m.Method == "REGISTER" || m.Method == "PUBLISH" { // see neverInCall
+	if neverInCall(m.Method) {
 		return
 	}
 	h, ok := scanObserve(m.Data)
@@ -478,7 +478,7 @@ func scanHead(b []byte, lean bool) (head, bool) {
 	return h, true
 }
 
-func neverInCall(method []byte) bool {
+func neverInCall[T string | []byte](method T) bool {
 	return string(method) == "REGISTER" || string(method) == "PUBLISH"
 }
 
