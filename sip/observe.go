@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -100,21 +101,21 @@ type Observer func(m *Message)
 // other sipgo user agents of the process (the WebRTC gateway's) use it too,
 // so observed holds, by sipgo's transport name and local port, the
 // listeners of the servers that have an Observer, and wireTracer hands each
-// message to the server whose listener it passed.
+// message to the server whose listener it passed. A switch has a handful
+// of listeners: they are looked through in a slice, which costs less per
+// message than hashing a key for a map.
 var (
-	observed     atomic.Pointer[map[observedKey]observedIface]
+	observed     atomic.Pointer[[]observedIface]
 	observedMu   sync.Mutex // serializes copy-on-write updates of observed
 	installTrace sync.Once
 )
 
-// observedKey is sipgo's transport name ("UDP", "TCP" for TCP and TLS, "WS"
-// for WS and WSS) and a local port.
-type observedKey struct {
-	transport string
-	port      uint16
-}
-
+// observedIface is one observed listener: sipgo's transport name ("UDP",
+// "TCP" for TCP and TLS, "WS" for WS and WSS) and its local port, and
+// whom to tell.
 type observedIface struct {
+	sipgo     string
+	port      uint16
 	transport string // ours: udp, tcp, tls, ws, wss
 	obs       Observer
 	owner     *Server
@@ -140,9 +141,10 @@ func (s *Server) observeIfaceLocked(i iface) {
 		gosip.SIPDebugTracer(wireTracer{})
 		gosip.SIPDebug = true
 	})
-	k := observedKey{sipgoTransport(i.transport), uint16(i.port)}
-	updateObserved(func(m map[observedKey]observedIface) {
-		m[k] = observedIface{transport: i.transport, obs: s.cfg.Observer, owner: s}
+	o := observedIface{sipgo: sipgoTransport(i.transport), port: uint16(i.port), transport: i.transport, obs: s.cfg.Observer, owner: s}
+	updateObserved(func(l []observedIface) []observedIface {
+		l = slices.DeleteFunc(l, func(v observedIface) bool { return v.sipgo == o.sipgo && v.port == o.port })
+		return append(l, o)
 	})
 }
 
@@ -151,27 +153,38 @@ func (s *Server) unobserve() {
 	if s.cfg.Observer == nil {
 		return
 	}
-	updateObserved(func(m map[observedKey]observedIface) {
-		for k, v := range m {
-			if v.owner == s {
-				delete(m, k)
-			}
-		}
+	updateObserved(func(l []observedIface) []observedIface {
+		return slices.DeleteFunc(l, func(v observedIface) bool { return v.owner == s })
 	})
 	splitters.Delete(s)
 }
 
-func updateObserved(f func(m map[observedKey]observedIface)) {
+// updateObserved replaces the observed listeners by what f makes of a
+// copy of them.
+func updateObserved(f func(l []observedIface) []observedIface) {
 	observedMu.Lock()
 	defer observedMu.Unlock()
-	next := map[observedKey]observedIface{}
+	var next []observedIface
 	if cur := observed.Load(); cur != nil {
-		for k, v := range *cur {
-			next[k] = v
+		next = slices.Clone(*cur)
+	}
+	next = f(next)
+	observed.Store(&next)
+}
+
+// findObserved returns the observed listener of a sipgo transport and
+// local port.
+func findObserved(transport string, port uint16) (*observedIface, bool) {
+	l := observed.Load()
+	if l == nil {
+		return nil, false
+	}
+	for i := range *l {
+		if o := &(*l)[i]; o.port == port && o.sipgo == transport {
+			return o, true
 		}
 	}
-	f(next)
-	observed.Store(&next)
+	return nil, false
 }
 
 // wireTracer is sipgo's debug tracer: it finds the observed listener a
@@ -187,15 +200,11 @@ func (wireTracer) SIPTraceWrite(transport, laddr, raddr string, msg []byte) {
 }
 
 func traceWire(sent bool, transport, laddr, raddr string, data []byte) {
-	m := observed.Load()
-	if m == nil || len(*m) == 0 {
-		return
-	}
 	port, ok := portOf(laddr)
 	if !ok {
 		return
 	}
-	o, ok := (*m)[observedKey{transport, port}]
+	o, ok := findObserved(transport, port)
 	if !ok {
 		return
 	}

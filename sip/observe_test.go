@@ -33,8 +33,8 @@ func TestStreamSplitter(t *testing.T) {
 func BenchmarkTraceWire(b *testing.B) {
 	s := &Server{}
 	s.cfg.Observer = func(*Message) {}
-	updateObserved(func(m map[observedKey]observedIface) {
-		m[observedKey{"UDP", 5060}] = observedIface{transport: "udp", obs: s.cfg.Observer, owner: s}
+	updateObserved(func(l []observedIface) []observedIface {
+		return append(l, observedIface{sipgo: "UDP", port: 5060, transport: "udp", obs: s.cfg.Observer, owner: s})
 	})
 	defer s.unobserve()
 	data := []byte("REGISTER sip:switchboard.local SIP/2.0\r\nCall-ID: abc\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n")
