@@ -1,8 +1,17 @@
 package admin
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/switchboard/switchboard/registrar"
+	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/trace"
 )
 
 func TestMOS(t *testing.T) {
@@ -56,5 +65,43 @@ func TestSessions(t *testing.T) {
 	s.sweep(now.Add(2 * time.Hour))
 	if len(s.m) != 0 {
 		t.Fatal("sweep kept an expired session")
+	}
+}
+
+// fakeSwitch is a Switch with n calls in progress.
+type fakeSwitch struct{ n int }
+
+func (f fakeSwitch) Calls() []sip.CallInfo {
+	t0 := time.Now().Add(-time.Hour)
+	out := make([]sip.CallInfo, f.n)
+	for i := range out {
+		out[i] = sip.CallInfo{ID: fmt.Sprint("call-", i), State: sip.CallAnswered, Started: t0.Add(time.Duration(i) * time.Second)}
+	}
+	return out
+}
+func (f fakeSwitch) CallsStarted() uint64                       { return uint64(f.n) }
+func (f fakeSwitch) CallCount() int                             { return f.n }
+func (fakeSwitch) Hangup(context.Context, string, string) error { return nil }
+func (fakeSwitch) Draining() bool                               { return false }
+func (fakeSwitch) FloodBanned() []sip.FloodBan                  { return nil }
+func (fakeSwitch) LiftFloodBan(netip.Addr) bool                 { return false }
+
+// TestLiveCallsBounded: a live update carries at most maxLiveCalls calls,
+// the oldest, and the number of them all.
+func TestLiveCallsBounded(t *testing.T) {
+	for _, n := range []int{0, 3, maxLiveCalls + 50} {
+		c := &Console{cfg: Config{Switch: fakeSwitch{n}, Traces: trace.New(1), LiveEvery: time.Second,
+			RegistrationsHead: func(int) (int, []registrar.Binding) { return 0, nil }}, now: time.Now, log: slog.Default()}
+		c.live = newLive(c)
+		var u update
+		if err := json.Unmarshal(c.live.encode(c.live.compute(true)), &u); err != nil {
+			t.Fatal(err)
+		}
+		if u.CallsTotal != n || len(u.Calls) != min(n, maxLiveCalls) {
+			t.Fatalf("%d calls: update has %d of calls_total %d", n, len(u.Calls), u.CallsTotal)
+		}
+		if n > 0 && u.Calls[0].ID != "call-0" {
+			t.Fatalf("%d calls: the first sent is %s, not the oldest", n, u.Calls[0].ID)
+		}
 	}
 }

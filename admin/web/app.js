@@ -126,7 +126,8 @@ function live(u) {
     if (h.length > 600) h.shift();
     health.set(c.id, h);
   }
-  $('calls-count').textContent = lastCalls.length;
+  const callsTotal = u.calls_total ?? lastCalls.length;
+  $('calls-count').textContent = callsTotal;
   const rows = lastCalls.map((c) => {
     const legs = el('td', { class: 'mono' });
     for (const l of c.legs || []) {
@@ -139,6 +140,9 @@ function live(u) {
       el('td', {}, el('button', { type: 'button', class: 'secondary', 'aria-label': 'Open call ' + label, onclick: () => openCallPanel(c.id) }, 'Open')),
       el('td', {}, label), el('td', {}, c.state), el('td', {}, fmtDur(c.duration_s)), legs);
   });
+  if (callsTotal > lastCalls.length) {
+    rows.push(el('tr', {}, el('td', { colspan: 5, class: 'muted' }, `The ${lastCalls.length} oldest of ${callsTotal} calls are shown; GET /api/v1/calls lists them all.`)));
+  }
   $('calls').replaceChildren(...(rows.length ? rows : [el('tr', {}, el('td', { colspan: 5, class: 'muted' }, 'No calls in progress.'))]));
 
   $('regs-count').textContent = u.registrations_total;
