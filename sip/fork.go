@@ -436,7 +436,8 @@ func (s *Server) relay(req *gosip.Request, stx gosip.ServerTransaction, res *gos
 	}
 }
 
-// relayCopy returns the copy of a received response that relay sends on.
+// relayCopy returns the copy of a received response that relay (and
+// forwardStrayResponse) sends on.
 // What relay changes in place is copied — the CSeq, From and To (restoreHop)
 // and the Contact (addAlias) — and everything else is shared with res:
 // the Vias are taken off the copy's own list, a new body replaces the old
@@ -473,7 +474,7 @@ func (s *Server) forwardStrayResponse(res *gosip.Response) {
 	if !s.ourBranch(br) || !s.isLocalHost(v.Host) {
 		return // not a response to a request of ours: never reflect it
 	}
-	out := res.Clone()
+	out := relayCopy(res)
 	removeTopHeader(out, "Via")
 	if out.Via() == nil {
 		return
