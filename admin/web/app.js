@@ -126,7 +126,7 @@ function live(u) {
     if (h.length > 600) h.shift();
     health.set(c.id, h);
   }
-  const callsTotal = u.calls_total ?? lastCalls.length;
+  const callsTotal = u.calls_total;
   $('calls-count').textContent = callsTotal;
   const rows = lastCalls.map((c) => {
     const legs = el('td', { class: 'mono' });
