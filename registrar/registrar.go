@@ -17,6 +17,7 @@ import (
 	"github.com/switchboard/switchboard/internal/lifecycle"
 	"github.com/switchboard/switchboard/internal/natdetect"
 	"github.com/switchboard/switchboard/internal/siphdr"
+	"github.com/switchboard/switchboard/internal/sipstatus"
 )
 
 // Registrar answers REGISTER requests and is the location service the proxy
@@ -352,7 +353,7 @@ func (reg *register) apply(cur []*Binding) (next, changed, removed []*Binding, e
 
 // registered is step 8: 200 OK listing every current binding of aor.
 func (r *Registrar) registered(req *sip.Request, aor string, now time.Time) *sip.Response {
-	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	res := sipstatus.NewResponse(req, 200, "OK")
 	for _, b := range r.loc.Lookup(aor) {
 		secs := int(b.Expires.Sub(now).Round(time.Second) / time.Second)
 		if secs < 0 {
