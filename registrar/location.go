@@ -1,12 +1,13 @@
 package registrar
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -192,7 +193,9 @@ func (l *Location) Lookup(aor string) []Binding {
 		}
 	}
 	l.mu.RUnlock()
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Q > out[j].Q })
+	if len(out) > 1 {
+		slices.SortStableFunc(out, func(a, b Binding) int { return cmp.Compare(b.Q, a.Q) })
+	}
 	return out
 }
 

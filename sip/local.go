@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	gosip "github.com/emiago/sipgo/sip"
+
+	"github.com/switchboard/switchboard/internal/siphdr"
 )
 
 // isLocalHost reports whether host names this switch: the domain or one of
@@ -46,6 +48,13 @@ func (s *Server) isLocalURI(u gosip.Uri) bool {
 // reports whether there were any, and whether one of them carries a valid
 // signature of the request's dialog (see dialogParam).
 func (s *Server) popOwnRoutes(req *gosip.Request) (popped, signed bool) {
+	// sipgo's Route looks for a header to parse when it has none parsed,
+	// allocating what it would parse into: with no Route at all (every
+	// REGISTER and initial request from a phone) that was 1.3 % of a
+	// registration's CPU.
+	if siphdr.Count(req, "Route") == 0 {
+		return false, false
+	}
 	for i := 0; i < 2; i++ {
 		r := req.Route()
 		if r == nil || !s.isLocalURI(r.Address) {

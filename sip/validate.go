@@ -87,6 +87,19 @@ func loopHash(req *gosip.Request, ruri string, prevVia string) string {
 // same (RFC 3261 §16.3 step 4): a Via of ours whose loop hash matches the
 // request as it is now. A request that comes back changed is a spiral.
 func (s *Server) isLoop(req *gosip.Request) bool {
+	// Most requests carry no Via of ours: look for one before listing them.
+	ours := false
+	for _, h := range req.Headers() {
+		if v, ok := h.(*gosip.ViaHeader); ok {
+			if br, _ := v.Params.Get("branch"); strings.HasPrefix(br, branchPrefix) {
+				ours = true
+				break
+			}
+		}
+	}
+	if !ours {
+		return false
+	}
 	vias := siphdr.All(req, "Via")
 	for i, h := range vias {
 		v, ok := h.(*gosip.ViaHeader)
