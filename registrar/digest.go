@@ -179,9 +179,32 @@ func (a *Authenticator) Challenge(proxy, stale bool) []sip.Header {
 // challengeFor is Challenge for a request: a UA whose User-Agent is on the
 // MD5-only list is offered MD5 alone.
 func (a *Authenticator) challengeFor(req *sip.Request, proxy, stale bool) []sip.Header {
-	salt := a.nonceSalt(req)
-	if h := siphdr.Get(req, "User-Agent"); h != nil && (len(a.sha256UA) > 0 || len(a.md5Only) > 0) {
-		ua := strings.ToLower(h.Value())
+	ua := ""
+	if h := siphdr.Get(req, "User-Agent"); h != nil {
+		ua = h.Value()
+	}
+	return a.challengeUA(ua, proxy, stale, a.nonceSalt(req))
+}
+
+// ChallengeRequest is what Authorize answers a request without credentials
+// from source: the challenge headers (WWW-Authenticate, or
+// Proxy-Authenticate when proxy), or ok false when the source is banned
+// (Authorize's 403). The request is named by what siphdr.RequestID hashes
+// and its User-Agent; for the stateless challenge of a request read
+// without sipgo's parser (sip's fast path). The answer is Authorize's for
+// that request: the same nonce while it is retransmitted.
+func (a *Authenticator) ChallengeRequest(id siphdr.ID, userAgent string, proxy bool, source netip.AddrPort) (hdrs []sip.Header, ok bool) {
+	if a.guard.Banned(source, "") {
+		return nil, false
+	}
+	return a.challengeUA(userAgent, proxy, false, id.Sum(a.ncSeed)), true
+}
+
+// challengeUA is challengeFor for a request with that User-Agent and nonce
+// salt.
+func (a *Authenticator) challengeUA(userAgent string, proxy, stale bool, salt uint64) []sip.Header {
+	if userAgent != "" && (len(a.sha256UA) > 0 || len(a.md5Only) > 0) {
+		ua := strings.ToLower(userAgent)
 		switch {
 		case uaMatches(ua, a.sha256UA):
 			return a.challenge(proxy, stale, []string{AlgSHA256, AlgMD5}, salt)

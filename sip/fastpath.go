@@ -9,9 +9,11 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gosip "github.com/emiago/sipgo/sip"
@@ -70,6 +72,11 @@ type fastPath struct {
 	ctx    context.Context // ends when the server closes
 	bufs   sync.Pool       // *bytes.Buffer for responses
 	seed   maphash.Seed    // of the To tags (statelessTag)
+
+	// raw counts the REGISTERs challenged from their bytes (rawChallenge);
+	// noRaw, set by tests, sends them through the parsed path instead.
+	raw   atomic.Int64
+	noRaw atomic.Bool
 }
 
 // fastJob is one parsed REGISTER and the socket it came to.
@@ -107,11 +114,17 @@ func (s *Server) startFastPathLocked() {
 func (f *fastPath) take(local, remote net.Addr, data []byte) bool {
 	switch {
 	case bytes.HasPrefix(data, []byte("REGISTER ")):
+		if f.rawChallenge(local, remote, data, gosip.REGISTER) {
+			return true
+		}
 	case bytes.HasPrefix(data, []byte("INVITE ")):
 		// Only an INVITE without credentials: its answer is a challenge
 		// whatever else it says (see challenged).
 		if hasHeader(data, "Proxy-Authorization") {
 			return false
+		}
+		if f.rawChallenge(local, remote, data, gosip.INVITE) {
+			return true
 		}
 	case bytes.HasPrefix(data, []byte("ACK ")):
 		return f.absorbAck(data)
@@ -156,12 +169,18 @@ func (f *fastPath) take(local, remote net.Addr, data []byte) bool {
 // absorbed in the read filter (absorbAck). A retransmission of the INVITE
 // is simply challenged again.
 func (f *fastPath) challenged(req *gosip.Request, remote net.Addr) bool {
-	s := f.s
 	from := req.From()
-	if from == nil || s.draining.Load() || !s.isLocalHost(from.Address.Host) {
+	return from != nil && f.challengedFrom(from.Address.Host, addrPortOfNet(remote))
+}
+
+// challengedFrom is challenged for an INVITE over UDP whose From names
+// fromHost, from src.
+func (f *fastPath) challengedFrom(fromHost string, src netip.AddrPort) bool {
+	s := f.s
+	if s.draining.Load() || !s.isLocalHost(fromHost) {
 		return false
 	}
-	return s.carrierOf(req, addrPortOfNet(remote)) == ""
+	return s.cfg.Router == nil || !src.IsValid() || s.cfg.Router.Carrier(src, "UDP") == ""
 }
 
 // absorbAck drops the ACK of a stateless challenge (RFC 3261 §17.1.1.3:

@@ -23,6 +23,7 @@ import (
 	gosip "github.com/emiago/sipgo/sip"
 
 	"github.com/switchboard/switchboard/internal/ratelog"
+	"github.com/switchboard/switchboard/internal/siphdr"
 	"github.com/switchboard/switchboard/registrar"
 )
 
@@ -52,6 +53,11 @@ type Authenticator interface {
 	// Authorize returns the authenticated user name, or an error carrying
 	// the response to send (407 with a challenge, 403).
 	Authorize(ctx context.Context, req *gosip.Request, proxy bool, source netip.AddrPort) (string, error)
+	// ChallengeRequest is Authorize's answer to a request without
+	// credentials, named by what siphdr.RequestID hashes and its
+	// User-Agent: the challenge headers, or false for a banned source
+	// (403).
+	ChallengeRequest(id siphdr.ID, userAgent string, proxy bool, source netip.AddrPort) ([]gosip.Header, bool)
 }
 
 // CallRecorder receives call events for call detail records. *cdr.Store

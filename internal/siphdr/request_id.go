@@ -17,30 +17,53 @@ import (
 // transaction (a stateless 401 or 407 and its To tag, a nonce) is made from
 // it, so that a retransmission gets the same answer.
 func RequestID(seed maphash.Seed, req *gosip.Request, method gosip.RequestMethod) uint64 {
-	var h maphash.Hash
-	h.SetSeed(seed)
+	var id ID
 	if c := req.CallID(); c != nil {
-		h.WriteString(c.Value())
+		id.CallID = c.Value()
 	}
-	h.WriteByte(0)
 	if from := req.From(); from != nil {
-		tag, _ := from.Params.Get("tag")
-		h.WriteString(tag)
+		id.FromTag, _ = from.Params.Get("tag")
 	}
-	h.WriteByte(0)
 	if c := req.CSeq(); c != nil {
-		var n [4]byte
-		binary.BigEndian.PutUint32(n[:], c.SeqNo)
-		h.Write(n[:])
+		id.Seq, id.HasCSeq = c.SeqNo, true
 		if method == "" {
 			method = c.MethodName
 		}
 	}
-	h.WriteString(string(method))
-	h.WriteByte(0)
+	id.Method = string(method)
 	if v := req.Via(); v != nil {
-		b, _ := v.Params.Get("branch")
-		h.WriteString(b)
+		id.Branch, _ = v.Params.Get("branch")
 	}
+	return id.Sum(seed)
+}
+
+// ID is what RequestID hashes, for a request read without sipgo's parser
+// (the stateless challenge of sip's fast path): the same fields give the
+// same hash.
+type ID struct {
+	CallID  string
+	FromTag string
+	Seq     uint32 // the CSeq number
+	HasCSeq bool   // a CSeq was there (Seq may be 0)
+	Method  string // the CSeq's method, or what stands in for it
+	Branch  string // the top Via's branch parameter
+}
+
+// Sum is the seeded hash of id (RequestID's).
+func (id ID) Sum(seed maphash.Seed) uint64 {
+	var h maphash.Hash
+	h.SetSeed(seed)
+	h.WriteString(id.CallID)
+	h.WriteByte(0)
+	h.WriteString(id.FromTag)
+	h.WriteByte(0)
+	if id.HasCSeq {
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], id.Seq)
+		h.Write(n[:])
+	}
+	h.WriteString(id.Method)
+	h.WriteByte(0)
+	h.WriteString(id.Branch)
 	return h.Sum64()
 }

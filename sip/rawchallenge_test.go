@@ -1,0 +1,242 @@
+package sip
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	gosip "github.com/emiago/sipgo/sip"
+)
+
+// rawRequestCases are REGISTERs and INVITEs without credentials, %[1]s
+// standing for the sender's address and %[2]s for the domain; raw tells
+// whether the stateless challenge answers them from their bytes.
+var rawRequestCases = []struct {
+	name string
+	msg  string
+	raw  bool
+}{
+	{"sipp", "REGISTER sip:%[2]s SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bK-1;rport\r\nFrom: <sip:carol@%[2]s>;tag=f1\r\n" +
+		"To: <sip:carol@%[2]s>\r\nCall-ID: c1@h\r\nCSeq: 1 REGISTER\r\nContact: <sip:carol@%[1]s>\r\nMax-Forwards: 70\r\nExpires: 3600\r\n" +
+		"User-Agent: SIPp\r\nContent-Length: 0\r\n\r\n", true},
+	{"compact forms, lower case, spacing", "REGISTER sip:%[2]s SIP/2.0\r\nv : SIP/2.0/UDP %[1]s;branch=z9hG4bK-2;rport\r\nf:<sip:carol@%[2]s>;tag=f2\r\n" +
+		"t:  \"Carol\" <sip:carol@%[2]s>\r\ni: c2\r\ncseq:  7 REGISTER\r\nm: <sip:carol@%[1]s>\r\nl: 0\r\n\r\n", true},
+	{"several Vias", "REGISTER sip:%[2]s SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bK-3;rport\r\nv: SIP/2.0/TCP 192.0.2.7:5060;branch=z9hG4bK-x\r\n" +
+		"Via: SIP/2.0/UDP 192.0.2.8;branch=z9hG4bK-y;received=192.0.2.9\r\nFrom: <sip:carol@%[2]s>;tag=f3\r\nTo: <sip:carol@%[2]s>\r\n" +
+		"Call-ID: c3\r\nCSeq: 1 REGISTER\r\nContact: <sip:carol@%[1]s>\r\n\r\n", true},
+	{"a tag in the display name", "REGISTER sip:%[2]s SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bK-4\r\nFrom: \"x;tag=no\" <sip:carol@%[2]s;tag=no>;tag=yes\r\n" +
+		"To: \"y;tag=no\" <sip:carol@%[2]s>\r\nCall-ID: c4\r\nCSeq: 2 REGISTER\r\nContact: *\r\nExpires: 0\r\n\r\n", true},
+	{"rport with a value, received already there", "REGISTER sip:%[2]s SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;rport=1;received=192.0.2.1;branch=z9hG4bK-5\r\n" +
+		"From: <sip:carol@%[2]s>;tag=f5\r\nTo: <sip:carol@%[2]s>\r\nCall-ID: c5\r\nCSeq: 1 REGISTER\r\n\r\n", true},
+	{"rport before received", "REGISTER sip:%[2]s SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;rport;received=192.0.2.1;branch=z9hG4bK-6\r\n" +
+		"From: <sip:carol@%[2]s>;tag=f6\r\nTo: <sip:carol@%[2]s>\r\nCall-ID: c6\r\nCSeq: 1 REGISTER\r\n\r\n", true},
+
+	{"white space in a Via", "REGISTER sip:%[2]s SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s ; branch=z9hG4bK-19 ;rport\r\nFrom: <sip:carol@%[2]s>;tag=f19\r\n" +
+		"To: <sip:carol@%[2]s>\r\nCall-ID: c19\r\nCSeq: 1 REGISTER\r\n\r\n", false},
+	{"white space in CSeq", "REGISTER sip:%[2]s SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bK-20\r\nFrom: <sip:carol@%[2]s>;tag=f20\r\n" +
+		"To: <sip:carol@%[2]s>\r\nCall-ID: c20\r\nCSeq: 1  REGISTER\r\n\r\n", false},
+	{"a Via line listing two", "REGISTER sip:%[2]s SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bK-21;rport, SIP/2.0/TCP 192.0.2.7:5060;branch=z9hG4bK-x\r\n" +
+		"From: <sip:carol@%[2]s>;tag=f21\r\nTo: <sip:carol@%[2]s>\r\nCall-ID: c21\r\nCSeq: 1 REGISTER\r\n\r\n", false},
+	{"credentials", "REGISTER sip:%[2]s SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bK-7\r\nFrom: <sip:carol@%[2]s>;tag=f7\r\n" +
+		"To: <sip:carol@%[2]s>\r\nCall-ID: c7\r\nCSeq: 1 REGISTER\r\nAuthorization: Digest username=\"carol\", realm=\"x\", nonce=\"n\", uri=\"sip:x\", response=\"0\"\r\n\r\n", false},
+	{"a To tag", "REGISTER sip:%[2]s SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bK-8\r\nFrom: <sip:carol@%[2]s>;tag=f8\r\n" +
+		"To: <sip:carol@%[2]s>;tag=t8\r\nCall-ID: c8\r\nCSeq: 1 REGISTER\r\n\r\n", false},
+	{"a folded header", "REGISTER sip:%[2]s SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bK-9\r\nFrom: <sip:carol@%[2]s>\r\n ;tag=f9\r\n" +
+		"To: <sip:carol@%[2]s>\r\nCall-ID: c9\r\nCSeq: 1 REGISTER\r\n\r\n", false},
+	{"Max-Forwards 0", "REGISTER sip:%[2]s SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bK-10\r\nFrom: <sip:carol@%[2]s>;tag=f10\r\n" +
+		"To: <sip:carol@%[2]s>\r\nCall-ID: c10\r\nCSeq: 1 REGISTER\r\nMax-Forwards: 0\r\n\r\n", false},
+	{"a body", "REGISTER sip:%[2]s SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bK-11\r\nFrom: <sip:carol@%[2]s>;tag=f11\r\n" +
+		"To: <sip:carol@%[2]s>\r\nCall-ID: c11\r\nCSeq: 1 REGISTER\r\nContent-Length: 5\r\n\r\nhello", false},
+	{"another domain", "REGISTER sip:example.org SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bK-12\r\nFrom: <sip:carol@%[2]s>;tag=f12\r\n" +
+		"To: <sip:carol@%[2]s>\r\nCall-ID: c12\r\nCSeq: 1 REGISTER\r\n\r\n", false},
+	{"CSeq of another method", "REGISTER sip:%[2]s SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bK-13\r\nFrom: <sip:carol@%[2]s>;tag=f13\r\n" +
+		"To: <sip:carol@%[2]s>\r\nCall-ID: c13\r\nCSeq: 1 INVITE\r\n\r\n", false},
+	{"two Call-IDs", "REGISTER sip:%[2]s SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bK-14\r\nFrom: <sip:carol@%[2]s>;tag=f14\r\n" +
+		"To: <sip:carol@%[2]s>\r\nCall-ID: c14\r\ni: c14b\r\nCSeq: 1 REGISTER\r\n\r\n", false},
+	{"no Via", "REGISTER sip:%[2]s SIP/2.0\r\nFrom: <sip:carol@%[2]s>;tag=f15\r\nTo: <sip:carol@%[2]s>\r\nCall-ID: c15\r\nCSeq: 1 REGISTER\r\n\r\n", false},
+	{"a Via of ours", "REGISTER sip:%[2]s SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bK-16\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=" + branchPrefix + "00\r\n" +
+		"From: <sip:carol@%[2]s>;tag=f16\r\nTo: <sip:carol@%[2]s>\r\nCall-ID: c16\r\nCSeq: 1 REGISTER\r\n\r\n", false},
+	{"Proxy-Require", "REGISTER sip:%[2]s SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bK-17\r\nFrom: <sip:carol@%[2]s>;tag=f17\r\n" +
+		"To: <sip:carol@%[2]s>\r\nCall-ID: c17\r\nCSeq: 1 REGISTER\r\nProxy-Require: foo\r\n\r\n", false},
+	{"invite", "INVITE sip:bob@%[2]s SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bK-30;rport\r\nMax-Forwards: 70\r\n" +
+		"From: \"Carol\" <sip:carol@%[2]s>;tag=f30\r\nTo: <sip:bob@%[2]s>\r\nCall-ID: c30\r\nCSeq: 1 INVITE\r\n" +
+		"Contact: <sip:carol@%[1]s>\r\nContent-Type: application/sdp\r\nContent-Length: 12\r\n\r\nv=0\r\no=x y\r\n", true},
+	{"invite to a number elsewhere, no Content-Length", "INVITE sip:+15551234@example.org SIP/2.0\r\nv: SIP/2.0/UDP %[1]s;branch=z9hG4bK-31\r\n" +
+		"f: <sip:carol@%[2]s>;tag=f31\r\nt: <sip:+15551234@example.org>\r\ni: c31\r\nCSeq: 9 INVITE\r\n\r\nv=0\r\n", true},
+	{"invite, Content-Length longer than the body", "INVITE sip:bob@%[2]s SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bK-32\r\n" +
+		"From: <sip:carol@%[2]s>;tag=f32\r\nTo: <sip:bob@%[2]s>\r\nCall-ID: c32\r\nCSeq: 1 INVITE\r\nContent-Length: 99\r\n\r\nv=0\r\n", false},
+	{"invite from elsewhere", "INVITE sip:bob@%[2]s SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bK-33\r\n" +
+		"From: <sip:mallory@example.org>;tag=f33\r\nTo: <sip:bob@%[2]s>\r\nCall-ID: c33\r\nCSeq: 1 INVITE\r\n\r\n", false},
+	{"invite to a tel URI", "INVITE tel:+15551234 SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bK-34\r\n" +
+		"From: <sip:carol@%[2]s>;tag=f34\r\nTo: <tel:+15551234>\r\nCall-ID: c34\r\nCSeq: 1 INVITE\r\n\r\n", false},
+	{"invite with credentials", "INVITE sip:bob@%[2]s SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bK-35\r\n" +
+		"From: <sip:carol@%[2]s>;tag=f35\r\nTo: <sip:bob@%[2]s>\r\nCall-ID: c35\r\nCSeq: 1 INVITE\r\nProxy-Authorization: Digest username=\"carol\"\r\n\r\n", false},
+	{"bare LF", "REGISTER sip:%[2]s SIP/2.0\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bK-18\nFrom: <sip:carol@%[2]s>;tag=f18\n" +
+		"To: <sip:carol@%[2]s>\nCall-ID: c18\nCSeq: 1 REGISTER\n\n", false},
+}
+
+// TestRawChallengeAsParsed: a REGISTER or initial INVITE without
+// credentials gets the same answer from its bytes as from the parsed path
+// — status, Vias (with RFC 3581's rport and received), From, To and its
+// tag, Call-ID, CSeq, and the challenge with the same nonce — and those the
+// stateless challenge does not vouch for go down the parsed path.
+func TestRawChallengeAsParsed(t *testing.T) {
+	sw := startSwitch(t)
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	server, err := net.ResolveUDPAddr("udp", sw.srv.Addrs()["udp"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := func(msg string) (string, bool) {
+		t.Helper()
+		if _, err := conn.WriteToUDP([]byte(msg), server); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 8192)
+		_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+		n, _, err := conn.ReadFromUDP(buf)
+		if err != nil {
+			return "", false
+		}
+		return string(buf[:n]), true
+	}
+	var fast *fastPath
+	eventually(t, 5*time.Second, "the fast path started", func() bool {
+		sw.srv.mu.Lock()
+		defer sw.srv.mu.Unlock()
+		fast = sw.srv.fast
+		return fast != nil
+	})
+	for _, tc := range rawRequestCases {
+		t.Run(tc.name, func(t *testing.T) {
+			invite := strings.HasPrefix(tc.msg, "INVITE ")
+			msg := fmt.Sprintf(tc.msg, conn.LocalAddr().String(), testDomain)
+			fast.noRaw.Store(true)
+			parsed, parsedOK := ask(msg)
+			fast.noRaw.Store(false)
+			before := fast.raw.Load()
+			raw, rawOK := ask(msg)
+			if took := fast.raw.Load() > before; took != tc.raw {
+				t.Fatalf("answered from the bytes: %v, want %v; answer:\n%s", took, tc.raw, raw)
+			}
+			if !tc.raw {
+				// (An INVITE sipgo takes is a transaction: the second is
+				// a retransmission of the first.)
+				if !invite && parsedOK != rawOK {
+					t.Fatalf("answered %v, parsed path %v:\n%s\n%s", rawOK, parsedOK, raw, parsed)
+				}
+				return
+			}
+			if !parsedOK || !rawOK {
+				t.Fatalf("answered %v, parsed path %v:\n%s\n%s", rawOK, parsedOK, raw, parsed)
+			}
+			want := 401
+			if invite {
+				want = 407
+			}
+			p, r := mustParseResponse(t, parsed), mustParseResponse(t, raw)
+			if p.StatusCode != want || r.StatusCode != want {
+				t.Fatalf("status %d, parsed path %d", r.StatusCode, p.StatusCode)
+			}
+			if r.String() != p.String() {
+				t.Fatalf("answer from the bytes:\n%s\nfrom the parsed path:\n%s", r, p)
+			}
+			if !strings.Contains(raw, "\r\nContent-Length: 0\r\n") {
+				t.Fatalf("no Content-Length 0:\n%s", raw)
+			}
+		})
+	}
+}
+
+func mustParseResponse(t *testing.T, s string) *gosip.Response {
+	t.Helper()
+	m, err := gosip.ParseMessage([]byte(s))
+	if err != nil {
+		t.Fatalf("%v:\n%s", err, s)
+	}
+	res, ok := m.(*gosip.Response)
+	if !ok {
+		t.Fatalf("not a response:\n%s", s)
+	}
+	return res
+}
+
+// FuzzReadRequest: readRequest never panics, and what it vouches for
+// reads as sipgo's parser reads it: a request of that method without a To
+// tag, with the same Call-ID, From tag and host, CSeq, top branch and
+// rport, and number of Vias.
+func FuzzReadRequest(f *testing.F) {
+	for _, tc := range rawRequestCases {
+		f.Add([]byte(fmt.Sprintf(tc.msg, "192.0.2.1:5060", testDomain)))
+	}
+	// What fuzzing found sipgo reading another way.
+	for _, via := range []string{"SIP/2.0/ 0,", "SIP/2.0/ 0,SIP/2.0/ 0", "SIP/2.0/ 0:A;branch=0", "SIP/2.0/UDP h ; branch=1 ;rport"} {
+		f.Add([]byte("REGISTER :00 SIP/2.0\r\nV:" + via + "\r\nF::00\r\nT::00\r\nCAll-ID:0\r\nCSeq:0 REGISTER\r\n\r\n"))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		method := gosip.REGISTER
+		if strings.HasPrefix(string(data), "INVITE ") {
+			method = gosip.INVITE
+		}
+		var r rawRequest
+		if !readRequest(&r, data, method) {
+			return
+		}
+		m, err := gosip.ParseMessage(data)
+		if err != nil {
+			return // a header readRequest skips (Contact, ...): refused once it has credentials
+		}
+		req, isReq := m.(*gosip.Request)
+		if !isReq || req.Method != method || isInDialog(req) || req.CallID() == nil || req.CSeq() == nil || req.Via() == nil || req.From() == nil {
+			t.Fatalf("readRequest vouched for what sipgo reads as %v", m)
+		}
+		tag, _ := req.From().Params.Get("tag")
+		branch, _ := req.Via().Params.Get("branch")
+		rport, hasRport := req.Via().Params.Get("rport")
+		want := struct {
+			callID, tag, branch string
+			seq                 uint32
+			vias                int
+			rport               bool
+			fromHost            string
+			ruriHost            string
+			ruriPort            int
+		}{req.CallID().Value(), tag, branch, req.CSeq().SeqNo, len(req.GetHeaders("Via")), hasRport && rport == "", req.From().Address.Host, req.Recipient.Host, req.Recipient.Port}
+		got := want
+		got.callID, got.tag, got.branch, got.seq, got.vias, got.rport = r.id.CallID, r.id.FromTag, r.id.Branch, r.id.Seq, r.nvia, r.topVia.rport
+		got.fromHost, got.ruriHost, got.ruriPort = r.fromHost, r.ruriHost, r.ruriPort
+		if got != want {
+			t.Fatalf("readRequest read %+v, sipgo %+v", got, want)
+		}
+	})
+}
+
+// BenchmarkReadRequest compares readRequest with sipgo's parser on a
+// REGISTER as SIPp sends it.
+func BenchmarkReadRequest(b *testing.B) {
+	data := []byte(fmt.Sprintf(rawRequestCases[0].msg, "127.0.0.1:5070", testDomain))
+	b.Run("readRequest", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			var r rawRequest
+			if !readRequest(&r, data, gosip.REGISTER) {
+				b.Fatal("not read")
+			}
+		}
+	})
+	b.Run("sipgo", func(b *testing.B) {
+		p := gosip.NewParser()
+		b.ReportAllocs()
+		for range b.N {
+			if _, err := p.ParseSIP(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
