@@ -72,7 +72,7 @@ func (s *Server) proxy(ctx context.Context, req *gosip.Request, stx gosip.Server
 	if c != nil {
 		// §16.2: an INVITE gets 100 Trying at once, so the caller stops
 		// retransmitting while the branches are set up.
-		_ = stx.Respond(gosip.NewResponseFromRequest(req, 100, "Trying", nil)) // best effort: the caller retransmits
+		_ = stx.Respond(sipstatus.NewResponse(req, 100, "Trying")) // best effort: the caller retransmits
 	}
 	// Unbuffered: a branch's response is either taken by the fork loop or,
 	// once it has returned, handled by the branch goroutine itself

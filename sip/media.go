@@ -318,12 +318,33 @@ func (s *Server) wantsRelay(req *gosip.Request, targets []target) bool {
 // callerKind is what the caller of an INVITE speaks: its SDP says, or
 // (late offer) its transport.
 func callerKind(req *gosip.Request) legKind {
-	if isSDP(req, req.Body()) {
-		if k, ok := sdpKind(req.Body()); ok {
-			return k
+	body := req.Body()
+	k := transportKind(req.Transport())
+	// Only an m-line whose proto has TLS/RTP/SAVP makes an SDP a WebRTC
+	// one (sdpmedia's IsWebRTC): without those bytes it is a plain one or
+	// an unparsable one, which is the transport's kind. So over a plain
+	// transport the SDP need not be parsed (that parse was 1.8 % of a
+	// call's CPU).
+	if k == kindPlain && !containsFold(body, "TLS/RTP/SAVP") {
+		return kindPlain
+	}
+	if isSDP(req, body) {
+		if sk, ok := sdpKind(body); ok {
+			return sk
 		}
 	}
-	return transportKind(req.Transport())
+	return k
+}
+
+// containsFold reports whether b contains s (ASCII, compared without
+// case).
+func containsFold(b []byte, s string) bool {
+	for i := 0; i+len(s) <= len(b); i++ {
+		if b[i]|0x20 == s[0]|0x20 && bytes.EqualFold(b[i:i+len(s)], []byte(s)) {
+			return true
+		}
+	}
+	return false
 }
 
 // startMedia anchors a new call's media and rewrites the INVITE's offer
