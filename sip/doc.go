@@ -23,6 +23,9 @@
 // goes (§16.5), forward.go builds each copy (§16.6: Via, Record-Route,
 // alias), fork.go collects the responses (§16.7–16.10), indialog.go and
 // dialog_token.go route requests inside dialogs the switch record-routed
-// (§16.12). strangers.go and flood.go limit what strangers may do; calls.go
-// and media.go keep a call's record and its media.
+// (§16.12). fastpath.go answers REGISTERs over UDP and challenges initial
+// INVITEs statelessly, outside sipgo's transaction layer, and
+// rawchallenge.go the challenges from the datagram's bytes. strangers.go
+// and flood.go limit what strangers may do; calls.go and media.go keep a
+// call's record and its media.
 package sip

@@ -73,7 +73,7 @@ type fastPath struct {
 	bufs   sync.Pool       // *bytes.Buffer for responses
 	seed   maphash.Seed    // of the To tags (statelessTag)
 
-	// raw counts the REGISTERs challenged from their bytes (rawChallenge);
+	// raw counts the requests challenged from their bytes (rawChallenge);
 	// noRaw, set by tests, sends them through the parsed path instead.
 	raw   atomic.Int64
 	noRaw atomic.Bool

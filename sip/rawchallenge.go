@@ -2,7 +2,6 @@ package sip
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"log/slog"
@@ -550,7 +549,7 @@ func (f *fastPath) rawChallenge(local, remote net.Addr, data []byte, method gosi
 	s.Stats.Requests.Add(1)
 	s.Stats.Refused.Add(1)
 	if s.log.Enabled(f.ctx, slog.LevelDebug) {
-		s.log.Log(context.Background(), slog.LevelDebug, "request refused", "method", string(method), "status", status,
+		s.log.Log(f.ctx, slog.LevelDebug, "request refused", "method", string(method), "status", status,
 			"source", remote.String(), "error", "stateless challenge")
 	}
 	c, err := s.ua.TransportLayer().GetConnection("udp", local.String())
