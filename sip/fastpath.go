@@ -73,7 +73,8 @@ type fastPath struct {
 	bufs   sync.Pool       // *bytes.Buffer for responses
 	seed   maphash.Seed    // of the To tags (statelessTag)
 
-	// raw counts the requests challenged from their bytes (rawChallenge);
+	// raw counts the requests challenged (rawChallenge) or absorbed
+	// (absorbAck) from their bytes;
 	// noRaw, set by tests, sends them through the parsed path instead.
 	raw   atomic.Int64
 	noRaw atomic.Bool
@@ -194,6 +195,20 @@ func (f *fastPath) absorbAck(data []byte) bool {
 	// the tag as it got it).
 	if to, ok := headerValue(data, "To", "t"); !ok || !bytes.Contains(to, []byte(statelessTagPrefix)) {
 		return false
+	}
+	// Read from the bytes (rawchallenge.go) when it reads plainly, as the
+	// challenge itself was; parsed by sipgo otherwise.
+	if r := new(rawRequest); readRequest(r, data, gosip.ACK) {
+		id := r.id
+		id.Method = string(gosip.INVITE)
+		var sum [8]byte
+		binary.BigEndian.PutUint64(sum[:], id.Sum(f.seed))
+		if r.toTag != statelessTagPrefix+hex.EncodeToString(sum[:]) {
+			return false
+		}
+		f.raw.Add(1)
+		f.s.Stats.Requests.Add(1)
+		return true
 	}
 	msg, err := f.parser.ParseSIP(data)
 	if err != nil {

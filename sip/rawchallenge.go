@@ -51,6 +51,7 @@ type rawRequest struct {
 	callID    []byte
 	cseq      []byte
 	userAgent []byte
+	toTag     string // an ACK's To tag
 	topVia    rawVia
 	id        siphdr.ID
 }
@@ -69,8 +70,9 @@ type rawVia struct {
 	sentBy []byte // "SIP/2.0/UDP host:port", before the parameters
 }
 
-// readRequest reads data into r as a request of method (REGISTER or
-// INVITE) to challenge; false when it is not one this reading vouches for.
+// readRequest reads data into r as a request of method to challenge
+// (REGISTER or INVITE), or as the ACK of a challenge (ACK: with a To tag);
+// false when it is not one this reading vouches for.
 func readRequest(r *rawRequest, data []byte, method gosip.RequestMethod) bool {
 	line, rest, ok := cutLine(data)
 	if !ok {
@@ -183,21 +185,25 @@ func readRequest(r *rawRequest, data []byte, method gosip.RequestMethod) bool {
 		r.id.FromTag, _ = params.Get("tag")
 		r.fromHost = uri.Host
 	}
-	if _, _, hasTag, ok := plainAddress(r.to); ok {
-		if hasTag {
-			return false // a To tag: an in-dialog request, for sipgo
-		}
+	var toTag string
+	hasToTag := false
+	if tag, _, has, ok := plainAddress(r.to); ok {
+		toTag, hasToTag = string(tag), has
 	} else {
 		var params gosip.HeaderParams
 		var uri gosip.Uri
-		if _, err := gosip.ParseAddressValue(string(r.to), &uri, &params); err != nil || params.Has("tag") {
+		if _, err := gosip.ParseAddressValue(string(r.to), &uri, &params); err != nil {
 			return false
 		}
+		toTag, hasToTag = params.Get("tag")
 	}
-	if !r.readVias() {
+	// A To tag: an in-dialog request, for sipgo; but the ACK of a
+	// challenge has the tag the challenge gave (absorbAck).
+	if hasToTag != (method == gosip.ACK) {
 		return false
 	}
-	return true
+	r.toTag = toTag
+	return r.readVias()
 }
 
 // readVias reads the top Via's branch and rport and checks that no Via is

@@ -170,19 +170,24 @@ func mustParseResponse(t *testing.T, s string) *gosip.Response {
 // FuzzReadRequest: readRequest never panics, and what it vouches for
 // reads as sipgo's parser reads it: a request of that method without a To
 // tag, with the same Call-ID, From tag and host, CSeq, top branch and
-// rport, and number of Vias.
+// rport, and number of Vias (and an ACK's To tag).
 func FuzzReadRequest(f *testing.F) {
 	for _, tc := range rawRequestCases {
 		f.Add([]byte(fmt.Sprintf(tc.msg, "192.0.2.1:5060", testDomain)))
 	}
+	f.Add([]byte("ACK sip:bob@" + testDomain + " SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-1\r\nFrom: <sip:carol@" + testDomain + ">;tag=f1\r\n" +
+		"To: <sip:bob@" + testDomain + ">;tag=sb0011223344556677\r\nCall-ID: c1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"))
 	// What fuzzing found sipgo reading another way.
 	for _, via := range []string{"SIP/2.0/ 0,", "SIP/2.0/ 0,SIP/2.0/ 0", "SIP/2.0/ 0:A;branch=0", "SIP/2.0/UDP h ; branch=1 ;rport"} {
 		f.Add([]byte("REGISTER :00 SIP/2.0\r\nV:" + via + "\r\nF::00\r\nT::00\r\nCAll-ID:0\r\nCSeq:0 REGISTER\r\n\r\n"))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		method := gosip.REGISTER
-		if strings.HasPrefix(string(data), "INVITE ") {
+		switch {
+		case strings.HasPrefix(string(data), "INVITE "):
 			method = gosip.INVITE
+		case strings.HasPrefix(string(data), "ACK "):
+			method = gosip.ACK
 		}
 		var r rawRequest
 		if !readRequest(&r, data, method) {
@@ -193,7 +198,7 @@ func FuzzReadRequest(f *testing.F) {
 			return // a header readRequest skips (Contact, ...): refused once it has credentials
 		}
 		req, isReq := m.(*gosip.Request)
-		if !isReq || req.Method != method || isInDialog(req) || req.CallID() == nil || req.CSeq() == nil || req.Via() == nil || req.From() == nil {
+		if !isReq || req.Method != method || isInDialog(req) != (method == gosip.ACK) || req.CallID() == nil || req.CSeq() == nil || req.Via() == nil || req.From() == nil {
 			t.Fatalf("readRequest vouched for what sipgo reads as %v", m)
 		}
 		tag, _ := req.From().Params.Get("tag")
@@ -207,10 +212,14 @@ func FuzzReadRequest(f *testing.F) {
 			fromHost            string
 			ruriHost            string
 			ruriPort            int
-		}{req.CallID().Value(), tag, branch, req.CSeq().SeqNo, len(req.GetHeaders("Via")), hasRport && rport == "", req.From().Address.Host, req.Recipient.Host, req.Recipient.Port}
+			toTag               string
+		}{req.CallID().Value(), tag, branch, req.CSeq().SeqNo, len(req.GetHeaders("Via")), hasRport && rport == "", req.From().Address.Host, req.Recipient.Host, req.Recipient.Port, ""}
+		if method == gosip.ACK {
+			want.toTag, _ = req.To().Params.Get("tag")
+		}
 		got := want
 		got.callID, got.tag, got.branch, got.seq, got.vias, got.rport = r.id.CallID, r.id.FromTag, r.id.Branch, r.id.Seq, r.nvia, r.topVia.rport
-		got.fromHost, got.ruriHost, got.ruriPort = r.fromHost, r.ruriHost, r.ruriPort
+		got.fromHost, got.ruriHost, got.ruriPort, got.toTag = r.fromHost, r.ruriHost, r.ruriPort, r.toTag
 		if got != want {
 			t.Fatalf("readRequest read %+v, sipgo %+v", got, want)
 		}
@@ -239,4 +248,64 @@ func BenchmarkReadRequest(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestRawAckAbsorbed: the ACK of a 407 sent from the bytes is read from its
+// bytes and absorbed (no transaction, no answer); an ACK whose To tag is
+// not the one the challenge gave is not.
+func TestRawAckAbsorbed(t *testing.T) {
+	sw := startSwitch(t)
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	server, err := net.ResolveUDPAddr("udp", sw.srv.Addrs()["udp"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fast *fastPath
+	eventually(t, 5*time.Second, "the fast path started", func() bool {
+		sw.srv.mu.Lock()
+		defer sw.srv.mu.Unlock()
+		fast = sw.srv.fast
+		return fast != nil
+	})
+	local := conn.LocalAddr().String()
+	invite := fmt.Sprintf("INVITE sip:bob@%[2]s SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bK-a1;rport\r\nFrom: <sip:carol@%[2]s>;tag=fa\r\n"+
+		"To: <sip:bob@%[2]s>\r\nCall-ID: ca\r\nCSeq: 5 INVITE\r\nContent-Length: 0\r\n\r\n", local, testDomain)
+	if _, err := conn.WriteToUDP([]byte(invite), server); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 8192)
+	_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	n, _, err := conn.ReadFromUDP(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := mustParseResponse(t, string(buf[:n]))
+	if res.StatusCode != 407 {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	tag, _ := res.To().Params.Get("tag")
+	ack := func(tag string) string {
+		return fmt.Sprintf("ACK sip:bob@%[2]s SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bK-a1;rport\r\nFrom: <sip:carol@%[2]s>;tag=fa\r\n"+
+			"To: <sip:bob@%[2]s>;tag=%[3]s\r\nCall-ID: ca\r\nCSeq: 5 ACK\r\nContent-Length: 0\r\n\r\n", local, testDomain, tag)
+	}
+	for _, tc := range []struct {
+		tag    string
+		absorb bool
+	}{{tag, true}, {statelessTagPrefix + "0000000000000000", false}} {
+		before, requests := fast.raw.Load(), sw.srv.Stats.Requests.Load()
+		if _, err := conn.WriteToUDP([]byte(ack(tc.tag)), server); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, "the ACK counted", func() bool { return sw.srv.Stats.Requests.Load() > requests })
+		if got := fast.raw.Load() > before; got != tc.absorb {
+			t.Fatalf("ACK with To tag %s absorbed from its bytes: %v, want %v", tc.tag, got, tc.absorb)
+		}
+	}
+	if n := sw.srv.LiveTransactions(); n != 0 {
+		t.Errorf("%d transactions alive", n)
+	}
 }
