@@ -181,7 +181,7 @@ func (f *fastPath) challengedFrom(fromHost string, src netip.AddrPort) bool {
 	if s.draining.Load() || !s.isLocalHost(fromHost) {
 		return false
 	}
-	return s.cfg.Router == nil || !src.IsValid() || s.cfg.Router.Carrier(src, "UDP") == ""
+	return s.carrierAt(src, "UDP") == ""
 }
 
 // absorbAck drops the ACK of a stateless challenge (RFC 3261 §17.1.1.3:
@@ -201,9 +201,7 @@ func (f *fastPath) absorbAck(data []byte) bool {
 	if r := new(rawRequest); readRequest(r, data, gosip.ACK) {
 		id := r.id
 		id.Method = string(gosip.INVITE)
-		var sum [8]byte
-		binary.BigEndian.PutUint64(sum[:], id.Sum(f.seed))
-		if r.toTag != statelessTagPrefix+hex.EncodeToString(sum[:]) {
+		if r.toTag != statelessTagFor(id.Sum(f.seed)) {
 			return false
 		}
 		f.raw.Add(1)
@@ -327,7 +325,21 @@ func (f *fastPath) respond(j fastJob, res *gosip.Response) {
 	if to := res.To(); to != nil && res.StatusCode > 100 {
 		to.Params.Add("tag", f.statelessTag(j.req))
 	}
-	c, err := f.s.ua.TransportLayer().GetConnection("udp", j.local.String())
+	buf := f.bufs.Get().(*bytes.Buffer)
+	defer f.bufs.Put(buf)
+	buf.Reset()
+	res.StringWrite(buf)
+	f.send(j.local, j.remote, buf.Bytes(), string(j.req.Method), res.StatusCode)
+}
+
+// send writes a stateless answer to a request of method from the listener
+// socket local to remote, and tells the Observer. It is written on the
+// socket itself rather than through sipgo's UDPConnection.WriteTo, whose
+// only addition is sipgo's wire hook: the Observer is told here, with the
+// method, so that the console's trace store passes over the answer to a
+// REGISTER without reading its headers for the CSeq.
+func (f *fastPath) send(local, remote net.Addr, data []byte, method string, status int) {
+	c, err := f.s.ua.TransportLayer().GetConnection("udp", local.String())
 	if err != nil || c == nil {
 		return // the listener is closing
 	}
@@ -336,19 +348,11 @@ func (f *fastPath) respond(j fastJob, res *gosip.Response) {
 	if !ok {
 		return
 	}
-	buf := f.bufs.Get().(*bytes.Buffer)
-	defer f.bufs.Put(buf)
-	buf.Reset()
-	res.StringWrite(buf)
-	// Written on the socket itself rather than through uc.WriteTo, whose
-	// only addition is sipgo's wire hook: the Observer is told here, with
-	// the method, so that the console's trace store passes over the
-	// answer to a REGISTER without reading its headers for the CSeq.
-	if _, err := uc.PacketConn.WriteTo(buf.Bytes(), j.remote); err != nil {
-		f.s.log.Debug("response not sent", "status", res.StatusCode, "error", err)
+	if _, err := uc.PacketConn.WriteTo(data, remote); err != nil {
+		f.s.log.Debug("response not sent", "status", status, "error", err)
 		return
 	}
-	f.s.observeSent(j.local, j.remote, buf.Bytes(), string(j.req.Method))
+	f.s.observeSent(local, remote, data, method)
 }
 
 // statelessTag is the To tag of a stateless response to req: a keyed hash
@@ -373,7 +377,13 @@ const statelessTagPrefix = "sb"
 // keeps the CSeq's): the tag of the response to the INVITE an ACK
 // acknowledges.
 func (f *fastPath) statelessTagOf(req *gosip.Request, method gosip.RequestMethod) string {
-	var sum [8]byte
-	binary.BigEndian.PutUint64(sum[:], siphdr.RequestID(f.seed, req, method))
-	return statelessTagPrefix + hex.EncodeToString(sum[:])
+	return statelessTagFor(siphdr.RequestID(f.seed, req, method))
+}
+
+// statelessTagFor is the stateless To tag of the request whose seeded
+// RequestID (or siphdr.ID.Sum) is sum.
+func statelessTagFor(sum uint64) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], sum)
+	return statelessTagPrefix + hex.EncodeToString(b[:])
 }

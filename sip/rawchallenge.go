@@ -2,8 +2,6 @@ package sip
 
 import (
 	"bytes"
-	"encoding/binary"
-	"encoding/hex"
 	"log/slog"
 	"net"
 	"strconv"
@@ -263,41 +261,58 @@ func plainSentBy(v []byte) bool {
 			return false
 		}
 	}
-	host, port := sentBy, []byte(nil)
-	if len(sentBy) > 0 && sentBy[0] == '[' {
-		end := bytes.IndexByte(sentBy, ']')
-		if end < 0 {
-			return false
-		}
-		host, port = sentBy[1:end], sentBy[end+1:]
-		if len(port) > 0 && port[0] != ':' {
-			return false
-		}
-		for _, c := range host {
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == ':' || c == '.') {
-				return false
-			}
-		}
-	} else {
-		if i := bytes.IndexByte(sentBy, ':'); i >= 0 {
-			host, port = sentBy[:i], sentBy[i:]
-		}
-		for _, c := range host {
-			if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
-				return false
-			}
-		}
+	if len(sentBy) == 0 || sentBy[0] != '[' {
+		_, _, ok = plainHostPort(sentBy)
+		return ok
 	}
-	if len(host) == 0 {
+	end := bytes.IndexByte(sentBy, ']')
+	if end < 0 {
 		return false
 	}
-	if len(port) > 0 {
-		n, err := strconv.ParseUint(string(port[1:]), 10, 16)
-		if err != nil || n == 0 {
+	host, port := sentBy[1:end], sentBy[end+1:]
+	if len(host) == 0 || len(port) > 0 && port[0] != ':' {
+		return false
+	}
+	for _, c := range host {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == ':' || c == '.') {
 			return false
 		}
 	}
-	return true
+	if len(port) > 0 {
+		_, ok = plainPort(port[1:])
+	}
+	return ok
+}
+
+// plainHostPort reads host[:port] where host is a host name or an IPv4
+// address and port canonical digits (plainPort); port is 0 when there is
+// none.
+func plainHostPort(b []byte) (host []byte, port int, ok bool) {
+	host, p, hasPort := bytes.Cut(b, []byte(":"))
+	if len(host) == 0 {
+		return nil, 0, false
+	}
+	for _, c := range host {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
+			return nil, 0, false
+		}
+	}
+	if hasPort {
+		if port, ok = plainPort(p); !ok {
+			return nil, 0, false
+		}
+	}
+	return host, port, true
+}
+
+// plainPort reads a port number written without sign or leading zeros,
+// 1 to 65535.
+func plainPort(p []byte) (int, bool) {
+	n, err := strconv.ParseUint(string(p), 10, 16)
+	if err != nil || n == 0 || string(p) != strconv.FormatUint(n, 10) {
+		return 0, false
+	}
+	return int(n), true
 }
 
 // hasAny reports whether b has one of the bytes of set (a few ASCII
@@ -463,23 +478,7 @@ func plainURI(uri []byte) (host []byte, port int, ok bool) {
 	if i := bytes.LastIndexByte(uri, '@'); i >= 0 {
 		uri = uri[i+1:]
 	}
-	host, p, hasPort := bytes.Cut(uri, []byte(":"))
-	if len(host) == 0 {
-		return nil, 0, false
-	}
-	for _, c := range host {
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
-			return nil, 0, false
-		}
-	}
-	if hasPort {
-		n, err := strconv.ParseUint(string(p), 10, 16)
-		if err != nil || n == 0 || string(p) != strconv.FormatUint(n, 10) {
-			return nil, 0, false
-		}
-		port = int(n)
-	}
-	return host, port, true
+	return plainHostPort(uri)
 }
 
 // rawChallenge answers data, a datagram from remote to local starting
@@ -509,9 +508,9 @@ func (f *fastPath) rawChallenge(local, remote net.Addr, data []byte, method gosi
 	if !ok {
 		return false // banned: answer's 403
 	}
-	status := "401 Unauthorized"
+	code, status := 401, "401 Unauthorized"
 	if proxy {
-		status = "407 Proxy Authentication Required"
+		code, status = 407, "407 Proxy Authentication Required"
 	}
 	buf := f.bufs.Get().(*bytes.Buffer)
 	defer f.bufs.Put(buf)
@@ -530,12 +529,8 @@ func (f *fastPath) rawChallenge(local, remote net.Addr, data []byte, method gosi
 	buf.Write(r.from)
 	buf.WriteString("\r\nTo: ")
 	buf.Write(r.to)
-	var sum [8]byte
-	binary.BigEndian.PutUint64(sum[:], r.id.Sum(f.seed))
-	buf.WriteString(";tag=" + statelessTagPrefix)
-	var tag [16]byte
-	hex.Encode(tag[:], sum[:])
-	buf.Write(tag[:])
+	buf.WriteString(";tag=")
+	buf.WriteString(statelessTagFor(r.id.Sum(f.seed)))
 	buf.WriteString("\r\nCall-ID: ")
 	buf.Write(r.callID)
 	buf.WriteString("\r\nCSeq: ")
@@ -555,23 +550,10 @@ func (f *fastPath) rawChallenge(local, remote net.Addr, data []byte, method gosi
 	s.Stats.Requests.Add(1)
 	s.Stats.Refused.Add(1)
 	if s.log.Enabled(f.ctx, slog.LevelDebug) {
-		s.log.Log(f.ctx, slog.LevelDebug, "request refused", "method", string(method), "status", status,
+		s.log.Log(f.ctx, slog.LevelDebug, "request refused", "method", string(method), "status", code,
 			"source", remote.String(), "error", "stateless challenge")
 	}
-	c, err := s.ua.TransportLayer().GetConnection("udp", local.String())
-	if err != nil || c == nil {
-		return true // the listener is closing
-	}
-	defer release(c)
-	uc, ok := c.(*gosip.UDPConnection)
-	if !ok {
-		return true
-	}
-	if _, err := uc.PacketConn.WriteTo(buf.Bytes(), remote); err != nil {
-		s.log.Debug("response not sent", "status", status, "error", err)
-		return true
-	}
-	s.observeSent(local, remote, buf.Bytes(), string(method))
+	f.send(local, remote, buf.Bytes(), string(method), code)
 	return true
 }
 

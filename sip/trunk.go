@@ -99,10 +99,15 @@ var errUnknownUser = errors.New("no such user")
 
 // carrierOf returns the trunk a request comes from, or "".
 func (s *Server) carrierOf(req *gosip.Request, src netip.AddrPort) string {
+	return s.carrierAt(src, req.Transport())
+}
+
+// carrierAt is carrierOf for a request over transport from src.
+func (s *Server) carrierAt(src netip.AddrPort, transport string) string {
 	if s.cfg.Router == nil || !src.IsValid() {
 		return ""
 	}
-	return s.cfg.Router.Carrier(src, req.Transport())
+	return s.cfg.Router.Carrier(src, transport)
 }
 
 // recordRouted passes the trunk side of a call to the recorder, if it
