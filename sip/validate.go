@@ -87,21 +87,8 @@ func loopHash(req *gosip.Request, ruri string, prevVia string) string {
 // same (RFC 3261 §16.3 step 4): a Via of ours whose loop hash matches the
 // request as it is now. A request that comes back changed is a spiral.
 func (s *Server) isLoop(req *gosip.Request) bool {
-	// Most requests carry no Via of ours: look for one before listing them.
-	ours := false
-	for _, h := range req.Headers() {
-		if v, ok := h.(*gosip.ViaHeader); ok {
-			if br, _ := v.Params.Get("branch"); strings.HasPrefix(br, branchPrefix) {
-				ours = true
-				break
-			}
-		}
-	}
-	if !ours {
-		return false
-	}
-	vias := siphdr.All(req, "Via")
-	for i, h := range vias {
+	hs := req.Headers()
+	for i, h := range hs {
 		v, ok := h.(*gosip.ViaHeader)
 		if !ok {
 			continue
@@ -111,13 +98,20 @@ func (s *Server) isLoop(req *gosip.Request) bool {
 			continue
 		}
 		hash, _, _ := strings.Cut(strings.TrimPrefix(br, branchPrefix), ".")
-		prev := ""
-		if i+1 < len(vias) {
-			prev = vias[i+1].Value()
-		}
-		if hash == loopHash(req, req.Recipient.String(), prev) {
+		if hash == loopHash(req, req.Recipient.String(), nextVia(hs[i+1:])) {
 			return true
 		}
 	}
 	return false
+}
+
+// nextVia returns the value of the first Via among hs ("" when there is
+// none): the Via below one of ours.
+func nextVia(hs []gosip.Header) string {
+	for _, h := range hs {
+		if strings.EqualFold(h.Name(), "Via") {
+			return h.Value()
+		}
+	}
+	return ""
 }
