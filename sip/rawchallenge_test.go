@@ -84,39 +84,16 @@ var rawRequestCases = []struct {
 // stateless challenge does not vouch for go down the parsed path.
 func TestRawChallengeAsParsed(t *testing.T) {
 	sw := startSwitch(t)
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	server, err := net.ResolveUDPAddr("udp", sw.srv.Addrs()["udp"])
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := newRawClient(t, sw)
 	ask := func(msg string) (string, bool) {
 		t.Helper()
-		if _, err := conn.WriteToUDP([]byte(msg), server); err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, 8192)
-		_ = conn.SetReadDeadline(time.Now().Add(time.Second))
-		n, _, err := conn.ReadFromUDP(buf)
-		if err != nil {
-			return "", false
-		}
-		return string(buf[:n]), true
+		return c.ask(msg, time.Second)
 	}
-	var fast *fastPath
-	eventually(t, 5*time.Second, "the fast path started", func() bool {
-		sw.srv.mu.Lock()
-		defer sw.srv.mu.Unlock()
-		fast = sw.srv.fast
-		return fast != nil
-	})
+	fast := c.fast
 	for _, tc := range rawRequestCases {
 		t.Run(tc.name, func(t *testing.T) {
 			invite := strings.HasPrefix(tc.msg, "INVITE ")
-			msg := fmt.Sprintf(tc.msg, conn.LocalAddr().String(), testDomain)
+			msg := fmt.Sprintf(tc.msg, c.conn.LocalAddr().String(), testDomain)
 			fast.noRaw.Store(true)
 			parsed, parsedOK := ask(msg)
 			fast.noRaw.Store(false)
@@ -255,35 +232,16 @@ func BenchmarkReadRequest(b *testing.B) {
 // not the one the challenge gave is not.
 func TestRawAckAbsorbed(t *testing.T) {
 	sw := startSwitch(t)
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	server, err := net.ResolveUDPAddr("udp", sw.srv.Addrs()["udp"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fast *fastPath
-	eventually(t, 5*time.Second, "the fast path started", func() bool {
-		sw.srv.mu.Lock()
-		defer sw.srv.mu.Unlock()
-		fast = sw.srv.fast
-		return fast != nil
-	})
-	local := conn.LocalAddr().String()
+	c := newRawClient(t, sw)
+	fast := c.fast
+	local := c.conn.LocalAddr().String()
 	invite := fmt.Sprintf("INVITE sip:bob@%[2]s SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bK-a1;rport\r\nFrom: <sip:carol@%[2]s>;tag=fa\r\n"+
 		"To: <sip:bob@%[2]s>\r\nCall-ID: ca\r\nCSeq: 5 INVITE\r\nContent-Length: 0\r\n\r\n", local, testDomain)
-	if _, err := conn.WriteToUDP([]byte(invite), server); err != nil {
-		t.Fatal(err)
+	answer, ok := c.ask(invite, 2*time.Second)
+	if !ok {
+		t.Fatal("no answer to the INVITE")
 	}
-	buf := make([]byte, 8192)
-	_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
-	n, _, err := conn.ReadFromUDP(buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := mustParseResponse(t, string(buf[:n]))
+	res := mustParseResponse(t, answer)
 	if res.StatusCode != 407 {
 		t.Fatalf("status %d", res.StatusCode)
 	}
@@ -297,7 +255,7 @@ func TestRawAckAbsorbed(t *testing.T) {
 		absorb bool
 	}{{tag, true}, {statelessTagPrefix + "0000000000000000", false}} {
 		before, requests := fast.raw.Load(), sw.srv.Stats.Requests.Load()
-		if _, err := conn.WriteToUDP([]byte(ack(tc.tag)), server); err != nil {
+		if _, err := c.conn.WriteToUDP([]byte(ack(tc.tag)), c.server); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, 5*time.Second, "the ACK counted", func() bool { return sw.srv.Stats.Requests.Load() > requests })
@@ -308,4 +266,49 @@ func TestRawAckAbsorbed(t *testing.T) {
 	if n := sw.srv.LiveTransactions(); n != 0 {
 		t.Errorf("%d transactions alive", n)
 	}
+}
+
+// rawClient sends datagrams as they are to a test switch's UDP listener.
+type rawClient struct {
+	t      *testing.T
+	conn   *net.UDPConn
+	server *net.UDPAddr
+	fast   *fastPath // the switch's, once started
+}
+
+func newRawClient(t *testing.T, sw *testSwitch) *rawClient {
+	t.Helper()
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	server, err := net.ResolveUDPAddr("udp", sw.srv.Addrs()["udp"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &rawClient{t: t, conn: conn, server: server}
+	eventually(t, 5*time.Second, "the fast path started", func() bool {
+		sw.srv.mu.Lock()
+		defer sw.srv.mu.Unlock()
+		c.fast = sw.srv.fast
+		return c.fast != nil
+	})
+	return c
+}
+
+// ask sends msg and returns the datagram that comes back within wait, or
+// false.
+func (c *rawClient) ask(msg string, wait time.Duration) (string, bool) {
+	c.t.Helper()
+	if _, err := c.conn.WriteToUDP([]byte(msg), c.server); err != nil {
+		c.t.Fatal(err)
+	}
+	buf := make([]byte, 8192)
+	_ = c.conn.SetReadDeadline(time.Now().Add(wait))
+	n, _, err := c.conn.ReadFromUDP(buf)
+	if err != nil {
+		return "", false
+	}
+	return string(buf[:n]), true
 }

@@ -5,9 +5,7 @@
 package sipstatus
 
 import (
-	"encoding/hex"
 	"errors"
-	"math/rand/v2"
 	"net"
 	"strings"
 
@@ -81,8 +79,9 @@ func Response(req *sip.Request, err error) *sip.Response {
 // sip.requestCopy). It has a To of its own, which takes a tag, and a top
 // Via of its own when RFC 3581's received and rport are filled in (§4).
 // A To without a tag gets a random one on every response but a 100
-// (§8.2.6.2; §19.3: 64 bits from the runtime's generator, ChaCha8 seeded
-// from the system); who answers statelessly replaces it with its own.
+// (§8.2.6.2; §19.3: sipgo's GenerateTagN, 16 letters and digits from
+// math/rand's generator, which the runtime seeds from the system); who
+// answers statelessly replaces it with its own.
 func NewResponse(req *sip.Request, code int, reason string) *sip.Response {
 	res := sip.NewResponse(code, reason)
 	res.SipVersion = req.SipVersion
@@ -118,11 +117,7 @@ func NewResponse(req *sip.Request, code int, reason string) *sip.Response {
 		to := &sip.ToHeader{DisplayName: h.DisplayName, Address: h.Address, Params: make(sip.HeaderParams, len(h.Params), len(h.Params)+1)}
 		copy(to.Params, h.Params)
 		if code != 100 && !to.Params.Has("tag") {
-			var tag [8]byte
-			for i, v := 0, rand.Uint64(); i < len(tag); i, v = i+1, v>>8 {
-				tag[i] = byte(v)
-			}
-			to.Params.Add("tag", hex.EncodeToString(tag[:]))
+			to.Params.Add("tag", sip.GenerateTagN(16))
 		}
 		res.AppendHeader(to)
 	}

@@ -37,6 +37,16 @@ func TestResponse(t *testing.T) {
 	}
 }
 
+// testRegister is a REGISTER as a phone sends it.
+const testRegister = "REGISTER sip:example.org SIP/2.0\r\n" +
+	"Via: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK2;rport\r\n" +
+	"From: <sip:alice@example.org>;tag=a2\r\n" +
+	"To: <sip:alice@example.org>\r\n" +
+	"Call-ID: r1\r\n" +
+	"CSeq: 2 REGISTER\r\n" +
+	"Contact: <sip:alice@192.0.2.1:5070>\r\n" +
+	"Content-Length: 0\r\n\r\n"
+
 // TestNewResponse checks NewResponse against sipgo's NewResponseFromRequest
 // (the same message but for the To tag, random in both) and that building
 // and changing a response leaves the request as it was.
@@ -54,14 +64,6 @@ func TestNewResponse(t *testing.T) {
 		"Timestamp: 54\r\n" +
 		"Contact: <sip:alice@192.0.2.1:5070>\r\n" +
 		"Content-Length: 0\r\n\r\n"
-	const register = "REGISTER sip:example.org SIP/2.0\r\n" +
-		"Via: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK2\r\n" +
-		"From: <sip:alice@example.org>;tag=a2\r\n" +
-		"To: <sip:alice@example.org>\r\n" +
-		"Call-ID: r1\r\n" +
-		"CSeq: 2 REGISTER\r\n" +
-		"Contact: <sip:alice@192.0.2.1:5070>\r\n" +
-		"Content-Length: 0\r\n\r\n"
 	const inDialog = "BYE sip:alice@192.0.2.1:5070 SIP/2.0\r\n" +
 		"Via: SIP/2.0/UDP 192.0.2.7;branch=z9hG4bK3;rport\r\n" +
 		"From: <sip:bob@example.org>;tag=b1\r\n" +
@@ -75,7 +77,7 @@ func TestNewResponse(t *testing.T) {
 		codes []int
 	}{
 		{"invite", invite, []int{100, 180, 183, 200, 407, 486}},
-		{"register", register, []int{200, 401}},
+		{"register", testRegister, []int{200, 401}},
 		{"in-dialog", inDialog, []int{200, 481}},
 	} {
 		for _, code := range tc.codes {
@@ -139,15 +141,7 @@ func parseRequest(t testing.TB, msg string) *sip.Request {
 }
 
 func BenchmarkNewResponse(b *testing.B) {
-	const register = "REGISTER sip:example.org SIP/2.0\r\n" +
-		"Via: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK2;rport\r\n" +
-		"From: <sip:alice@example.org>;tag=a2\r\n" +
-		"To: <sip:alice@example.org>\r\n" +
-		"Call-ID: r1\r\n" +
-		"CSeq: 2 REGISTER\r\n" +
-		"Contact: <sip:alice@192.0.2.1:5070>\r\n" +
-		"Content-Length: 0\r\n\r\n"
-	req := parseRequest(b, register)
+	req := parseRequest(b, testRegister)
 	b.Run("sipgo", func(b *testing.B) {
 		b.ReportAllocs()
 		for range b.N {
