@@ -24,8 +24,10 @@
 // alias), fork.go collects the responses (§16.7–16.10), indialog.go and
 // dialog_token.go route requests inside dialogs the switch record-routed
 // (§16.12). fastpath.go answers REGISTERs over UDP and challenges initial
-// INVITEs statelessly, outside sipgo's transaction layer, and
-// rawchallenge.go the challenges from the datagram's bytes. strangers.go
+// INVITEs statelessly, outside sipgo's transaction layer,
+// rawchallenge.go the challenges from the datagram's bytes, and
+// statelessdialog.go forwards ACKs of 2xx and BYEs over UDP statelessly
+// (§16.11) from the same workers. strangers.go
 // and flood.go limit what strangers may do; calls.go and media.go keep a
 // call's record and its media.
 package sip

@@ -78,6 +78,9 @@ type fastPath struct {
 	// noRaw, set by tests, sends them through the parsed path instead.
 	raw   atomic.Int64
 	noRaw atomic.Bool
+	// dialog counts the ACKs and BYEs forwarded statelessly
+	// (statelessdialog.go).
+	dialog atomic.Int64
 }
 
 // fastJob is one parsed REGISTER and the socket it came to.
@@ -128,7 +131,12 @@ func (f *fastPath) take(local, remote net.Addr, data []byte) bool {
 			return true
 		}
 	case bytes.HasPrefix(data, []byte("ACK ")):
-		return f.absorbAck(data)
+		if f.absorbAck(data) {
+			return true
+		}
+		return f.takeInDialog(local, remote, data, gosip.ACK)
+	case bytes.HasPrefix(data, []byte("BYE ")):
+		return f.takeInDialog(local, remote, data, gosip.BYE)
 	default:
 		return false
 	}
@@ -266,7 +274,14 @@ func (f *fastPath) work(stop <-chan struct{}) {
 		case <-stop:
 			return
 		case j := <-f.queue:
-			f.register(j)
+			switch j.req.Method {
+			case gosip.ACK:
+				f.ack(j)
+			case gosip.BYE:
+				f.bye(j)
+			default:
+				f.register(j)
+			}
 		}
 	}
 }
@@ -319,10 +334,11 @@ func (f *fastPath) answer(j fastJob) (*gosip.Response, error) {
 // respond writes res from the listener socket the request came to, to the
 // address it came from (RFC 3261 §18.2.2 with RFC 3581: a UDP response
 // goes where the request came from), and tells the Observer. The response
-// gets a To tag derived from the request (see statelessTag), so that the
+// gets a To tag derived from the request (see statelessTag) unless the
+// request had one (in a dialog, the response keeps it), so that the
 // answer to a retransmission is the same message.
 func (f *fastPath) respond(j fastJob, res *gosip.Response) {
-	if to := res.To(); to != nil && res.StatusCode > 100 {
+	if to := res.To(); to != nil && res.StatusCode > 100 && !isInDialog(j.req) {
 		to.Params.Add("tag", f.statelessTag(j.req))
 	}
 	buf := f.bufs.Get().(*bytes.Buffer)

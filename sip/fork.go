@@ -102,7 +102,7 @@ func (f *fork) start(ctx context.Context, targets []target, recordRoute bool) er
 	s, req := f.s, f.req
 	var setupErr error
 	for _, t := range targets {
-		fwd, err := s.prepare(req, t, recordRoute, "")
+		fwd, err := s.prepare(req, t, recordRoute, false)
 		if err == nil && f.c != nil {
 			err = s.branchOffer(fwd, t)
 		}
@@ -462,15 +462,19 @@ func relayCopy(res *gosip.Response) *gosip.Response {
 }
 
 // forwardStrayResponse handles responses that match no client transaction:
-// 2xx retransmissions after the transaction is gone. If the top Via is ours
+// 2xx retransmissions after the transaction is gone, and every response to
+// a request forwarded statelessly (statelessdialog.go). If the top Via is ours
 // it comes off and the response goes to the next Via (RFC 3261 §16.11,
 // §18.2.2); anything else is dropped (RFC 6026 §7.2).
 func (s *Server) forwardStrayResponse(res *gosip.Response) {
 	v := res.Via()
-	if v == nil || res.StatusCode < 200 || res.StatusCode >= 300 {
+	if v == nil {
 		return
 	}
 	br, _ := v.Params.Get("branch")
+	if (res.StatusCode < 200 || res.StatusCode >= 300) && !strings.HasSuffix(br, statelessBranch) {
+		return // only a request forwarded statelessly has other responses to pass on
+	}
 	if !s.ourBranch(br) || !s.isLocalHost(v.Host) {
 		return // not a response to a request of ours: never reflect it
 	}

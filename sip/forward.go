@@ -16,8 +16,9 @@ import (
 
 // prepare builds the copy of req to send to t (RFC 3261 §16.6): new
 // Request-URI, Max-Forwards, Record-Route, our Via, and an alias on the
-// sender's Contact when it is behind NAT.
-func (s *Server) prepare(req *gosip.Request, t target, recordRoute bool, branchSuffix string) (*gosip.Request, error) {
+// sender's Contact when it is behind NAT. A request forwarded statelessly
+// gets a branch that its retransmissions get too (§16.11; see branch).
+func (s *Server) prepare(req *gosip.Request, t target, recordRoute, stateless bool) (*gosip.Request, error) {
 	out, ok := s.ifaceFor(t.transport, t.dest)
 	if !ok {
 		return nil, status(503, "Service Unavailable", fmt.Errorf("%w: no %s listener of %s's address family", errNoTarget, t.transport, t.dest))
@@ -76,14 +77,7 @@ func (s *Server) prepare(req *gosip.Request, t target, recordRoute bool, branchS
 	if v := fwd.Via(); v != nil {
 		prev = v.Value()
 	}
-	branch := branchPrefix + loopHash(req, receivedURI, prev) + "." + s.signedToken() + branchSuffix
-	if req.IsAck() {
-		// §16.11: a stateless forward must give a retransmitted ACK the
-		// same branch, so it is derived from the ACK's own top Via.
-		sum := sha256.Sum256([]byte(prev + "|" + req.CallID().Value()))
-		branch = gosip.RFC3261BranchMagicCookie + "ack" + hex.EncodeToString(sum[:10])
-	}
-	fwd.PrependHeader(out.via(branch))
+	fwd.PrependHeader(out.via(s.branch(loopHash(req, receivedURI, prev), stateless)))
 
 	fwd.SetTransport(strings.ToUpper(out.transport))
 	if fwd.Transport() == "WS" && t.transport == "WSS" {
@@ -179,12 +173,27 @@ func (i iface) via(branch string) *gosip.ViaHeader {
 	return v
 }
 
-// signedToken returns a random token followed by a MAC of it under the
-// server's secret: the unique part of our branch parameters, which lets
+// statelessBranch ends the branch of a request forwarded statelessly
+// (ACK, and BYE over UDP: statelessdialog.go), whose responses, matching
+// no client transaction, forwardStrayResponse sends on whatever their
+// status.
+const statelessBranch = ".sl"
+
+// branch is the branch parameter of our Via on a request whose loop hash
+// (RFC 3261 §16.6 step 8) is hash: branchPrefix, the hash, then a token
+// and a MAC of it under the server's secret, which lets
 // forwardStrayResponse tell responses to our own requests from forgeries.
-func (s *Server) signedToken() string {
+// The token is random, except on a request forwarded statelessly: there it
+// is the loop hash's start, so that a retransmission, which has the same
+// hash, is sent with the same branch (§16.11), and the branch ends with
+// statelessBranch.
+func (s *Server) branch(hash string, stateless bool) string {
+	if stateless {
+		r := hash[:10]
+		return branchPrefix + hash + "." + r + s.tokenMAC(r) + statelessBranch
+	}
 	r := gosip.GenerateTagN(10)
-	return r + s.tokenMAC(r)
+	return branchPrefix + hash + "." + r + s.tokenMAC(r)
 }
 
 func (s *Server) tokenMAC(r string) string {

@@ -13,13 +13,8 @@ import (
 // Route are easy to forge, and forwarding on them alone would relay anything
 // for anyone.
 func (s *Server) forwardInDialog(ctx context.Context, req *gosip.Request, tx gosip.ServerTransaction, poppedUs, signed bool) error {
-	switch {
-	case !poppedUs && s.isLocalURI(req.Recipient):
-		return status(481, "Call/Transaction Does Not Exist", nil)
-	case !poppedUs:
-		return status(404, "Not Found", errors.New("in-dialog request not routed through us"))
-	case !signed:
-		return status(403, "Forbidden", errors.New("in-dialog request for a dialog the switch did not record-route"))
+	if err := s.inOurDialog(req, poppedUs, signed); err != nil {
+		return err
 	}
 	if req.Method == gosip.BYE {
 		s.calls.bye(req)
@@ -28,6 +23,20 @@ func (s *Server) forwardInDialog(ctx context.Context, req *gosip.Request, tx gos
 	}
 	_, err := s.proxy(ctx, req, tx, []target{dialogTarget(req)}, false, nil)
 	return err
+}
+
+// inOurDialog refuses an in-dialog request that is not in a dialog we
+// record-routed: poppedUs and signed are popOwnRoutes' results.
+func (s *Server) inOurDialog(req *gosip.Request, poppedUs, signed bool) error {
+	switch {
+	case !poppedUs && s.isLocalURI(req.Recipient):
+		return status(481, "Call/Transaction Does Not Exist", nil)
+	case !poppedUs:
+		return status(404, "Not Found", errors.New("in-dialog request not routed through us"))
+	case !signed:
+		return status(403, "Forbidden", errors.New("in-dialog request for a dialog the switch did not record-route"))
+	}
+	return nil
 }
 
 // forwardAck sends an ACK for a 2xx on statelessly (RFC 3261 §16.11); ACKs
@@ -39,11 +48,13 @@ func (s *Server) forwardAck(req *gosip.Request, signed bool) error {
 		return errors.New("ACK not in a dialog the switch record-routed")
 	}
 	t := dialogTarget(req)
-	fwd, err := s.prepare(req, t, false, "")
+	fwd, err := s.prepare(req, t, false, true)
 	if err != nil {
 		return err
 	}
-	s.rewriteBody(fwd, req.CallID().Value(), s.isFromCaller(req), req.Source())
+	if len(req.Body()) > 0 {
+		s.rewriteBody(fwd, req.CallID().Value(), s.isFromCaller(req), req.Source())
+	}
 	if s.isClosed() {
 		return errClosed
 	}

@@ -28,6 +28,9 @@ func (s *Server) handle(req *gosip.Request, tx gosip.ServerTransaction) {
 	defer s.inflight.Add(-1)
 	ctx, cancel := s.txContext(tx)
 	defer cancel()
+	if req.IsInvite() && s.fast != nil && req.Transport() == "UDP" {
+		s.invites.add(req, tx) // its ACK, if it is refused, goes to tx (statelessdialog.go)
+	}
 	if s.txLive.Load() > int64(s.cfg.MaxTransactions) && !isInDialog(req) && !req.IsAck() {
 		// Beyond the cap nothing new starts; requests inside dialogs
 		// (BYE above all) still go through.

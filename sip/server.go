@@ -114,9 +114,10 @@ type Server struct {
 	conns     *connTracker // accepted TCP, TLS and WS connections
 	sweeping  bool         // the idle connection sweeper runs
 	strangers *strangers
-	keeper    *keeper      // NAT keep-alives (keepalive.go)
-	fast      *fastPath    // REGISTER over UDP without sipgo transactions (fastpath.go); set by Serve
-	txLive    atomic.Int64 // server transactions alive
+	keeper    *keeper        // NAT keep-alives (keepalive.go)
+	fast      *fastPath      // REGISTER over UDP without sipgo transactions (fastpath.go); set by Serve
+	invites   inviteBranches // the INVITE server transactions over UDP, by branch (statelessdialog.go)
+	txLive    atomic.Int64   // server transactions alive
 
 	// Counters exported as metrics.
 	Stats Stats

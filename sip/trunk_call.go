@@ -316,7 +316,7 @@ func statusOf(err error) (int, string) {
 func (sc *serialCall) send(ctx context.Context, leg TrunkLeg, offset uint32, challenge *gosip.Response) (*branch, error) {
 	s, req := sc.s, sc.req
 	t := legTarget(leg)
-	fwd, err := s.prepare(req, t, true, "")
+	fwd, err := s.prepare(req, t, true, false)
 	if err == nil {
 		err = s.branchOffer(fwd, t)
 	}
