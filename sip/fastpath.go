@@ -78,7 +78,8 @@ type fastPath struct {
 	// noRaw, set by tests, sends them through the parsed path instead.
 	raw   atomic.Int64
 	noRaw atomic.Bool
-	// dialog counts the ACKs and BYEs forwarded statelessly
+	// dialog counts the ACKs and BYEs forwarded statelessly, and the
+	// responses to those BYEs taken from the read loop
 	// (statelessdialog.go).
 	dialog atomic.Int64
 }
@@ -137,6 +138,8 @@ func (f *fastPath) take(local, remote net.Addr, data []byte) bool {
 		return f.takeInDialog(local, remote, data, gosip.ACK)
 	case bytes.HasPrefix(data, []byte("BYE ")):
 		return f.takeInDialog(local, remote, data, gosip.BYE)
+	case bytes.HasPrefix(data, []byte("SIP/2.0 ")):
+		return f.takeResponse(remote, data)
 	default:
 		return false
 	}

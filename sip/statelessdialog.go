@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"strings"
@@ -175,4 +176,35 @@ func (f *fastPath) forwardBye(req *gosip.Request) error {
 	}
 	f.dialog.Add(1)
 	return nil
+}
+
+// takeResponse sends on, from the read loop, a response whose top Via is
+// that of a request we forwarded statelessly (its branch ends with
+// statelessBranch): no client transaction of ours can match it, so
+// sipgo's goroutine and transaction lookup would only end in
+// unhandledResponse. It reports whether it took it.
+func (f *fastPath) takeResponse(remote net.Addr, data []byte) bool {
+	if v, ok := headerValue(data, "Via", "v"); !ok || !bytes.Contains(v, []byte(statelessBranch)) {
+		return false
+	}
+	msg, err := f.parser.ParseSIP(data)
+	if err != nil {
+		return false
+	}
+	res, ok := msg.(*gosip.Response)
+	if !ok {
+		return false
+	}
+	v := res.Via()
+	if v == nil {
+		return false
+	}
+	if br, _ := v.Params.Get("branch"); !strings.HasSuffix(br, statelessBranch) {
+		return false
+	}
+	res.SetTransport("UDP")
+	res.SetSource(remote.String())
+	f.s.forwardStrayResponse(res)
+	f.dialog.Add(1)
+	return true
 }

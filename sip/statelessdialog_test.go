@@ -10,7 +10,8 @@ import (
 
 // TestStatelessAckAndBye: over UDP the ACK of a 2xx and the BYE are
 // forwarded without transactions, a retransmitted BYE with the same
-// branch, and the BYE's responses find their way back; the call ends.
+// branch, and the BYE's response is sent back from the read loop; the
+// call ends.
 func TestStatelessAckAndBye(t *testing.T) {
 	sw := startSwitch(t)
 	bob := sw.registered("bob", "")
@@ -43,6 +44,9 @@ func TestStatelessAckAndBye(t *testing.T) {
 	}
 	bob.Reply(first, 200, "OK")
 	wantStatus(t, alice.WaitFinal(bye), 200)
+	if got := f.dialog.Load() - before; got != 4 {
+		t.Errorf("%d forwarded statelessly, want the ACK, both BYEs and the 200 from the read loop", got)
+	}
 	sw.record(inv.Get("Call-ID"), "ended by the BYE", func(r cdr.Record) bool { return !r.Ended.IsZero() && r.HangupBy == "caller" })
 	eventually(t, 10*time.Second, "no transaction left", func() bool { return sw.srv.LiveTransactions() == 0 })
 
