@@ -48,7 +48,9 @@
 # ramp), SB_CONFIG (YAML appended to switchboard's configuration, e.g.
 # "console: {enabled: false}"), CONSOLE_PAGE=1 (one operations console page
 # open on switchboard through the run: its live event stream, read on the
-# SIPp core), KEEP=1 keeps the work directory, FIXED_RATE=N (no ramp: one
+# SIPp core), ALLOCS=1 (switchboard built with -tags pprof, or a
+# SWITCHBOARD_BIN so built: each trial also reports the Go allocations per
+# operation), KEEP=1 keeps the work directory, FIXED_RATE=N (no ramp: one
 # trial at N/s per stage, for the CPU per operation below saturation) with
 # ROUNDS=K (all the servers one after the other, K times, so that a drift
 # of the machine hits each of them alike; also with the ramp, which then
@@ -179,6 +181,7 @@ make_users() {
 user_csv() { printf 'SEQUENTIAL\nu%06d;pw-u%06d;[authentication username=u%06d password=pw-u%06d]\n' "$2" "$2" "$2" "$2" >"$1"; }
 
 start_server() {
+	PPROF_ADDR=
 	SERVER_PORT=$(free_port)
 	SERVER_ADDR=127.0.0.1:$SERVER_PORT
 	case $SERVER in
@@ -202,7 +205,10 @@ webrtc: {enabled: false}
 ${SB_CONFIG:-}
 EOF
 		[[ $SERVER == switchboard-console-off ]] && echo "console: {enabled: false}" >>"$cfg"
-		taskset -c $SERVER_CPU "$WORK/switchboard" serve --config "$cfg" 2>"$WORK/switchboard.log" &
+		if [[ ${ALLOCS:-} ]]; then
+			PPROF_ADDR=127.0.0.1:$(free_port)
+		fi
+		SWITCHBOARD_PPROF=$PPROF_ADDR taskset -c $SERVER_CPU "$WORK/switchboard" serve --config "$cfg" 2>"$WORK/switchboard.log" &
 		SERVER_PID=$!
 		PIDS+=("$SERVER_PID")
 		SERVER_PIDS=("$SERVER_PID")
@@ -273,6 +279,8 @@ trial() {
 	count=$((per * TRIAL_SECONDS))
 	n=$((count * procs))
 	UACS=()
+	local a0 a1
+	a0=$(go_allocs) # (before the CPU is read: the profile's own cost is not the trial's)
 	c0=$(cpu_ticks "${SERVER_PIDS[@]}") d0=$(rcvbuf_errors) s0=$(sock_drops "$SERVER_PORT") g0=$(gen_ticks)
 	: >"$WORK/mem.samples"
 	watch_mem "$WORK/mem.samples" &
@@ -306,6 +314,7 @@ trial() {
 	kill "$wpid" 2>/dev/null || true
 	wait "$wpid" 2>/dev/null || true
 	c1=$(cpu_ticks "${SERVER_PIDS[@]}") d1=$(rcvbuf_errors) s1=$(sock_drops "$SERVER_PORT")
+	a1=$(go_allocs)
 	for ((i = 0; i < procs; i++)); do
 		f=$WORK/$kind-$SERVER-$rate-$i.csv
 		if [[ -s $f ]]; then
@@ -339,6 +348,20 @@ trial() {
 		PASS=yes
 	fi
 	INFO="$succ ok, $fail failed, $lost unfinished, $retr retransmissions, started in ${created}s, mean response ${mean} ms, server CPU ${US} us each (${cpu_pct}% of a core), SIPp ${GEN_PCT}% of a core, drops: server socket $sdrops, machine $mdrops, peak memory $((PEAK_KB / 1024)) MiB"
+	if [[ $a0 && $a1 ]] && ((succ > 0)); then
+		# Go heap allocations per operation, the whole process (ALLOCS=1).
+		read -r m0 b0 <<<"$a0"
+		read -r m1 b1 <<<"$a1"
+		INFO="$INFO, $(((m1 - m0) / succ)) allocations and $(((b1 - b0) / succ / 1024)) KiB allocated each"
+	fi
+}
+
+# go_allocs: "MALLOCS TOTALALLOC" of a switchboard built with -tags pprof
+# (ALLOCS=1), from its runtime.MemStats; empty otherwise.
+go_allocs() {
+	[[ ${PPROF_ADDR:-} ]] || return 0
+	curl -fs "http://$PPROF_ADDR/debug/pprof/heap?debug=1" |
+		awk '/^# Mallocs = / {m = $4} /^# TotalAlloc = / {b = $4} END {if (m != "") print m, b}'
 }
 
 # ramp KIND START: the rate ramp (see the top); sets BEST, BEST_US, BEST_PEAK.
@@ -498,7 +521,7 @@ for s in "${SERVERS[@]}"; do
 			cp "$SWITCHBOARD_BIN" "$WORK/switchboard"
 		else
 			log "building switchboard"
-			go build -o "$WORK/switchboard" ./cmd/switchboard
+			go build ${ALLOCS:+-tags pprof} -o "$WORK/switchboard" ./cmd/switchboard
 		fi
 		go build -o "$WORK/mkusers" ./bench/sip/mkusers
 		;;
