@@ -24,7 +24,7 @@ func (s *Server) prepare(req *gosip.Request, t target, recordRoute, stateless bo
 		return nil, status(503, "Service Unavailable", fmt.Errorf("%w: no %s listener of %s's address family", errNoTarget, t.transport, t.dest))
 	}
 	in, _ := s.ifaceFor(req.Transport(), req.Source())
-	receivedURI := req.Recipient.String()
+	receivedURI := req.Recipient // (a copy: its parameters are not changed)
 
 	fwd := requestCopy(req, t.uri)
 	s.consumeCredentials(fwd)
@@ -73,11 +73,11 @@ func (s *Server) prepare(req *gosip.Request, t target, recordRoute, stateless bo
 		}
 	}
 	// Step 8: our Via, with a branch that carries the loop-detection hash.
-	prev := ""
+	var prev gosip.Header
 	if v := fwd.Via(); v != nil {
-		prev = v.Value()
+		prev = v
 	}
-	fwd.PrependHeader(out.via(s.branch(loopHash(req, receivedURI, prev), stateless)))
+	fwd.PrependHeader(out.via(s.branch(loopHash(req, &receivedURI, prev), stateless)))
 
 	fwd.SetTransport(strings.ToUpper(out.transport))
 	if fwd.Transport() == "WS" && t.transport == "WSS" {

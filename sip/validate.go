@@ -1,12 +1,14 @@
 package sip
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	gosip "github.com/emiago/sipgo/sip"
 	"github.com/switchboard/switchboard/internal/siphdr"
@@ -56,12 +58,19 @@ func (s *Server) validate(req *gosip.Request) error {
 const branchPrefix = gosip.RFC3261BranchMagicCookie + "sb"
 
 // loopHash is the loop-detection part of our branch parameter: a hash of
-// what a request looked like when it reached us (RFC 3261 §16.6 step 8).
-// prevVia is the Via below ours (the top Via as we received it).
-func loopHash(req *gosip.Request, ruri string, prevVia string) string {
-	h := sha256.New()
-	w := func(s string) { h.Write([]byte(s)); h.Write([]byte{0}) }
-	w(ruri)
+// what a request looked like when it reached us (RFC 3261 §16.6 step 8):
+// its Request-URI ruri as received, tags, Call-ID, CSeq number, prevVia
+// (the Via below ours, the top Via as we received it; nil when none) and
+// Proxy-Require. It is written into a pooled buffer rather than through
+// the URI's and the Via's String (3.5 % and 3.1 % of a call's
+// allocations) and hashed at once.
+func loopHash(req *gosip.Request, ruri *gosip.Uri, prevVia gosip.Header) string {
+	buf := hashBufs.Get().(*bytes.Buffer)
+	defer hashBufs.Put(buf)
+	buf.Reset()
+	w := func(s string) { buf.WriteString(s); buf.WriteByte(0) }
+	ruri.StringWrite(buf)
+	buf.WriteByte(0)
 	if f := req.From(); f != nil {
 		t, _ := f.Params.Get("tag")
 		w(t)
@@ -74,14 +83,24 @@ func loopHash(req *gosip.Request, ruri string, prevVia string) string {
 		w(c.Value())
 	}
 	if c := req.CSeq(); c != nil {
-		w(strconv.FormatUint(uint64(c.SeqNo), 10))
+		buf.Write(strconv.AppendUint(buf.AvailableBuffer(), uint64(c.SeqNo), 10))
+		buf.WriteByte(0)
 	}
-	w(prevVia)
+	if prevVia != nil {
+		prevVia.StringWrite(buf)
+	}
+	buf.WriteByte(0)
 	for _, r := range siphdr.All(req, "Proxy-Require") {
 		w(r.Value())
 	}
-	return hex.EncodeToString(h.Sum(nil)[:8])
+	sum := sha256.Sum256(buf.Bytes())
+	var out [16]byte
+	hex.Encode(out[:], sum[:8])
+	return string(out[:])
 }
+
+// hashBufs holds the buffers of loopHash.
+var hashBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // isLoop reports whether the request already passed through us looking the
 // same (RFC 3261 §16.3 step 4): a Via of ours whose loop hash matches the
@@ -98,20 +117,20 @@ func (s *Server) isLoop(req *gosip.Request) bool {
 			continue
 		}
 		hash, _, _ := strings.Cut(strings.TrimPrefix(br, branchPrefix), ".")
-		if hash == loopHash(req, req.Recipient.String(), nextVia(hs[i+1:])) {
+		if hash == loopHash(req, &req.Recipient, nextVia(hs[i+1:])) {
 			return true
 		}
 	}
 	return false
 }
 
-// nextVia returns the value of the first Via among hs ("" when there is
-// none): the Via below one of ours.
-func nextVia(hs []gosip.Header) string {
+// nextVia returns the first Via among hs (nil when there is none): the
+// Via below one of ours.
+func nextVia(hs []gosip.Header) gosip.Header {
 	for _, h := range hs {
 		if strings.EqualFold(h.Name(), "Via") {
-			return h.Value()
+			return h
 		}
 	}
-	return ""
+	return nil
 }
