@@ -69,7 +69,7 @@ func loopHash(req *gosip.Request, ruri *gosip.Uri, prevVia gosip.Header) string 
 	defer hashBufs.Put(buf)
 	buf.Reset()
 	w := func(s string) { buf.WriteString(s); buf.WriteByte(0) }
-	ruri.StringWrite(buf)
+	hashURI(buf, ruri)
 	buf.WriteByte(0)
 	if f := req.From(); f != nil {
 		t, _ := f.Params.Get("tag")
@@ -86,7 +86,9 @@ func loopHash(req *gosip.Request, ruri *gosip.Uri, prevVia gosip.Header) string 
 		buf.Write(strconv.AppendUint(buf.AvailableBuffer(), uint64(c.SeqNo), 10))
 		buf.WriteByte(0)
 	}
-	if prevVia != nil {
+	if v, ok := prevVia.(*gosip.ViaHeader); ok {
+		hashVia(buf, v)
+	} else if prevVia != nil {
 		prevVia.StringWrite(buf)
 	}
 	buf.WriteByte(0)
@@ -97,6 +99,49 @@ func loopHash(req *gosip.Request, ruri *gosip.Uri, prevVia gosip.Header) string 
 	var out [16]byte
 	hex.Encode(out[:], sum[:8])
 	return string(out[:])
+}
+
+// hashURI writes u for loopHash: what sipgo's StringWrite writes, without
+// the string it builds for the parameters (a URI sipgo keeps raw, or with
+// headers, is written by sipgo).
+func hashURI(b *bytes.Buffer, u *gosip.Uri) {
+	if u.Raw() != "" || u.Headers.Length() > 0 || u.HierarhicalSlashes {
+		u.StringWrite(b)
+		return
+	}
+	b.WriteString(u.Scheme)
+	b.WriteByte(':')
+	if u.User != "" {
+		b.WriteString(u.User)
+		if u.Password != "" {
+			b.WriteByte(':')
+			b.WriteString(u.Password)
+		}
+		b.WriteByte('@')
+	}
+	b.WriteString(u.Host)
+	b.Write(strconv.AppendInt(b.AvailableBuffer(), int64(u.Port), 10))
+	if u.UriParams.Length() > 0 {
+		b.WriteByte(';')
+		u.UriParams.ToStringWrite(';', b)
+	}
+}
+
+// hashVia writes v for loopHash: what sipgo's StringWrite writes, without
+// the string it builds of the value.
+func hashVia(b *bytes.Buffer, v *gosip.ViaHeader) {
+	b.WriteString(v.ProtocolName)
+	b.WriteByte('/')
+	b.WriteString(v.ProtocolVersion)
+	b.WriteByte('/')
+	b.WriteString(v.Transport)
+	b.WriteByte(' ')
+	b.WriteString(v.Host)
+	b.Write(strconv.AppendInt(b.AvailableBuffer(), int64(v.Port), 10))
+	if v.Params.Length() > 0 {
+		b.WriteByte(';')
+		v.Params.ToStringWrite(';', b)
+	}
 }
 
 // hashBufs holds the buffers of loopHash.
