@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 
@@ -114,4 +115,25 @@ func BenchmarkRelayCopy(b *testing.B) {
 			res.Clone()
 		}
 	})
+}
+
+// TestHashWritersDoNotAllocate: what loopHash writes of the Request-URI
+// and the Via costs no allocation once its buffer has grown (sipgo's
+// StringWrite of the same: 3 and 8, docs/upstream/sipgo-stringwrite-allocs.md).
+func TestHashWritersDoNotAllocate(t *testing.T) {
+	via := &gosip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: "UDP", Host: "192.0.2.1", Port: 5060,
+		Params: gosip.HeaderParams{{K: "branch", V: "z9hG4bK776asdhds"}, {K: "rport", V: "5060"}, {K: "received", V: "192.0.2.1"}}}
+	uri := gosip.Uri{Scheme: "sip", User: "bob", Host: "192.0.2.2", Port: 5060, UriParams: gosip.HeaderParams{{K: "transport", V: "udp"}}}
+	var buf bytes.Buffer
+	buf.Grow(512)
+	if n := testing.AllocsPerRun(100, func() {
+		buf.Reset()
+		hashURI(&buf, &uri)
+		hashVia(&buf, via)
+	}); n != 0 {
+		t.Errorf("%v allocations per Request-URI and Via written", n)
+	}
+	if got := buf.String(); got != "sip:bob@192.0.2.2:5060;transport=udpSIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds;rport=5060;received=192.0.2.1" {
+		t.Errorf("written %q", got)
+	}
 }

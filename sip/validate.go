@@ -101,9 +101,9 @@ func loopHash(req *gosip.Request, ruri *gosip.Uri, prevVia gosip.Header) string 
 	return string(out[:])
 }
 
-// hashURI writes u for loopHash: what sipgo's StringWrite writes, without
-// the string it builds for the parameters (a URI sipgo keeps raw, or with
-// headers, is written by sipgo).
+// hashURI writes u for loopHash: what sipgo's StringWrite writes (but for
+// the quoting of parameter values), without the strings it builds (a URI
+// sipgo keeps raw, or with headers, is written by sipgo).
 func hashURI(b *bytes.Buffer, u *gosip.Uri) {
 	if u.Raw() != "" || u.Headers.Length() > 0 || u.HierarhicalSlashes {
 		u.StringWrite(b)
@@ -120,15 +120,12 @@ func hashURI(b *bytes.Buffer, u *gosip.Uri) {
 		b.WriteByte('@')
 	}
 	b.WriteString(u.Host)
-	b.Write(strconv.AppendInt(b.AvailableBuffer(), int64(u.Port), 10))
-	if u.UriParams.Length() > 0 {
-		b.WriteByte(';')
-		u.UriParams.ToStringWrite(';', b)
-	}
+	hashPort(b, u.Port)
+	hashParams(b, u.UriParams)
 }
 
-// hashVia writes v for loopHash: what sipgo's StringWrite writes, without
-// the string it builds of the value.
+// hashVia writes v for loopHash: what sipgo's StringWrite writes (but for
+// the quoting of parameter values), without the strings it builds.
 func hashVia(b *bytes.Buffer, v *gosip.ViaHeader) {
 	b.WriteString(v.ProtocolName)
 	b.WriteByte('/')
@@ -137,10 +134,28 @@ func hashVia(b *bytes.Buffer, v *gosip.ViaHeader) {
 	b.WriteString(v.Transport)
 	b.WriteByte(' ')
 	b.WriteString(v.Host)
-	b.Write(strconv.AppendInt(b.AvailableBuffer(), int64(v.Port), 10))
-	if v.Params.Length() > 0 {
+	hashPort(b, v.Port)
+	hashParams(b, v.Params)
+}
+
+// hashPort writes ":port" when there is one.
+func hashPort(b *bytes.Buffer, port int) {
+	if port > 0 {
+		b.WriteByte(':')
+		b.Write(strconv.AppendInt(b.AvailableBuffer(), int64(port), 10))
+	}
+}
+
+// hashParams writes ";name=value" for each parameter, unquoted (sipgo's
+// ToStringWrite makes a string of its separator for every call).
+func hashParams(b *bytes.Buffer, ps gosip.HeaderParams) {
+	for _, kv := range ps {
 		b.WriteByte(';')
-		v.Params.ToStringWrite(';', b)
+		b.WriteString(kv.K)
+		if kv.V != "" {
+			b.WriteByte('=')
+			b.WriteString(kv.V)
+		}
 	}
 }
 
