@@ -143,18 +143,11 @@ func (f *fastPath) take(local, remote net.Addr, data []byte) bool {
 	default:
 		return false
 	}
-	msg, err := f.parser.ParseSIP(data)
-	if err != nil {
-		return false // sipgo parses it again and counts it as malformed
-	}
-	req, ok := msg.(*gosip.Request)
-	if !ok || isInDialog(req) || req.IsInvite() && !f.challenged(req, remote) {
+	req := f.parseRequest(data)
+	if req == nil || isInDialog(req) || req.IsInvite() && !f.challenged(req, remote) {
 		return false
 	}
-	req.SetTransport("UDP")
-	req.SetSource(remote.String())
-	req.SetDestination(local.String())
-	j := fastJob{req: req, local: local, remote: remote}
+	j := newFastJob(req, local, remote)
 	if f.s.txLive.Load() <= int64(f.s.cfg.MaxTransactions) {
 		select {
 		case f.queue <- j:
@@ -164,11 +157,37 @@ func (f *fastPath) take(local, remote net.Addr, data []byte) bool {
 	}
 	// The queue is full, or the switch is at its transaction cap (where
 	// handle refuses every new request too).
+	f.overloaded(j)
+	return true
+}
+
+// parseRequest parses a datagram with the fast path's parser: the request,
+// or nil when it is not one (sipgo then parses it again and counts it as
+// malformed).
+func (f *fastPath) parseRequest(data []byte) *gosip.Request {
+	msg, err := f.parser.ParseSIP(data)
+	if err != nil {
+		return nil
+	}
+	req, _ := msg.(*gosip.Request)
+	return req
+}
+
+// newFastJob is the job of req, read over UDP from remote at local.
+func newFastJob(req *gosip.Request, local, remote net.Addr) fastJob {
+	req.SetTransport("UDP")
+	req.SetSource(remote.String())
+	req.SetDestination(local.String())
+	return fastJob{req: req, local: local, remote: remote}
+}
+
+// overloaded counts j's request as refused for overload and answers it
+// 503 with Retry-After (RFC 3261 §21.5.4).
+func (f *fastPath) overloaded(j fastJob) {
 	f.s.Stats.Requests.Add(1)
 	f.s.Stats.Overload.Add(1)
-	f.respond(j, sipstatus.Response(req, status(503, "Service Unavailable", errOverload,
+	f.respond(j, sipstatus.Response(j.req, status(503, "Service Unavailable", errOverload,
 		gosip.NewHeader("Retry-After", fastRetryAfter))))
-	return true
 }
 
 // challenged reports whether route would answer req, an initial INVITE
@@ -219,12 +238,8 @@ func (f *fastPath) absorbAck(data []byte) bool {
 		f.s.Stats.Requests.Add(1)
 		return true
 	}
-	msg, err := f.parser.ParseSIP(data)
-	if err != nil {
-		return false
-	}
-	req, ok := msg.(*gosip.Request)
-	if !ok {
+	req := f.parseRequest(data)
+	if req == nil {
 		return false
 	}
 	to := req.To()

@@ -3,6 +3,7 @@ package sip
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	gosip "github.com/emiago/sipgo/sip"
 )
@@ -47,18 +48,28 @@ func (s *Server) forwardAck(req *gosip.Request, signed bool) error {
 		// relayed; anything else would make the switch an open relay.
 		return errors.New("ACK not in a dialog the switch record-routed")
 	}
-	t := dialogTarget(req)
-	fwd, err := s.prepare(req, t, false, true)
+	return s.forwardStateless(req)
+}
+
+// forwardStateless sends req, an ACK or a BYE inside a dialog we
+// record-routed, on along its route set statelessly (RFC 3261 §16.11): its
+// branch is the same for a retransmission; an SDP in an ACK is rewritten
+// for the relay.
+func (s *Server) forwardStateless(req *gosip.Request) error {
+	fwd, err := s.prepare(req, dialogTarget(req), false, true)
 	if err != nil {
 		return err
 	}
-	if len(req.Body()) > 0 {
+	if req.IsAck() && len(req.Body()) > 0 {
 		s.rewriteBody(fwd, req.CallID().Value(), s.isFromCaller(req), req.Source())
 	}
 	if s.isClosed() {
 		return errClosed
 	}
-	return s.client.WriteRequest(fwd, noBuild)
+	if err := s.client.WriteRequest(fwd, noBuild); err != nil {
+		return fmt.Errorf("%w: %w", errNoTarget, err)
+	}
+	return nil
 }
 
 // isFromCaller reports whether an in-dialog request comes from the party

@@ -2,7 +2,6 @@ package sip
 
 import (
 	"bytes"
-	"errors"
 	"net"
 	"strings"
 	"sync"
@@ -76,12 +75,8 @@ func (b *inviteBranches) has(br string) bool {
 // (a To tag), and for an ACK one that no INVITE server transaction waits
 // for. It reports whether it did; false leaves it to sipgo.
 func (f *fastPath) takeInDialog(local, remote net.Addr, data []byte, method gosip.RequestMethod) bool {
-	msg, err := f.parser.ParseSIP(data)
-	if err != nil {
-		return false // sipgo parses it again and counts it as malformed
-	}
-	req, ok := msg.(*gosip.Request)
-	if !ok || req.Method != method || !isInDialog(req) {
+	req := f.parseRequest(data)
+	if req == nil || req.Method != method || !isInDialog(req) {
 		return false
 	}
 	v := req.Via()
@@ -104,21 +99,18 @@ func (f *fastPath) takeInDialog(local, remote net.Addr, data []byte, method gosi
 			return false
 		}
 	}
-	req.SetTransport("UDP")
-	req.SetSource(remote.String())
-	req.SetDestination(local.String())
-	j := fastJob{req: req, local: local, remote: remote}
+	j := newFastJob(req, local, remote)
 	select {
 	case f.queue <- j:
 		return true
 	default:
 	}
-	f.s.Stats.Requests.Add(1)
-	f.s.Stats.Overload.Add(1)
 	if method == gosip.BYE {
 		// Its sender retransmits it (Timer E) until the workers are free.
-		f.respond(j, sipstatus.Response(req, status(503, "Service Unavailable", errOverload,
-			gosip.NewHeader("Retry-After", fastRetryAfter))))
+		f.overloaded(j)
+	} else {
+		f.s.Stats.Requests.Add(1)
+		f.s.Stats.Overload.Add(1)
 	}
 	return true
 }
@@ -163,16 +155,9 @@ func (f *fastPath) forwardBye(req *gosip.Request) error {
 	if err := s.inOurDialog(req, poppedUs, signed); err != nil {
 		return err
 	}
-	fwd, err := s.prepare(req, dialogTarget(req), false, true)
-	if err != nil {
-		return err
-	}
-	s.calls.bye(req)
-	if s.isClosed() {
-		return status(503, "Service Unavailable", errClosed)
-	}
-	if err := s.client.WriteRequest(fwd, noBuild); err != nil {
-		return status(503, "Service Unavailable", errors.Join(errNoTarget, err))
+	s.calls.bye(req) // as forwardInDialog does, before the BYE goes on
+	if err := s.forwardStateless(req); err != nil {
+		return status(503, "Service Unavailable", err)
 	}
 	f.dialog.Add(1)
 	return nil
