@@ -83,8 +83,15 @@ USERS=${USERS:-20000}
 MEM_USERS=${MEM_USERS:-20000}
 SETTLE_SECONDS=${SETTLE_SECONDS:-40}
 HOLD_MS=${HOLD_MS:-1000}
-SIPP_PROCS=${SIPP_PROCS:-2}
-UAS_PROCS=${UAS_PROCS:-2}
+LOADGEN=${LOADGEN:-sipp}
+case $LOADGEN in
+sipp) GEN_NAME=SIPp ;;
+go) GEN_NAME=sipload ;;
+*) echo "LOADGEN must be sipp or go" >&2; exit 2 ;;
+esac
+# One sipload process per role is enough (it is ~3x leaner than SIPp).
+SIPP_PROCS=${SIPP_PROCS:-$([[ $LOADGEN == go ]] && echo 1 || echo 2)}
+UAS_PROCS=${UAS_PROCS:-$([[ $LOADGEN == go ]] && echo 1 || echo 2)}
 MAX_TRIALS=${MAX_TRIALS:-14}
 BISECT_PCT=${BISECT_PCT:-5}
 DOMAIN=switchboard.local
@@ -271,6 +278,20 @@ sipp_uac() {
 	PIDS+=($!)
 }
 
+# sipload_uac NAME RATE COUNT LIMIT TIMEOUT ARGS...: the same with sipload
+# (LOADGEN=go), its result line in $WORK/NAME.res.
+sipload_uac() {
+	local name=$1 rate=$2 count=$3 limit=$4 tmo=$5
+	shift 5
+	timeout -s KILL $((tmo + 20)) taskset -c $SIPP_CPU "$WORK/sipload" -server "$SERVER_ADDR" -domain "$DOMAIN" \
+		-rate "$rate" -count "$count" -limit "$limit" -wait "${tmo}s" "$@" >"$WORK/$name.res" 2>"$WORK/$name.err" &
+	UACS+=($!)
+	PIDS+=($!)
+}
+
+# res_field FILE KEY: KEY's value in a sipload result line.
+res_field() { tr ' ' '\n' <"$1" | awk -F= -v k="$2" '$1 == k {print $2; f = 1} END {if (!f) print 0}'; }
+
 # trial KIND RATE: one fixed-rate trial; sets PASS (yes/no), INFO, US (server
 # CPU us per operation), PEAK_KB.
 trial() {
@@ -296,15 +317,22 @@ trial() {
 	rm -f "$WORK/gen.ticks"
 	for ((i = 0; i < procs; i++)); do
 		name=$kind-$SERVER-$rate-$i
-		case $kind in
-		reg)
+		case $LOADGEN-$kind in
+		go-reg)
+			sipload_uac "$name" "$per" "$count" $((per * 2)) "$tmo" -mode reg -users "$USERS" -port "${REG_PORTS[i]}"
+			;;
+		go-call)
+			sipload_uac "$name" "$per" "$count" $((per * (HOLD_MS / 1000 + 3))) "$tmo" -mode call \
+				-caller "$(printf 'u%06d' $((1001 + i)))" -callee "$(printf 'u%06d' $((2 + i)))" -hold "${HOLD_MS}ms"
+			;;
+		sipp-reg)
 			# The same port in every trial: the same Contact, so that
 			# each trial refreshes the bindings of the one before
 			# instead of adding one per user (max_contacts).
 			sipp_uac "$name" "${REG_PORTS[i]}" "$per" "$count" $((per * 2)) "$tmo" \
 				-sf "$SCEN/register.xml" -inf "$WORK/users.csv" -key domain "$DOMAIN" -key expires 3600 "$SERVER_ADDR"
 			;;
-		call)
+		sipp-call)
 			sipp_uac "$name" 0 "$per" "$count" $((per * (HOLD_MS / 1000 + 3))) "$tmo" \
 				-sf "$SCEN/uac_invite_auth.xml" -inf "$WORK/caller$i.csv" -key domain "$DOMAIN" \
 				-s "$(printf 'u%06d' $((2 + i)))" -d "$HOLD_MS" "$SERVER_ADDR"
@@ -323,7 +351,22 @@ trial() {
 	a1=$(go_allocs)
 	for ((i = 0; i < procs; i++)); do
 		f=$WORK/$kind-$SERVER-$rate-$i.csv
-		if [[ -s $f ]]; then
+		if [[ $LOADGEN == go ]]; then
+			f=${f%.csv}.res
+			if [[ -s $f ]]; then
+				local ok c
+				ok=$(res_field "$f" ok)
+				succ=$((succ + ok))
+				fail=$((fail + $(res_field "$f" failed)))
+				retr=$((retr + $(res_field "$f" retransmissions)))
+				c=$(res_field "$f" created)
+				((c > created)) && created=$c
+				rtsum=$((rtsum + $(res_field "$f" mean_ms) * ok))
+			else
+				fail=$((fail + count))
+				created=999
+			fi
+		elif [[ -s $f ]]; then
 			succ=$((succ + $(stat_field "$f" 'SuccessfulCall(C)')))
 			fail=$((fail + $(stat_field "$f" 'FailedCall(C)')))
 			retr=$((retr + $(stat_field "$f" 'Retransmissions(C)')))
@@ -347,13 +390,13 @@ trial() {
 	PEAK_KB=$(sort -n "$WORK/mem.samples" | tail -1)
 	local cpu_pct
 	cpu_pct=$(calc "int(($c1 - $c0) / $CLK_TCK / ($t1 - $t0) * 100)")
-	# How much of a core the SIPp processes used while sending.
+	# How much of a core the load generators used while sending.
 	GEN_PCT=$(calc "int(($g1 - $g0) / $CLK_TCK / $TRIAL_SECONDS * 100)")
 	PASS=no
 	if ((ppm < MAX_FAIL_PPM && created <= TRIAL_SECONDS + 1 && mean <= MAX_MEAN_RT_MS && sdrops == 0 && mdrops == 0)); then
 		PASS=yes
 	fi
-	INFO="$succ ok, $fail failed, $lost unfinished, $retr retransmissions, started in ${created}s, mean response ${mean} ms, server CPU ${US} us each (${cpu_pct}% of a core), SIPp ${GEN_PCT}% of a core, drops: server socket $sdrops, machine $mdrops, peak memory $((PEAK_KB / 1024)) MiB"
+	INFO="$succ ok, $fail failed, $lost unfinished, $retr retransmissions, started in ${created}s, mean response ${mean} ms, server CPU ${US} us each (${cpu_pct}% of a core), $GEN_NAME ${GEN_PCT}% of a core, drops: server socket $sdrops, machine $mdrops, peak memory $((PEAK_KB / 1024)) MiB"
 	if [[ $a0 && $a1 ]] && ((succ > 0)); then
 		# Go heap allocations per operation, the whole process (ALLOCS=1).
 		read -r m0 b0 <<<"$a0"
@@ -474,6 +517,22 @@ bench_call() {
 	total=$((MAX_TRIALS * 10000 * TRIAL_SECONDS)) # a bound, far above any trial
 	for ((i = 0; i < UAS_PROCS; i++)); do
 		uas_port=$(free_port)
+		if [[ $LOADGEN == go ]]; then
+			# sipload's UAS registers itself, then answers.
+			timeout -s KILL $((MAX_TRIALS * (TRIAL_SECONDS * 3 + HOLD_MS / 1000 + 10))) taskset -c $SIPP_CPU "$WORK/sipload" \
+				-mode uas -server "$SERVER_ADDR" -domain "$DOMAIN" -user "$(printf 'u%06d' $((2 + i)))" -port "$uas_port" \
+				>"$WORK/uas-$SERVER-$i.out" 2>&1 &
+			PIDS+=($!)
+			UAS_PIDS+=($!)
+			local w
+			for ((w = 0; w < 100; w++)); do
+				grep -q '^registered' "$WORK/uas-$SERVER-$i.out" && break
+				kill -0 "${UAS_PIDS[-1]}" 2>/dev/null || break
+				sleep 0.1
+			done
+			grep -q '^registered' "$WORK/uas-$SERVER-$i.out" || die "$SERVER: sipload UAS $i: $(tail -5 "$WORK/uas-$SERVER-$i.out")"
+			continue
+		fi
 		user_csv "$WORK/callee$i.csv" $((2 + i))
 		user_csv "$WORK/caller$i.csv" $((1001 + i))
 		timeout 20 sipp -nostdin -sf "$SCEN/register.xml" -inf "$WORK/callee$i.csv" -key domain "$DOMAIN" -key expires 3600 \
@@ -519,6 +578,7 @@ bench_mem() {
 
 # --- main -----------------------------------------------------------------------
 
+[[ $LOADGEN == go ]] && go build -o "$WORK/sipload" ./bench/compare/sipload
 for s in "${SERVERS[@]}"; do
 	case $s in
 	switchboard | switchboard-console-off)
@@ -557,7 +617,7 @@ ratio() { # A B: A/B to two decimals, "-" when either is missing
 }
 echo
 echo "SIP side by side, $(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(. /etc/os-release && echo "$PRETTY_NAME"), load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "server on core $SERVER_CPU, SIPp on core $SIPP_CPU ($SIPP_PROCS UAC processes for registrations, $UAS_PROCS UAC+UAS pairs for calls); Kamailio ${kver:-?} with -m 1024 -x $KAM_MM"
+echo "server on core $SERVER_CPU, $GEN_NAME on core $SIPP_CPU ($SIPP_PROCS UAC processes for registrations, $UAS_PROCS UAC+UAS pairs for calls); Kamailio ${kver:-?} with -m 1024 -x $KAM_MM"
 rounds=
 [[ ${ROUNDS:-1} -gt 1 && ! ${FIXED_RATE:-} ]] && rounds="; $ROUNDS rounds alternating between the servers, the median round reported"
 echo "${TRIAL_SECONDS}s trials, x1.25 until a failure, bisected to ${BISECT_PCT} %${rounds}; pass: < 0.1 % failed, mean response <= ${MAX_MEAN_RT_MS} ms, no socket drops; calls hold ${HOLD_MS} ms"
