@@ -91,6 +91,9 @@ func openSock(port int, server netip.AddrPort) (*sock, error) {
 	return s, nil
 }
 
+// closeSock closes the socket.
+func closeSock(s *sock) error { return syscall.Close(s.fd) }
+
 // send queues b (kept until the next flush) for the server.
 func (s *sock) send(b []byte) {
 	s.out = append(s.out, b)

@@ -44,7 +44,6 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
-	"syscall"
 	"time"
 )
 
@@ -101,7 +100,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	defer syscall.Close(s.fd)
+	defer closeSock(s)
 	g := newGen(o, s)
 	switch o.mode {
 	case "reg", "call":
@@ -732,20 +731,29 @@ func (g *gen) authorization(user, method, uri string, m []byte, code int) string
 		ha1 = md5hex(user + ":" + realm + ":pw-" + user)
 		g.ha1[key] = ha1
 	}
-	ha2 := md5hex(method + ":" + uri)
 	var resp, extra string
 	if qopAuth(p["qop"]) {
 		cnonce := strconv.FormatInt(time.Now().UnixNano(), 36)
-		resp = md5hex(ha1 + ":" + nonce + ":00000001:" + cnonce + ":auth:" + ha2)
+		resp = digestResponse(ha1, nonce, "00000001", cnonce, "auth", method, uri)
 		extra = `,qop=auth,nc=00000001,cnonce="` + cnonce + `"`
 	} else {
-		resp = md5hex(ha1 + ":" + nonce + ":" + ha2)
+		resp = digestResponse(ha1, nonce, "", "", "", method, uri)
 	}
 	if op, ok := p["opaque"]; ok {
 		extra += `,opaque="` + op + `"`
 	}
 	return hname + `: Digest username="` + user + `",realm="` + realm + `",nonce="` + nonce +
 		`",uri="` + uri + `",response="` + resp + `",algorithm=MD5` + extra + "\r\n"
+}
+
+// digestResponse is RFC 2617 §3.2.2.1's request-digest for MD5 (qop
+// "auth", or none when qop is empty).
+func digestResponse(ha1, nonce, nc, cnonce, qop, method, uri string) string {
+	ha2 := md5hex(method + ":" + uri)
+	if qop == "" {
+		return md5hex(ha1 + ":" + nonce + ":" + ha2)
+	}
+	return md5hex(ha1 + ":" + nonce + ":" + nc + ":" + cnonce + ":" + qop + ":" + ha2)
 }
 
 func qopAuth(q string) bool {
