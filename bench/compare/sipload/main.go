@@ -484,8 +484,8 @@ func (g *gen) response(m []byte, now time.Time) {
 	}
 	_, method := cseq(m)
 	switch o.phase {
-	case regFirst:
-		if code == 401 || code == 407 {
+	case regFirst, regAuthed:
+		if o.phase == regFirst && (code == 401 || code == 407) {
 			auth := g.authorization(o.user, "REGISTER", "sip:"+g.o.domain, m, code)
 			if auth == "" {
 				g.end(o, false, now)
@@ -494,10 +494,13 @@ func (g *gen) response(m []byte, now time.Time) {
 			o.phase = regAuthed
 			o.msg = g.register(o, 2, auth)
 			g.request(o, now)
-		} else if code >= 200 {
-			g.end(o, false, now)
+			return
 		}
-	case regAuthed:
+		if n, _ := cseq(m); o.phase == regAuthed && n == 1 {
+			return // the first REGISTER's answer again (it was retransmitted)
+		}
+		// A 2xx (to the first REGISTER too, from a registrar that does
+		// not challenge) ends the registration.
 		switch {
 		case code >= 200 && code < 300:
 			g.rtSum += now.Sub(o.started)
