@@ -574,9 +574,7 @@ func (g *gen) dialog(o *op, m []byte) {
 	var rr [][]byte
 	each(m, func(name, value []byte) {
 		if bytes.EqualFold(name, []byte("Record-Route")) {
-			for _, v := range splitComma(value) {
-				rr = append(rr, v)
-			}
+			rr = append(rr, splitComma(value)...)
 		}
 	})
 	o.routes = nil
