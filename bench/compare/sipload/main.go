@@ -347,11 +347,33 @@ func (g *gen) via(o *op) {
 	g.buf = append(g.buf, ";rport\r\nMax-Forwards: 70\r\n"...)
 }
 
-func (g *gen) from(o *op, kind string) {
-	g.buf = append(g.buf, "From: <sip:"...)
-	g.buf = append(g.buf, o.user...)
+// aor appends sip:USER@DOMAIN.
+func (g *gen) aor(user string) {
+	g.buf = append(g.buf, "sip:"...)
+	g.buf = append(g.buf, user...)
 	g.buf = append(g.buf, '@')
 	g.buf = append(g.buf, g.o.domain...)
+}
+
+// to appends a To header line without a tag.
+func (g *gen) to(user string) {
+	g.buf = append(g.buf, "To: <"...)
+	g.aor(user)
+	g.buf = append(g.buf, ">\r\n"...)
+}
+
+// cseq appends the CSeq header line.
+func (g *gen) cseq(n int, method string) {
+	g.buf = append(g.buf, "CSeq: "...)
+	g.buf = strconv.AppendInt(g.buf, int64(n), 10)
+	g.buf = append(g.buf, ' ')
+	g.buf = append(g.buf, method...)
+	g.buf = append(g.buf, "\r\n"...)
+}
+
+func (g *gen) from(o *op, kind string) {
+	g.buf = append(g.buf, "From: <"...)
+	g.aor(o.user)
 	g.buf = append(g.buf, ">;tag="...)
 	g.buf = append(g.buf, g.pid...)
 	g.buf = append(g.buf, kind...)
@@ -388,15 +410,9 @@ func (g *gen) register(o *op, cseq int, auth string) []byte {
 	g.buf = append(g.buf, " SIP/2.0\r\n"...)
 	g.via(o)
 	g.from(o, "reg")
-	g.buf = append(g.buf, "To: <sip:"...)
-	g.buf = append(g.buf, o.user...)
-	g.buf = append(g.buf, '@')
-	g.buf = append(g.buf, g.o.domain...)
-	g.buf = append(g.buf, ">\r\n"...)
+	g.to(o.user)
 	g.callID(o)
-	g.buf = append(g.buf, "CSeq: "...)
-	g.buf = strconv.AppendInt(g.buf, int64(cseq), 10)
-	g.buf = append(g.buf, " REGISTER\r\n"...)
+	g.cseq(cseq, "REGISTER")
 	g.contact(o.user)
 	g.buf = append(g.buf, "Expires: 3600\r\n"...)
 	g.buf = append(g.buf, auth...)
@@ -408,22 +424,14 @@ func (g *gen) register(o *op, cseq int, auth string) []byte {
 var sdpBody = []byte("v=0\r\no=sipload 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
 
 func (g *gen) invite(o *op, cseq int, auth string) []byte {
-	g.buf = append(g.buf[:0], "INVITE sip:"...)
-	g.buf = append(g.buf, g.o.callee...)
-	g.buf = append(g.buf, '@')
-	g.buf = append(g.buf, g.o.domain...)
+	g.buf = append(g.buf[:0], "INVITE "...)
+	g.aor(g.o.callee)
 	g.buf = append(g.buf, " SIP/2.0\r\n"...)
 	g.via(o)
 	g.from(o, "uac")
-	g.buf = append(g.buf, "To: <sip:"...)
-	g.buf = append(g.buf, g.o.callee...)
-	g.buf = append(g.buf, '@')
-	g.buf = append(g.buf, g.o.domain...)
-	g.buf = append(g.buf, ">\r\n"...)
+	g.to(g.o.callee)
 	g.callID(o)
-	g.buf = append(g.buf, "CSeq: "...)
-	g.buf = strconv.AppendInt(g.buf, int64(cseq), 10)
-	g.buf = append(g.buf, " INVITE\r\n"...)
+	g.cseq(cseq, "INVITE")
 	g.contact(o.user)
 	g.buf = append(g.buf, auth...)
 	g.buf = append(g.buf, "User-Agent: sipload\r\nContent-Type: application/sdp\r\nContent-Length: "...)
@@ -444,11 +452,7 @@ func (g *gen) inDialog(o *op, method string, cseq int) []byte {
 	g.from(o, "uac")
 	g.buf = append(g.buf, o.to...)
 	g.callID(o)
-	g.buf = append(g.buf, "CSeq: "...)
-	g.buf = strconv.AppendInt(g.buf, int64(cseq), 10)
-	g.buf = append(g.buf, ' ')
-	g.buf = append(g.buf, method...)
-	g.buf = append(g.buf, "\r\n"...)
+	g.cseq(cseq, method)
 	g.contact(o.user)
 	g.buf = append(g.buf, "Content-Length: 0\r\n\r\n"...)
 	return g.done()
@@ -457,10 +461,8 @@ func (g *gen) inDialog(o *op, method string, cseq int) []byte {
 // ackError is the ACK of a non-2xx answer to o's first INVITE (RFC 3261
 // §17.1.1.3: the INVITE's branch, the To of the answer).
 func (g *gen) ackError(o *op, req []byte, to []byte) []byte {
-	g.buf = append(g.buf[:0], "ACK sip:"...)
-	g.buf = append(g.buf, g.o.callee...)
-	g.buf = append(g.buf, '@')
-	g.buf = append(g.buf, g.o.domain...)
+	g.buf = append(g.buf[:0], "ACK "...)
+	g.aor(g.o.callee)
 	g.buf = append(g.buf, " SIP/2.0\r\n"...)
 	v := header(req, "Via", "v")
 	g.buf = append(g.buf, "Via: "...)
@@ -471,7 +473,8 @@ func (g *gen) ackError(o *op, req []byte, to []byte) []byte {
 	g.buf = append(g.buf, to...)
 	g.buf = append(g.buf, "\r\n"...)
 	g.callID(o)
-	g.buf = append(g.buf, "CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"...)
+	g.cseq(1, "ACK")
+	g.buf = append(g.buf, "Content-Length: 0\r\n\r\n"...)
 	return g.done()
 }
 
@@ -482,7 +485,7 @@ func (g *gen) response(m []byte, now time.Time) {
 	if o == nil || code < 100 {
 		return
 	}
-	_, method := cseq(m)
+	n, method := cseq(m)
 	switch o.phase {
 	case regFirst, regAuthed:
 		if o.phase == regFirst && (code == 401 || code == 407) {
@@ -496,7 +499,7 @@ func (g *gen) response(m []byte, now time.Time) {
 			g.request(o, now)
 			return
 		}
-		if n, _ := cseq(m); o.phase == regAuthed && n == 1 {
+		if o.phase == regAuthed && n == 1 {
 			return // the first REGISTER's answer again (it was retransmitted)
 		}
 		// A 2xx (to the first REGISTER too, from a registrar that does
@@ -535,7 +538,6 @@ func (g *gen) response(m []byte, now time.Time) {
 			g.end(o, false, now)
 		}
 	case invAuthed:
-		n, _ := cseq(m)
 		if method != "INVITE" || n != 2 {
 			if code == 407 || code == 401 { // the first INVITE's answer again
 				g.send(g.ackError(o, o.msg, header(m, "To", "t")))
@@ -557,7 +559,7 @@ func (g *gen) response(m []byte, now time.Time) {
 			g.end(o, false, now)
 		}
 	case callHold, callBye:
-		if n, _ := cseq(m); method == "INVITE" && n == 2 && code >= 200 && code < 300 {
+		if method == "INVITE" && n == 2 && code >= 200 && code < 300 {
 			g.send(o.ack) // §13.2.2.4: the 2xx was retransmitted
 			return
 		}
