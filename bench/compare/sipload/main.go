@@ -147,7 +147,7 @@ type op struct {
 	to     []byte
 	routes []byte
 	target []byte
-	ack    []byte // the ACK of the 200 (sent again on a 200 retransmission)
+	ack    []byte // the ACK of the 407, then of the 200 (sent again when that answer is)
 }
 
 type timer struct {
@@ -522,9 +522,9 @@ func (g *gen) response(m []byte, now time.Time) {
 		case code < 200:
 			g.provisional(o)
 		case code == 407 || code == 401:
-			to := header(m, "To", "t")
 			if method == "INVITE" {
-				g.send(g.ackError(o, o.msg, to))
+				o.ack = g.ackError(o, o.msg, header(m, "To", "t"))
+				g.send(o.ack)
 			}
 			auth := g.authorization(o.user, "INVITE", "sip:"+g.o.callee+"@"+g.o.domain, m, code)
 			if auth == "" {
@@ -539,8 +539,10 @@ func (g *gen) response(m []byte, now time.Time) {
 		}
 	case invAuthed:
 		if method != "INVITE" || n != 2 {
-			if code == 407 || code == 401 { // the first INVITE's answer again
-				g.send(g.ackError(o, o.msg, header(m, "To", "t")))
+			if (code == 407 || code == 401) && o.ack != nil {
+				// The first INVITE's answer again: its ACK again (o.msg
+				// is the second INVITE now, with another branch).
+				g.send(o.ack)
 			}
 			return
 		}
