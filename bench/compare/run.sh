@@ -545,7 +545,7 @@ bench_call() {
 		timeout 20 sipp -nostdin -sf "$SCEN/register.xml" -inf "$WORK/callee$i.csv" -key domain "$DOMAIN" -key expires 3600 \
 			-i 127.0.0.1 -p "$uas_port" -m 1 -timeout 10s -timeout_error "$SERVER_ADDR" >"$WORK/reg-callee$i.out" 2>&1 ||
 			die "$SERVER: registering UAS $i failed: $(tail -20 "$WORK/reg-callee$i.out")"
-		timeout -s KILL $((MAX_TRIALS * (TRIAL_SECONDS * 3 + HOLD_MS / 1000 + 10))) taskset -c $SIPP_CPU sipp -nostdin \
+		timeout -s KILL "$UAS_TIMEOUT" taskset -c $SIPP_CPU sipp -nostdin \
 			-sf "$SCEN/uas.xml" -i 127.0.0.1 -p "$uas_port" -m "$total" -buff_size 8388608 -max_recv_loops 10000 \
 			-trace_err -error_file "$WORK/uas-$SERVER-$i.err" >"$WORK/uas-$SERVER-$i.out" 2>&1 &
 		PIDS+=($!)
@@ -560,12 +560,14 @@ bench_call() {
 	stop_server
 }
 UAS_PIDS=()
+# A UAS's bound (s): it serves every trial of a ramp.
+UAS_TIMEOUT=$((MAX_TRIALS * (TRIAL_SECONDS * 3 + HOLD_MS / 1000 + 10)))
 
 # sipload_uas I PORT: starts sipload's UAS I on PORT; fails unless it has
 # registered within 10 s.
 sipload_uas() {
 	local i=$1 port=$2 w pid rc
-	timeout -s KILL $((MAX_TRIALS * (TRIAL_SECONDS * 3 + HOLD_MS / 1000 + 10))) taskset -c $SIPP_CPU "$WORK/sipload" \
+	timeout -s KILL "$UAS_TIMEOUT" taskset -c $SIPP_CPU "$WORK/sipload" \
 		-mode uas -server "$SERVER_ADDR" -domain "$DOMAIN" -user "$(printf 'u%06d' $((2 + i)))" -port "$port" \
 		>"$WORK/uas-$SERVER-$i.out" 2>&1 &
 	pid=$!
