@@ -176,16 +176,6 @@ func (a *Authenticator) Challenge(proxy, stale bool) []sip.Header {
 	return a.challenge(proxy, stale, a.algorithms, 0)
 }
 
-// challengeFor is Challenge for a request: a UA whose User-Agent is on the
-// MD5-only list is offered MD5 alone.
-func (a *Authenticator) challengeFor(req *sip.Request, proxy, stale bool) []sip.Header {
-	ua := ""
-	if h := siphdr.Get(req, "User-Agent"); h != nil {
-		ua = h.Value()
-	}
-	return a.challengeUA(ua, proxy, stale, a.nonceSalt(req))
-}
-
 // ChallengeRequest is what Authorize answers a request without credentials
 // from source: the challenge headers (WWW-Authenticate, or
 // Proxy-Authenticate when proxy), or ok false when the source is banned
@@ -200,8 +190,9 @@ func (a *Authenticator) ChallengeRequest(id siphdr.ID, userAgent string, proxy b
 	return a.challengeUA(userAgent, proxy, false, id.Sum(a.ncSeed)), true
 }
 
-// challengeUA is challengeFor for a request with that User-Agent and nonce
-// salt.
+// challengeUA is Challenge for a request with that User-Agent and nonce
+// salt (nonceSalt): a UA whose User-Agent is on the MD5-only list is
+// offered MD5 alone.
 func (a *Authenticator) challengeUA(userAgent string, proxy, stale bool, salt uint64) []sip.Header {
 	if userAgent != "" && (len(a.sha256UA) > 0 || len(a.md5Only) > 0) {
 		ua := strings.ToLower(userAgent)
@@ -252,17 +243,27 @@ func (a *Authenticator) challenge(proxy, stale bool, algorithms []string, salt u
 // ErrBadCredentials (re-challenge; counted against the source and the user
 // name given).
 func (a *Authenticator) Verify(ctx context.Context, req *sip.Request, proxy bool, source netip.AddrPort) (string, error) {
-	if a.guard.Banned(source, "") {
-		return "", ErrBanned
-	}
 	name := "Authorization"
 	if proxy {
 		name = "Proxy-Authorization"
 	}
+	var values []string
+	for _, h := range siphdr.All(req, name) {
+		values = append(values, h.Value())
+	}
+	return a.verify(ctx, values, string(req.Method), source)
+}
+
+// verify is Verify for the values of a request's Authorization (or
+// Proxy-Authorization) headers and its method.
+func (a *Authenticator) verify(ctx context.Context, values []string, method string, source netip.AddrPort) (string, error) {
+	if a.guard.Banned(source, "") {
+		return "", ErrBanned
+	}
 	var cred credentials
 	found := false
-	for _, h := range siphdr.All(req, name) {
-		c, ok := parseCredentials(h.Value())
+	for _, v := range values {
+		c, ok := parseCredentials(v)
 		if ok && c.realm == a.realm {
 			cred, found = c, true
 			break
@@ -301,7 +302,7 @@ func (a *Authenticator) Verify(ctx context.Context, req *sip.Request, proxy bool
 			return "", a.fail(source, cred.username, fmt.Errorf("%w: unsupported qop %q", ErrBadCredentials, cred.qop))
 		}
 	}
-	if !responseMatches(&cred, alg, ha1, string(req.Method)) {
+	if !responseMatches(&cred, alg, ha1, method) {
 		return "", a.fail(source, cred.username, fmt.Errorf("%w: wrong digest for user %q", ErrBadCredentials, cred.username))
 	}
 	if cred.qop != "" && !a.useNonceCount(cred.nonce, nc) {
@@ -337,17 +338,36 @@ func (a *Authenticator) Authorize(ctx context.Context, req *sip.Request, proxy b
 	if err == nil {
 		return user, nil
 	}
+	ua := ""
+	if h := siphdr.Get(req, "User-Agent"); h != nil {
+		ua = h.Value()
+	}
+	return "", a.refusal(err, proxy, ua, a.nonceSalt(req))
+}
+
+// authorizeRequest is Authorize for a REGISTER as the registrar reads it.
+func (a *Authenticator) authorizeRequest(ctx context.Context, q *Request) (string, error) {
+	user, err := a.verify(ctx, q.Authorization, q.Method, q.Source)
+	if err == nil {
+		return user, nil
+	}
+	return "", a.refusal(err, false, q.UserAgent, q.ID.Sum(a.ncSeed))
+}
+
+// refusal is Authorize's answer to Verify's error err for a request with
+// that User-Agent and nonce salt (nonceSalt).
+func (a *Authenticator) refusal(err error, proxy bool, userAgent string, salt uint64) error {
 	code, reason := 401, "Unauthorized"
 	if proxy {
 		code, reason = 407, "Proxy Authentication Required"
 	}
 	switch {
 	case errors.Is(err, ErrBanned):
-		return "", statusErr(403, "Forbidden", err)
+		return statusErr(403, "Forbidden", err)
 	case errors.Is(err, ErrNoCredentials), errors.Is(err, ErrBadCredentials):
-		return "", statusErr(code, reason, err, a.challengeFor(req, proxy, false)...)
+		return statusErr(code, reason, err, a.challengeUA(userAgent, proxy, false, salt)...)
 	case errors.Is(err, ErrStaleNonce):
-		return "", statusErr(code, reason, err, a.challengeFor(req, proxy, true)...)
+		return statusErr(code, reason, err, a.challengeUA(userAgent, proxy, true, salt)...)
 	}
-	return "", err
+	return err
 }

@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/switchboard/switchboard/internal/siphdr"
 )
 
 // RFC 5626 (SIP Outbound) at the registrar. The switch is registrar and
@@ -51,10 +50,10 @@ func outboundParams(ch *sip.ContactHeader) (instance string, regID int, err erro
 // ";ob" in the top Path — must support outbound (439 otherwise). It also
 // refuses option tags in Require that the registrar does not support
 // (RFC 3261 §8.2.2.3: 420).
-func checkOutbound(req *sip.Request, contacts []contactReq) error {
+func checkOutbound(q *Request, contacts []contactReq) error {
 	var unsupported []string
-	for _, h := range siphdr.All(req, "Require") {
-		for _, tag := range strings.Split(h.Value(), ",") {
+	for _, v := range q.Require {
+		for _, tag := range strings.Split(v, ",") {
 			if tag = strings.ToLower(strings.TrimSpace(tag)); tag != "" && !supportedTags[tag] {
 				unsupported = append(unsupported, tag)
 			}
@@ -75,7 +74,7 @@ func checkOutbound(req *sip.Request, contacts []contactReq) error {
 	if flows > 1 {
 		return statusErr(400, "Bad Request", errors.New("more than one Contact with reg-id (RFC 5626 §6)"))
 	}
-	if siphdr.Count(req, "Via") > 1 && !pathSupportsOutbound(req) {
+	if q.Vias > 1 && !pathSupportsOutbound(q) {
 		return statusErr(439, "First Hop Lacks Outbound Support", nil)
 	}
 	return nil
@@ -83,12 +82,11 @@ func checkOutbound(req *sip.Request, contacts []contactReq) error {
 
 // pathSupportsOutbound reports whether the top Path URI carries the "ob"
 // parameter: the edge proxy that added it keeps flows (RFC 5626 §5.1).
-func pathSupportsOutbound(req *sip.Request) bool {
-	h := siphdr.Get(req, "Path")
-	if h == nil {
+func pathSupportsOutbound(q *Request) bool {
+	if len(q.Path) == 0 {
 		return false
 	}
-	v := h.Value()
+	v := q.Path[0]
 	if i := strings.IndexByte(v, ','); i >= 0 {
 		v = v[:i]
 	}
@@ -100,19 +98,19 @@ func pathSupportsOutbound(req *sip.Request) bool {
 // flow binding accepted, Require: outbound (§6) and the Flow-Timer telling
 // the UA how often to send keep-alives (§4.4.1); Supported: outbound
 // whenever the UA said it supports it.
-func (r *Registrar) outboundHeaders(req *sip.Request, res *sip.Response, flows bool) {
+func (r *Registrar) outboundHeaders(q *Request, hdrs []sip.Header, flows bool) []sip.Header {
 	if flows {
-		res.AppendHeader(sip.NewHeader("Require", "outbound"))
+		hdrs = append(hdrs, sip.NewHeader("Require", "outbound"))
 		if r.cfg.FlowTimer > 0 {
-			res.AppendHeader(sip.NewHeader("Flow-Timer", strconv.Itoa(int(r.cfg.FlowTimer.Seconds()))))
+			hdrs = append(hdrs, sip.NewHeader("Flow-Timer", strconv.Itoa(int(r.cfg.FlowTimer.Seconds()))))
 		}
 	}
-	for _, h := range siphdr.All(req, "Supported") {
-		if hasTag(h.Value(), "outbound") {
-			res.AppendHeader(sip.NewHeader("Supported", "outbound"))
-			return
+	for _, v := range q.Supported {
+		if hasTag(v, "outbound") {
+			return append(hdrs, sip.NewHeader("Supported", "outbound"))
 		}
 	}
+	return hdrs
 }
 
 func hasTag(list, tag string) bool {

@@ -16,7 +16,6 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/switchboard/switchboard/internal/lifecycle"
 	"github.com/switchboard/switchboard/internal/natdetect"
-	"github.com/switchboard/switchboard/internal/siphdr"
 	"github.com/switchboard/switchboard/internal/sipstatus"
 )
 
@@ -137,24 +136,38 @@ func (r *Registrar) HasFlow(transport string, source netip.AddrPort) bool {
 // status to answer with (a *StatusError: 400, 401 with a challenge, 403, 423,
 // 500); the caller sends exactly one final response.
 func (r *Registrar) Register(ctx context.Context, req *sip.Request) (*sip.Response, error) {
-	reg, err := r.parseRegister(ctx, req)
+	hdrs, err := r.Registration(ctx, RequestOf(req))
 	if err != nil {
-		if res := r.retransmitted(req, err); res != nil {
-			return res, nil // retransmit.go
+		return nil, err
+	}
+	res := sipstatus.NewResponse(req, 200, "OK")
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	return res, nil
+}
+
+// Registration is Register for a REGISTER as the registrar reads it: the
+// headers of the 200 OK to send besides those copied from the request
+// (RFC 3261 §10.3 step 8: the bindings; Date; RFC 5626's Require, Flow-Timer
+// and Supported), or the error to answer with.
+func (r *Registrar) Registration(ctx context.Context, q *Request) ([]sip.Header, error) {
+	reg, err := r.parseRegister(ctx, q)
+	if err != nil {
+		if hdrs, ok := r.retransmitted(q, err); ok {
+			return hdrs, nil // retransmit.go
 		}
 		return nil, err
 	}
 	if reg.wildcard || len(reg.contacts) > 0 {
 		if err := r.loc.update(reg.aor, reg.apply); err != nil {
-			if res := r.retransmitted(req, err); res != nil {
-				return res, nil
+			if hdrs, ok := r.retransmitted(q, err); ok {
+				return hdrs, nil
 			}
 			return nil, err
 		}
 	}
-	res := r.registered(req, reg.aor, reg.now)
-	r.outboundHeaders(req, res, reg.flows())
-	return res, nil
+	return r.registered(q, reg.aor, reg.now, reg.flows()), nil
 }
 
 // register is one REGISTER as the registrar understood it.
@@ -176,39 +189,31 @@ type register struct {
 // parseRegister applies steps 2–7 of RFC 3261 §10.3 that need no bindings:
 // authentication, the AOR, Call-ID and CSeq, and the contacts with their
 // expiry.
-func (r *Registrar) parseRegister(ctx context.Context, req *sip.Request) (*register, error) {
-	src, _ := netip.ParseAddrPort(req.Source())
+func (r *Registrar) parseRegister(ctx context.Context, q *Request) (*register, error) {
 	// Steps 2-3: authenticate (§22).
-	user, err := r.auth.Authorize(ctx, req, false, src)
+	user, err := r.auth.authorizeRequest(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	to := req.To()
-	if to == nil {
+	if !q.HasTo {
 		return nil, statusErr(400, "Bad Request", errors.New("missing To"))
 	}
 	// Step 4: the authenticated user may only change its own bindings.
-	aor := to.Address.User
+	aor := q.AOR
 	if aor != user {
 		return nil, statusErr(403, "Forbidden", fmt.Errorf("%w: %s registering %s", ErrIdentityMismatch, user, aor))
 	}
-	reg := &register{r: r, aor: aor, src: src, now: r.now(), transport: strings.ToUpper(req.Transport()), via: req.Via()}
-	reg.local, _ = netip.ParseAddrPort(req.Destination())
-	if h := req.CallID(); h != nil {
-		reg.callID = h.Value()
-	}
-	cseq := req.CSeq()
-	if reg.callID == "" || cseq == nil {
+	reg := &register{r: r, aor: aor, src: q.Source, now: r.now(), transport: q.Transport, via: q.Via, local: q.Local}
+	reg.callID = q.ID.CallID
+	if reg.callID == "" || !q.ID.HasCSeq {
 		return nil, statusErr(400, "Bad Request", errors.New("missing Call-ID or CSeq"))
 	}
-	reg.cseq = cseq.SeqNo
-	if h := siphdr.Get(req, "User-Agent"); h != nil {
-		reg.ua = h.Value()
-		if len(reg.ua) > 128 {
-			reg.ua = reg.ua[:128]
-		}
+	reg.cseq = q.ID.Seq
+	reg.ua = q.UserAgent
+	if len(reg.ua) > 128 {
+		reg.ua = reg.ua[:128]
 	}
-	if err := r.parseContacts(req, reg); err != nil {
+	if err := r.parseContacts(q, reg); err != nil {
 		return nil, err
 	}
 	return reg, nil
@@ -217,17 +222,16 @@ func (r *Registrar) parseRegister(ctx context.Context, req *sip.Request) (*regis
 // parseContacts reads the Contact headers (§10.3 steps 6 and 7): each
 // contact's expiry (its parameter, else Expires, else the default), bounded
 // by Min-Expires (423) and the maximum, its q, and the "*" wildcard.
-func (r *Registrar) parseContacts(req *sip.Request, reg *register) error {
+func (r *Registrar) parseContacts(q *Request, reg *register) error {
 	defExp := r.cfg.DefaultExpires
-	if h := siphdr.Get(req, "Expires"); h != nil {
-		n, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
+	if q.HasExpires {
+		n, err := strconv.ParseUint(strings.TrimSpace(q.Expires), 10, 32)
 		if err != nil {
-			return statusErr(400, "Bad Request", fmt.Errorf("bad Expires %q", h.Value()))
+			return statusErr(400, "Bad Request", fmt.Errorf("bad Expires %q", q.Expires))
 		}
 		defExp = time.Duration(n) * time.Second
 	}
-	contacts := siphdr.All(req, "Contact")
-	for _, h := range contacts {
+	for _, h := range q.Contacts {
 		ch, ok := h.(*sip.ContactHeader)
 		if !ok {
 			return statusErr(400, "Bad Request", errors.New("unparsable Contact"))
@@ -243,10 +247,10 @@ func (r *Registrar) parseContacts(req *sip.Request, reg *register) error {
 		reg.contacts = append(reg.contacts, c)
 	}
 	// Step 6: "*" is only allowed alone and with Expires: 0.
-	if reg.wildcard && (len(contacts) != 1 || defExp != 0) {
+	if reg.wildcard && (len(q.Contacts) != 1 || defExp != 0) {
 		return statusErr(400, "Bad Request", errors.New("contact * needs Expires: 0 and no other contact"))
 	}
-	return checkOutbound(req, reg.contacts)
+	return checkOutbound(q, reg.contacts)
 }
 
 // contact reads one Contact's expiry and q.
@@ -351,10 +355,13 @@ func (reg *register) apply(cur []*Binding) (next, changed, removed []*Binding, e
 	return next, changed, removed, nil
 }
 
-// registered is step 8: 200 OK listing every current binding of aor.
-func (r *Registrar) registered(req *sip.Request, aor string, now time.Time) *sip.Response {
-	res := sipstatus.NewResponse(req, 200, "OK")
-	for _, b := range r.loc.Lookup(aor) {
+// registered is step 8: the headers of the 200 OK listing every current
+// binding of aor, and RFC 5626's (outboundHeaders) when the REGISTER made
+// or refreshed a flow binding.
+func (r *Registrar) registered(q *Request, aor string, now time.Time, flows bool) []sip.Header {
+	bound := r.loc.Lookup(aor)
+	hdrs := make([]sip.Header, 0, len(bound)+3)
+	for _, b := range bound {
 		secs := int(b.Expires.Sub(now).Round(time.Second) / time.Second)
 		if secs < 0 {
 			secs = 0
@@ -368,10 +375,10 @@ func (r *Registrar) registered(req *sip.Request, aor string, now time.Time) *sip
 			// and reg-id, so the UA recognises it.
 			v += `;+sip.instance="` + b.Instance + `";reg-id=` + strconv.Itoa(b.RegID)
 		}
-		res.AppendHeader(sip.NewHeader("Contact", v))
+		hdrs = append(hdrs, sip.NewHeader("Contact", v))
 	}
-	res.AppendHeader(sip.NewHeader("Date", httpDate(now)))
-	return res
+	hdrs = append(hdrs, sip.NewHeader("Date", httpDate(now)))
+	return r.outboundHeaders(q, hdrs, flows)
 }
 
 // dateCache holds the Date header value (RFC 3261 §20.17) of the current

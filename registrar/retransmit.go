@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/switchboard/switchboard/internal/siphdr"
 )
 
 // REGISTERs are answered without a transaction (the proxy's fast path), so
@@ -24,29 +23,28 @@ import (
 // used before. It is an ErrStaleNonce for every caller.
 var errNonceReplay = fmt.Errorf("%w: nonce count used before", ErrStaleNonce)
 
-// retransmitted returns the 200 to send again when req, refused by
-// parseRegister with err, is a retransmission of a REGISTER already
-// applied; nil otherwise. err is parseRegister's refusal of a replayed
+// retransmitted returns the headers of the 200 to send again when q,
+// refused by parseRegister with err, is a retransmission of a REGISTER
+// already applied; ok false otherwise. err is parseRegister's refusal of a replayed
 // nonce count, or the out-of-order refusal of a REGISTER whose CSeq is not
 // above its binding's (a retransmission that the client sent with new
 // credentials, as SIPp does, or that raced the original).
-func (r *Registrar) retransmitted(req *sip.Request, err error) *sip.Response {
+func (r *Registrar) retransmitted(q *Request, err error) ([]sip.Header, bool) {
 	if !errors.Is(err, errNonceReplay) && !errors.Is(err, errOutOfOrder) {
-		return nil
+		return nil, false
 	}
-	to, callID, cseq := req.To(), req.CallID(), req.CSeq()
-	if to == nil || callID == nil || cseq == nil {
-		return nil
+	if !q.HasTo || q.ID.CallID == "" || !q.ID.HasCSeq {
+		return nil, false
 	}
-	aor := to.Address.User
+	aor := q.AOR
 	// The credentials verified (only then is a replay told apart): they
 	// must be the AOR's own, as parseRegister requires.
-	if !r.credentialsOf(req, aor) {
-		return nil
+	if !r.credentialsOf(q, aor) {
+		return nil, false
 	}
-	reg := &register{r: r, aor: aor, callID: callID.Value(), cseq: cseq.SeqNo, now: r.now()}
-	if r.parseContacts(req, reg) != nil || reg.wildcard || len(reg.contacts) == 0 {
-		return nil
+	reg := &register{r: r, aor: aor, callID: q.ID.CallID, cseq: q.ID.Seq, now: r.now()}
+	if r.parseContacts(q, reg) != nil || reg.wildcard || len(reg.contacts) == 0 {
+		return nil, false
 	}
 	bound := r.loc.Lookup(aor)
 	for _, c := range reg.contacts {
@@ -58,24 +56,22 @@ func (r *Registrar) retransmitted(req *sip.Request, err error) *sip.Response {
 				continue
 			}
 			if c.exp == 0 || b.CallID != reg.callID || b.CSeq != reg.cseq {
-				return nil // still bound after a removal, or bound by another request
+				return nil, false // still bound after a removal, or bound by another request
 			}
 			found = true
 		}
 		if !found && c.exp > 0 {
-			return nil
+			return nil, false
 		}
 	}
-	res := r.registered(req, aor, reg.now)
-	r.outboundHeaders(req, res, reg.flows())
-	return res
+	return r.registered(q, aor, reg.now, reg.flows()), true
 }
 
-// credentialsOf reports whether req carries Authorization credentials of
+// credentialsOf reports whether q carries Authorization credentials of
 // user for our realm.
-func (r *Registrar) credentialsOf(req *sip.Request, user string) bool {
-	for _, h := range siphdr.All(req, "Authorization") {
-		if c, ok := parseCredentials(h.Value()); ok && c.realm == r.auth.realm {
+func (r *Registrar) credentialsOf(q *Request, user string) bool {
+	for _, v := range q.Authorization {
+		if c, ok := parseCredentials(v); ok && c.realm == r.auth.realm {
 			return c.username == user
 		}
 	}

@@ -73,8 +73,8 @@ type fastPath struct {
 	bufs   sync.Pool       // *bytes.Buffer for responses
 	seed   maphash.Seed    // of the To tags (statelessTag)
 
-	// raw counts the requests challenged (rawChallenge) or absorbed
-	// (absorbAck) from their bytes;
+	// raw counts the requests challenged (rawChallenge), registered
+	// (registerRaw) or absorbed (absorbAck) from their bytes;
 	// noRaw, set by tests, sends them through the parsed path instead.
 	raw   atomic.Int64
 	noRaw atomic.Bool
@@ -89,6 +89,9 @@ type fastJob struct {
 	req    *gosip.Request
 	local  net.Addr
 	remote net.Addr
+	// raw, instead of req, is a REGISTER with credentials read from its
+	// bytes (rawRegister, registerRaw).
+	raw *rawJob
 }
 
 // fastWorkers is the size of the worker pool: enough that a worker waiting
@@ -228,7 +231,7 @@ func (f *fastPath) absorbAck(data []byte) bool {
 	}
 	// Read from the bytes (rawchallenge.go) when it reads plainly, as the
 	// challenge itself was; parsed by sipgo otherwise.
-	if r := new(rawRequest); readRequest(r, data, gosip.ACK) {
+	if r := new(rawRequest); readRequest(r, data, gosip.ACK) && !r.auth {
 		id := r.id
 		id.Method = string(gosip.INVITE)
 		if r.toTag != statelessTagFor(id.Sum(f.seed)) {
@@ -292,6 +295,10 @@ func (f *fastPath) work(stop <-chan struct{}) {
 		case <-stop:
 			return
 		case j := <-f.queue:
+			if j.raw != nil {
+				f.registerRaw(j)
+				continue
+			}
 			switch j.req.Method {
 			case gosip.ACK:
 				f.ack(j)

@@ -37,7 +37,8 @@ import (
 // malformed) once it comes back with credentials, as Kamailio, which
 // parses a header when it first needs it, also does.
 
-// rawRequest is what the stateless challenge reads of a request.
+// rawRequest is what the stateless challenge, and the registration from
+// the bytes (rawregister.go), read of a request.
 type rawRequest struct {
 	ruriHost  string // the Request-URI's host and port
 	ruriPort  int
@@ -49,10 +50,36 @@ type rawRequest struct {
 	callID    []byte
 	cseq      []byte
 	userAgent []byte
+	hasUA     bool
 	toTag     string // an ACK's To tag
 	topVia    rawVia
 	id        siphdr.ID
+
+	// What the registration from the bytes needs (rawregister.go), read
+	// for a REGISTER: its Request-URI, whether it has credentials or a
+	// Route, and the headers the registrar reads besides those above
+	// (registrarKind), in order, or nreg -1 when there were more than
+	// maxRegHeaders.
+	ruri  []byte
+	auth  bool
+	route bool
+	reg   [maxRegHeaders]rawHeader
+	nreg  int
 }
+
+// rawHeader is a header line as readRequest read it.
+type rawHeader struct {
+	kind  int    // headerKind's
+	line  []byte // the whole line
+	value []byte // its value, trimmed
+}
+
+// maxRegHeaders is the most headers for the registrar a REGISTER read
+// from its bytes has; one with more is registered by the parsed path.
+const maxRegHeaders = 16
+
+// regHeaders returns the headers kept for the registrar.
+func (r *rawRequest) regHeaders() []rawHeader { return r.reg[:max(r.nreg, 0)] }
 
 // maxRawVias is the most Vias readRequest reads; a request with more goes
 // to the parsed path.
@@ -90,6 +117,7 @@ func readRequest(r *rawRequest, data []byte, method gosip.RequestMethod) bool {
 		}
 		r.ruriHost, r.ruriPort = u.Host, u.Port
 	}
+	r.ruri = uri
 	var maxForwards, contentLength []byte
 	for {
 		line, rest, ok = cutLine(rest)
@@ -107,8 +135,17 @@ func readRequest(r *rawRequest, data []byte, method gosip.RequestMethod) bool {
 			return false
 		}
 		name, value = bytes.TrimSpace(name), bytes.TrimSpace(value)
+		kind := headerKind(name)
+		if method == gosip.REGISTER && registrarKind(kind) && r.nreg >= 0 {
+			if r.nreg == maxRegHeaders {
+				r.nreg = -1
+			} else {
+				r.reg[r.nreg] = rawHeader{kind: kind, line: line, value: value}
+				r.nreg++
+			}
+		}
 		var slot *[]byte
-		switch headerKind(name) {
+		switch kind {
 		case hVia:
 			if r.nvia == maxRawVias {
 				return false
@@ -129,9 +166,17 @@ func readRequest(r *rawRequest, data []byte, method gosip.RequestMethod) bool {
 		case hContentLength:
 			slot = &contentLength
 		case hUserAgent:
-			if r.userAgent == nil {
-				r.userAgent = value
+			if !r.hasUA { // the first, as siphdr.Get, even if empty
+				r.userAgent, r.hasUA = value, true
 			}
+			continue
+		case hAuthorization:
+			// Credentials: the challenge is not for this request
+			// (rawChallenge), the registration from the bytes is.
+			r.auth = true
+			continue
+		case hRoute:
+			r.route = true // popOwnRoutes', for the parsed path
 			continue
 		case hRefuse:
 			return false
@@ -331,8 +376,10 @@ func hasAny(b []byte, set string) bool {
 // cutLine returns the line data starts with, without its CRLF, and what
 // follows it; false when there is no CRLF.
 func cutLine(data []byte) (line, rest []byte, ok bool) {
-	i := bytes.Index(data, []byte("\r\n"))
-	if i < 0 {
+	// As sipgo's parser cuts lines: at the first CR, which must be
+	// followed by LF.
+	i := bytes.IndexByte(data, '\r')
+	if i < 0 || i+1 >= len(data) || data[i+1] != '\n' {
 		return nil, nil, false
 	}
 	return data[:i], data[i+2:], true
@@ -349,8 +396,25 @@ const (
 	hMaxForwards
 	hContentLength
 	hUserAgent
-	hRefuse // credentials, Proxy-Require: for the parsed path
+	hAuthorization
+	hContact
+	hExpires
+	hRequire
+	hPath
+	hSupported
+	hRoute
+	hRefuse // Proxy-Authorization, Proxy-Require: for the parsed path
 )
+
+// registrarKind reports whether a header of kind is one the registrar
+// reads (registrar.Request) that readRequest does not read itself.
+func registrarKind(kind int) bool {
+	switch kind {
+	case hAuthorization, hContact, hExpires, hRequire, hPath, hSupported:
+		return true
+	}
+	return false
+}
 
 // headerKind tells which of readRequest's headers name is, by its full or
 // compact form (RFC 3261 §7.3.3), compared without case.
@@ -369,6 +433,10 @@ func headerKind(name []byte) int {
 			return hCallID
 		case 'l':
 			return hContentLength
+		case 'm':
+			return hContact
+		case 'k':
+			return hSupported
 		}
 	case 2:
 		if is("To") {
@@ -384,10 +452,27 @@ func headerKind(name []byte) int {
 			return hFrom
 		case is("CSeq"):
 			return hCSeq
+		case is("Path"):
+			return hPath
+		}
+	case 5:
+		if is("Route") {
+			return hRoute
 		}
 	case 7:
-		if is("Call-ID") {
+		switch {
+		case is("Call-ID"):
 			return hCallID
+		case is("Contact"):
+			return hContact
+		case is("Expires"):
+			return hExpires
+		case is("Require"):
+			return hRequire
+		}
+	case 9:
+		if is("Supported") {
+			return hSupported
 		}
 	case 10:
 		if is("User-Agent") {
@@ -398,7 +483,10 @@ func headerKind(name []byte) int {
 			return hMaxForwards
 		}
 	case 13:
-		if is("Authorization") || is("Proxy-Require") {
+		switch {
+		case is("Authorization"):
+			return hAuthorization
+		case is("Proxy-Require"):
 			return hRefuse
 		}
 	case 14:
@@ -475,7 +563,10 @@ func plainURI(uri []byte) (host []byte, port int, ok bool) {
 			break
 		}
 	}
-	if i := bytes.LastIndexByte(uri, '@'); i >= 0 {
+	if i := bytes.IndexByte(uri, '@'); i >= 0 {
+		if bytes.IndexByte(uri[i+1:], '@') >= 0 {
+			return nil, 0, false // sipgo's ParseUri reads "a@b@c" another way
+		}
 		uri = uri[i+1:]
 	}
 	return plainHostPort(uri)
@@ -494,6 +585,11 @@ func (f *fastPath) rawChallenge(local, remote net.Addr, data []byte, method gosi
 	var r rawRequest
 	if !readRequest(&r, data, method) {
 		return false
+	}
+	if r.auth {
+		// A REGISTER with credentials: registered from its bytes when
+		// it reads plainly (rawregister.go).
+		return method == gosip.REGISTER && f.rawRegister(local, remote, data, &r)
 	}
 	src := addrPortOfNet(remote)
 	proxy := method == gosip.INVITE
@@ -516,28 +612,7 @@ func (f *fastPath) rawChallenge(local, remote net.Addr, data []byte, method gosi
 	defer f.bufs.Put(buf)
 	buf.Reset()
 	buf.WriteString("SIP/2.0 " + status + "\r\n")
-	for i, v := range r.vias() {
-		buf.WriteString("Via: ")
-		if i == 0 {
-			r.topVia.write(buf, remote)
-		} else {
-			buf.Write(v)
-		}
-		buf.WriteString("\r\n")
-	}
-	buf.WriteString("From: ")
-	buf.Write(r.from)
-	buf.WriteString("\r\nTo: ")
-	buf.Write(r.to)
-	buf.WriteString(";tag=")
-	buf.WriteString(statelessTagFor(r.id.Sum(f.seed)))
-	buf.WriteString("\r\nCall-ID: ")
-	buf.Write(r.callID)
-	buf.WriteString("\r\nCSeq: ")
-	buf.Write(r.cseq)
-	// In the parsed path's order: Content-Length comes with the response,
-	// the challenge after it.
-	buf.WriteString("\r\nContent-Length: 0\r\n")
+	f.writeRawHead(buf, &r, remote)
 	for _, h := range hdrs {
 		buf.WriteString(h.Name())
 		buf.WriteString(": ")

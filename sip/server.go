@@ -33,6 +33,10 @@ type Registrar interface {
 	// Register processes a REGISTER for our domain and returns the 200 OK,
 	// or an error carrying the status to answer with.
 	Register(ctx context.Context, req *gosip.Request) (*gosip.Response, error)
+	// Registration is Register for a REGISTER read from its bytes (the
+	// fast path's, rawregister.go): the headers of the 200 OK besides
+	// those copied from the request, or the error.
+	Registration(ctx context.Context, q *registrar.Request) ([]gosip.Header, error)
 	// Lookup returns the bindings of user and whether the user exists.
 	Lookup(ctx context.Context, user string) ([]registrar.Binding, bool, error)
 	// DropFlow removes bindings made over a connection that closed.

@@ -17,6 +17,11 @@ import (
 // transaction (a stateless 401 or 407 and its To tag, a nonce) is made from
 // it, so that a retransmission gets the same answer.
 func RequestID(seed maphash.Seed, req *gosip.Request, method gosip.RequestMethod) uint64 {
+	return IDOf(req, method).Sum(seed)
+}
+
+// IDOf is what RequestID hashes of req (method as there).
+func IDOf(req *gosip.Request, method gosip.RequestMethod) ID {
 	var id ID
 	if c := req.CallID(); c != nil {
 		id.CallID = c.Value()
@@ -34,7 +39,7 @@ func RequestID(seed maphash.Seed, req *gosip.Request, method gosip.RequestMethod
 	if v := req.Via(); v != nil {
 		id.Branch, _ = v.Params.Get("branch")
 	}
-	return id.Sum(seed)
+	return id
 }
 
 // ID is what RequestID hashes, for a request read without sipgo's parser

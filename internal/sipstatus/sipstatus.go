@@ -53,15 +53,25 @@ func Of(err error) (int, string) {
 
 // Response is the one place an error becomes a SIP response to req.
 func Response(req *sip.Request, err error) *sip.Response {
-	code, reason := Of(err)
+	code, reason, hdrs := Parts(err)
 	res := NewResponse(req, code, reason)
-	var e *Error
-	if errors.As(err, &e) {
-		for _, h := range e.Headers {
-			res.AppendHeader(h)
-		}
+	for _, h := range hdrs {
+		res.AppendHeader(h)
 	}
 	return res
+}
+
+// Parts is what Response makes of err: the status, and the headers the
+// response carries besides those copied from the request; for an answer
+// written without a sipgo message (sip's stateless answers from a
+// request's bytes).
+func Parts(err error) (code int, reason string, hdrs []sip.Header) {
+	code, reason = Of(err)
+	var e *Error
+	if errors.As(err, &e) {
+		hdrs = e.Headers
+	}
+	return code, reason, hdrs
 }
 
 // NewResponse returns a response to req without a body, with the headers
