@@ -255,7 +255,7 @@ func readRequest(r *rawRequest, data []byte, method gosip.RequestMethod) bool {
 // differently, is left to sipgo.
 func (r *rawRequest) readVias() bool {
 	for i, v := range r.vias() {
-		if hasAny(v, ",\"\t") {
+		if viaRefused.any(v) {
 			return false
 		}
 		sentBy, params, _ := bytes.Cut(v, []byte(";"))
@@ -334,13 +334,8 @@ func plainSentBy(v []byte) bool {
 // none.
 func plainHostPort(b []byte) (host []byte, port int, ok bool) {
 	host, p, hasPort := bytes.Cut(b, []byte(":"))
-	if len(host) == 0 {
+	if len(host) == 0 || !hostChars.all(host) {
 		return nil, 0, false
-	}
-	for _, c := range host {
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
-			return nil, 0, false
-		}
 	}
 	if hasPort {
 		if port, ok = plainPort(p); !ok {
@@ -353,25 +348,74 @@ func plainHostPort(b []byte) (host []byte, port int, ok bool) {
 // plainPort reads a port number written without sign or leading zeros,
 // 1 to 65535.
 func plainPort(p []byte) (int, bool) {
-	n, err := strconv.ParseUint(string(p), 10, 16)
-	if err != nil || n == 0 || string(p) != strconv.FormatUint(n, 10) {
+	if len(p) == 0 || len(p) > 5 || p[0] == '0' {
 		return 0, false
 	}
-	return int(n), true
+	n := 0
+	for _, c := range p {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, n <= 65535
 }
 
-// hasAny reports whether b has one of the bytes of set (a few ASCII
-// characters), as bytes.ContainsAny without building its set each time.
-func hasAny(b []byte, set string) bool {
+// byteSet is a set of bytes.
+type byteSet [8]uint32
+
+func (m *byteSet) add(c byte)      { m[c>>5] |= 1 << (c & 31) }
+func (m *byteSet) has(c byte) bool { return m[c>>5]&(1<<(c&31)) != 0 }
+
+// any reports whether a byte of b is in the set.
+func (m *byteSet) any(b []byte) bool {
 	for _, c := range b {
-		for i := 0; i < len(set); i++ {
-			if c == set[i] {
-				return true
-			}
+		if m.has(c) {
+			return true
 		}
 	}
 	return false
 }
+
+// all reports whether every byte of b is in the set.
+func (m *byteSet) all(b []byte) bool {
+	for _, c := range b {
+		if !m.has(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// setOf is the set of the bytes of s.
+func setOf(s string) (m byteSet) {
+	for i := 0; i < len(s); i++ {
+		m.add(s[i])
+	}
+	return m
+}
+
+// The bytes that make readRequest leave a value to sipgo: in a Via (a
+// list, quotes, tabs), in a display name, in an address's parameters or
+// URI (plainAddress), in a plain URI (plainURI).
+var (
+	viaRefused        = setOf(",\"\t")
+	displayRefused    = setOf("\";>")
+	addrParamsRefused = setOf(" \t<>\",")
+	addrURIRefused    = setOf(" \t<\",")
+	uriRefused        = setOf(" \t\"<>[]")
+)
+
+// hostChars are the bytes of a host name or IPv4 address as plainHostPort
+// reads them.
+var hostChars = func() (m byteSet) {
+	for c := 0; c < 256; c++ {
+		if c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-' {
+			m.add(byte(c))
+		}
+	}
+	return m
+}()
 
 // cutLine returns the line data starts with, without its CRLF, and what
 // follows it; false when there is no CRLF.
@@ -509,7 +553,7 @@ func headerKind(name []byte) int {
 // which sipgo's ParseAddressValue reads instead.
 func plainAddress(v []byte) (tag, host []byte, hasTag, ok bool) {
 	lt := bytes.IndexByte(v, '<')
-	if lt < 0 || hasAny(v[:lt], "\";>") {
+	if lt < 0 || displayRefused.any(v[:lt]) {
 		return nil, nil, false, false
 	}
 	gt := bytes.IndexByte(v[lt:], '>')
@@ -517,7 +561,7 @@ func plainAddress(v []byte) (tag, host []byte, hasTag, ok bool) {
 		return nil, nil, false, false
 	}
 	uri, params := v[lt+1:lt+gt], v[lt+gt+1:]
-	if hasAny(params, " \t<>\",") || len(params) > 0 && params[0] != ';' || hasAny(uri, " \t<\",") {
+	if addrParamsRefused.any(params) || len(params) > 0 && params[0] != ';' || addrURIRefused.any(uri) {
 		return nil, nil, false, false
 	}
 	for len(params) > 0 { // each starts with ';'
@@ -554,7 +598,7 @@ func plainURI(uri []byte) (host []byte, port int, ok bool) {
 	default:
 		return nil, 0, false
 	}
-	if hasAny(uri, " \t\"<>[]") {
+	if uriRefused.any(uri) {
 		return nil, 0, false
 	}
 	for i, c := range uri {

@@ -2,6 +2,7 @@ package sip
 
 import (
 	"fmt"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	gosip "github.com/emiago/sipgo/sip"
 
 	"github.com/switchboard/switchboard/internal/siptest"
+	"github.com/switchboard/switchboard/registrar"
 )
 
 // rawRegisterCases are REGISTERs with credentials: %[1]s stands for the
@@ -169,4 +171,43 @@ func bindingsOf(t *testing.T, sw *testSwitch) string {
 			x.Contact, x.Q, x.Source, x.Transport, x.NAT, x.UserAgent, x.Instance, x.RegID, x.Local)
 	}
 	return b.String()
+}
+
+// BenchmarkRegistration compares what the registrar gets of a REGISTER
+// with credentials as SIPp sends it: read from its bytes (readRequest,
+// the worker's copy, registration) or parsed by sipgo (RequestOf).
+func BenchmarkRegistration(b *testing.B) {
+	auth := `Digest username="u000001",realm="` + testDomain + `",nonce="GO3oSIJxEapz4XSOFFPOb6vK3ObDvTosPFNSK1iUwBY",uri="sip:` + testDomain +
+		`",response="0123456789abcdef0123456789abcdef",algorithm=MD5,cnonce="6b8b4567",qop=auth,nc=00000001`
+	data := []byte(fmt.Sprintf(rawRegisterCases[0].msg, "127.0.0.1:5070", testDomain, "1-12345@127.0.0.1", auth))
+	local, remote := newTextAddr(netip.MustParseAddrPort("127.0.0.1:5060")), newTextAddr(netip.MustParseAddrPort("127.0.0.1:5070"))
+	b.Run("bytes", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			var r rawRequest
+			if !readRequest(&r, data, gosip.REGISTER) || !r.auth {
+				b.Fatal("not read")
+			}
+			j := &rawJob{r: r, data: append([]byte(nil), data...)}
+			j.r.rebase(data, j.data)
+			if _, ok := j.registration(local, remote); !ok {
+				b.Fatal("no registration")
+			}
+		}
+	})
+	b.Run("sipgo", func(b *testing.B) {
+		p := gosip.NewParser()
+		b.ReportAllocs()
+		for range b.N {
+			m, err := p.ParseSIP(data)
+			if err != nil {
+				b.Fatal(err)
+			}
+			req := m.(*gosip.Request)
+			req.SetTransport("UDP")
+			req.SetSource(remote.String())
+			req.SetDestination(local.String())
+			_ = registrar.RequestOf(req)
+		}
+	})
 }
