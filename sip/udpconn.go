@@ -23,6 +23,7 @@ import (
 // the one in its slot; the addresses handed out are never changed.
 type udpListener struct {
 	*net.UDPConn
+	raw     *rawUDP // its reads and writes (udpconn_linux.go); nil: net's
 	local   *textAddr
 	sources [sourceSlots]atomic.Pointer[textAddr]
 	seed    maphash.Seed
@@ -32,7 +33,7 @@ type udpListener struct {
 const sourceSlots = 256
 
 func newUDPListener(c *net.UDPConn) *udpListener {
-	return &udpListener{UDPConn: c, local: newTextAddr(c.LocalAddr().(*net.UDPAddr).AddrPort()), seed: maphash.MakeSeed()}
+	return &udpListener{UDPConn: c, raw: newRawUDP(c), local: newTextAddr(c.LocalAddr().(*net.UDPAddr).AddrPort()), seed: maphash.MakeSeed()}
 }
 
 // source returns the address ap with its text, from the table or new.
@@ -51,7 +52,14 @@ func (l *udpListener) LocalAddr() net.Addr { return l.local }
 
 // ReadFrom reads a datagram; its source comes with its text.
 func (l *udpListener) ReadFrom(b []byte) (int, net.Addr, error) {
-	n, ap, err := l.ReadFromUDPAddrPort(b)
+	var n int
+	var ap netip.AddrPort
+	var err error
+	if l.raw != nil {
+		n, ap, err = l.raw.read(b)
+	} else {
+		n, ap, err = l.ReadFromUDPAddrPort(b)
+	}
 	if err != nil {
 		return n, nil, err
 	}
@@ -60,6 +68,22 @@ func (l *udpListener) ReadFrom(b []byte) (int, net.Addr, error) {
 
 // WriteTo writes a datagram to addr, which may be a textAddr.
 func (l *udpListener) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if l.raw != nil {
+		var ap netip.AddrPort
+		switch a := addr.(type) {
+		case *textAddr:
+			ap = a.ap
+		case *net.UDPAddr:
+			ap = a.AddrPort()
+		}
+		if ap.IsValid() {
+			n, err := l.raw.write(b, ap)
+			if err != nil {
+				err = &net.OpError{Op: "write", Net: "udp", Source: l.local, Addr: addr, Err: err}
+			}
+			return n, err
+		}
+	}
 	if a, ok := addr.(*textAddr); ok {
 		return l.UDPConn.WriteTo(b, &a.UDPAddr)
 	}

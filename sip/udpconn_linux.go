@@ -1,0 +1,216 @@
+//go:build linux
+
+package sip
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// rawUDP reads and writes a UDP listener's datagrams with raw system calls
+// (RawSyscall rather than Syscall) on its non-blocking socket, waiting in
+// Go's netpoller, as net does, only when a read or write would block.
+//
+// A system call made through syscall.Syscall marks the goroutine's P as
+// in a system call; sysmon, seeing one there across two of its ticks,
+// hands the P to another thread. On the one core a switch runs on under
+// load that is a thread switch for nothing: recvfrom and sendto on a
+// non-blocking UDP socket never block, they only take a few microseconds
+// (on loopback sendto does the receiver's work too). In profiles of
+// registrations at 12,000/s sysmon waking every 20 µs and the thread
+// switches it caused were ~10 % of the switch's CPU. The media relay's
+// engine makes its system calls the same way (media/engine_linux.go).
+type rawUDP struct {
+	rc syscall.RawConn
+	v6 bool // an AF_INET6 socket: IPv4 destinations are written v4-mapped
+
+	rmu sync.Mutex // one read at a time: r is the read's state
+	r   rawRead
+	w   sync.Pool // *rawWrite
+}
+
+// sockaddrSize holds a struct sockaddr_in or sockaddr_in6.
+const sockaddrSize = unix.SizeofSockaddrInet6
+
+// rawRead is the state of a read and the function RawConn.Read calls,
+// made once so that a read allocates nothing.
+type rawRead struct {
+	buf  []byte
+	n    int
+	name [sockaddrSize]byte
+	nlen uint32
+	err  syscall.Errno
+	fn   func(fd uintptr) bool
+}
+
+// rawWrite is the same for a write.
+type rawWrite struct {
+	buf  []byte
+	n    int
+	name [sockaddrSize]byte
+	nlen uint32
+	err  syscall.Errno
+	fn   func(fd uintptr) bool
+}
+
+// newRawUDP returns the raw reads and writes of c, or nil when its socket
+// cannot be reached (c then reads and writes as net does).
+func newRawUDP(c *net.UDPConn) *rawUDP {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	u := &rawUDP{rc: rc}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		var sa unix.Sockaddr
+		if sa, serr = unix.Getsockname(int(fd)); serr == nil {
+			_, u.v6 = sa.(*unix.SockaddrInet6)
+		}
+	}); err != nil || serr != nil {
+		return nil
+	}
+	r := &u.r
+	r.fn = func(fd uintptr) bool {
+		for {
+			r.nlen = sockaddrSize
+			n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(unsafe.SliceData(r.buf))), uintptr(len(r.buf)), 0,
+				uintptr(unsafe.Pointer(&r.name[0])), uintptr(unsafe.Pointer(&r.nlen)))
+			switch errno {
+			case 0:
+				r.n, r.err = int(n), 0
+				return true
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				return false // wait until readable
+			default:
+				r.n, r.err = 0, errno
+				return true
+			}
+		}
+	}
+	u.w.New = func() any {
+		w := new(rawWrite)
+		w.fn = func(fd uintptr) bool {
+			for {
+				n, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(w.buf))), uintptr(len(w.buf)), 0,
+					uintptr(unsafe.Pointer(&w.name[0])), uintptr(w.nlen))
+				switch errno {
+				case 0:
+					w.n, w.err = int(n), 0
+					return true
+				case unix.EINTR:
+					continue
+				case unix.EAGAIN:
+					return false // the socket buffer is full: wait until writable
+				default:
+					w.n, w.err = 0, errno
+					return true
+				}
+			}
+		}
+		return w
+	}
+	return u
+}
+
+// read reads a datagram into b: its length and source.
+func (u *rawUDP) read(b []byte) (int, netip.AddrPort, error) {
+	u.rmu.Lock()
+	defer u.rmu.Unlock()
+	r := &u.r
+	r.buf = b
+	err := u.rc.Read(r.fn)
+	r.buf = nil
+	if err != nil {
+		return 0, netip.AddrPort{}, err // closed: net.ErrClosed
+	}
+	if r.err != 0 {
+		return 0, netip.AddrPort{}, os.NewSyscallError("recvfrom", r.err)
+	}
+	return r.n, sockaddrPort(&r.name), nil
+}
+
+// write writes b to ap.
+func (u *rawUDP) write(b []byte, ap netip.AddrPort) (int, error) {
+	w := u.w.Get().(*rawWrite)
+	defer u.w.Put(w)
+	var ok bool
+	if w.nlen, ok = putSockaddrPort(&w.name, ap, u.v6); !ok {
+		return 0, os.NewSyscallError("sendto", unix.EAFNOSUPPORT)
+	}
+	w.buf = b
+	err := u.rc.Write(w.fn)
+	w.buf = nil
+	if err != nil {
+		return 0, err
+	}
+	if w.err != 0 {
+		return 0, os.NewSyscallError("sendto", w.err)
+	}
+	return w.n, nil
+}
+
+// sockaddrPort reads a struct sockaddr_in or sockaddr_in6 (an IPv4 address
+// unmapped; an IPv6 scope as its interface's name, as net gives it).
+func sockaddrPort(b *[sockaddrSize]byte) netip.AddrPort {
+	port := binary.BigEndian.Uint16(b[2:4])
+	switch binary.NativeEndian.Uint16(b[0:2]) {
+	case unix.AF_INET:
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[4:8])), port)
+	case unix.AF_INET6:
+		a := netip.AddrFrom16([16]byte(b[8:24]))
+		if a.Is4In6() {
+			return netip.AddrPortFrom(a.Unmap(), port)
+		}
+		if scope := binary.NativeEndian.Uint32(b[24:28]); scope != 0 {
+			zone := strconv.FormatUint(uint64(scope), 10)
+			if ifc, err := net.InterfaceByIndex(int(scope)); err == nil {
+				zone = ifc.Name
+			}
+			a = a.WithZone(zone)
+		}
+		return netip.AddrPortFrom(a, port)
+	}
+	return netip.AddrPort{}
+}
+
+// putSockaddrPort writes ap as the sockaddr a socket of that family (v6:
+// AF_INET6) takes and returns its length; false if such a socket cannot
+// reach it.
+func putSockaddrPort(b *[sockaddrSize]byte, ap netip.AddrPort, v6 bool) (uint32, bool) {
+	a := ap.Addr()
+	if !v6 {
+		if !a.Unmap().Is4() {
+			return 0, false
+		}
+		binary.NativeEndian.PutUint16(b[0:2], unix.AF_INET)
+		binary.BigEndian.PutUint16(b[2:4], ap.Port())
+		*(*[4]byte)(b[4:8]) = a.Unmap().As4()
+		clear(b[8:16])
+		return unix.SizeofSockaddrInet4, true
+	}
+	binary.NativeEndian.PutUint16(b[0:2], unix.AF_INET6)
+	binary.BigEndian.PutUint16(b[2:4], ap.Port())
+	clear(b[4:8]) // flow info
+	*(*[16]byte)(b[8:24]) = a.As16()
+	var scope uint32
+	if z := a.Zone(); z != "" {
+		if n, err := strconv.ParseUint(z, 10, 32); err == nil {
+			scope = uint32(n)
+		} else if ifc, err := net.InterfaceByName(z); err == nil {
+			scope = uint32(ifc.Index)
+		}
+	}
+	binary.NativeEndian.PutUint32(b[24:28], scope)
+	return unix.SizeofSockaddrInet6, true
+}
