@@ -572,7 +572,7 @@ sipload_uas() {
 		>"$WORK/uas-$SERVER-$i.out" 2>&1 &
 	pid=$!
 	for ((w = 0; w < 100; w++)); do
-		if grep -q '^registered' "$WORK/uas-$SERVER-$i.out"; then
+		if grep -qs '^registered' "$WORK/uas-$SERVER-$i.out"; then
 			PIDS+=("$pid")
 			UAS_PIDS+=("$pid")
 			return 0
