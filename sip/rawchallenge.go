@@ -648,22 +648,13 @@ func (f *fastPath) rawChallenge(local, remote net.Addr, data []byte, method gosi
 	if !ok {
 		return false // banned: answer's 403
 	}
-	code, status := 401, "401 Unauthorized"
+	code, reason := 401, "Unauthorized"
 	if proxy {
-		code, status = 407, "407 Proxy Authentication Required"
+		code, reason = 407, "Proxy Authentication Required"
 	}
 	buf := f.bufs.Get().(*bytes.Buffer)
 	defer f.bufs.Put(buf)
-	buf.Reset()
-	buf.WriteString("SIP/2.0 " + status + "\r\n")
-	f.writeRawHead(buf, &r, remote)
-	for _, h := range hdrs {
-		buf.WriteString(h.Name())
-		buf.WriteString(": ")
-		buf.WriteString(h.Value())
-		buf.WriteString("\r\n")
-	}
-	buf.WriteString("\r\n")
+	f.writeRawAnswer(buf, &r, remote, code, reason, hdrs)
 
 	f.raw.Add(1)
 	s.Stats.Requests.Add(1)

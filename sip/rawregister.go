@@ -197,30 +197,24 @@ func (f *fastPath) registerRaw(j fastJob) {
 func (f *fastPath) respondRaw(j fastJob, code int, reason string, hdrs []gosip.Header) {
 	buf := f.bufs.Get().(*bytes.Buffer)
 	defer f.bufs.Put(buf)
+	f.writeRawAnswer(buf, &j.raw.r, j.remote, code, reason, hdrs)
+	f.raw.Add(1)
+	f.send(j.local, j.remote, buf.Bytes(), string(gosip.REGISTER), code)
+}
+
+// writeRawAnswer writes into buf (reset first) a stateless answer with
+// code and reason to r, a request from remote without a To tag, read from
+// its bytes: the Via, From, To, Call-ID and CSeq lines as they came, with
+// the top Via's rport and received filled in (rawVia.write) and the To
+// with the stateless tag the parsed path gives (statelessTag: the same
+// request hash), Content-Length 0, then hdrs.
+func (f *fastPath) writeRawAnswer(buf *bytes.Buffer, r *rawRequest, remote net.Addr, code int, reason string, hdrs []gosip.Header) {
 	buf.Reset()
 	buf.WriteString("SIP/2.0 ")
 	buf.WriteString(strconv.Itoa(code))
 	buf.WriteString(" ")
 	buf.WriteString(reason)
 	buf.WriteString("\r\n")
-	f.writeRawHead(buf, &j.raw.r, j.remote)
-	for _, h := range hdrs {
-		buf.WriteString(h.Name())
-		buf.WriteString(": ")
-		buf.WriteString(h.Value())
-		buf.WriteString("\r\n")
-	}
-	buf.WriteString("\r\n")
-	f.raw.Add(1)
-	f.send(j.local, j.remote, buf.Bytes(), string(gosip.REGISTER), code)
-}
-
-// writeRawHead writes the Via, From, To, Call-ID, CSeq and Content-Length
-// lines of a stateless answer to r, a request from remote without a To
-// tag, read from its bytes: as they came, with the top Via's rport and
-// received filled in (rawVia.write), and the To with the stateless tag
-// the parsed path gives (statelessTag: the same request hash).
-func (f *fastPath) writeRawHead(buf *bytes.Buffer, r *rawRequest, remote net.Addr) {
 	for i, v := range r.vias() {
 		buf.WriteString("Via: ")
 		if i == 0 {
@@ -243,4 +237,11 @@ func (f *fastPath) writeRawHead(buf *bytes.Buffer, r *rawRequest, remote net.Add
 	// In the parsed path's order: Content-Length comes with the response
 	// (sipstatus.NewResponse), the other headers after it.
 	buf.WriteString("\r\nContent-Length: 0\r\n")
+	for _, h := range hdrs {
+		buf.WriteString(h.Name())
+		buf.WriteString(": ")
+		buf.WriteString(h.Value())
+		buf.WriteString("\r\n")
+	}
+	buf.WriteString("\r\n")
 }
