@@ -226,8 +226,7 @@ func FuzzReadRequest(f *testing.F) {
 func checkRawRegister(t *testing.T, r *rawRequest, data []byte, m gosip.Message) {
 	t.Helper()
 	orig := append([]byte(nil), data...)
-	j := &rawJob{r: *r, data: append([]byte(nil), data...)}
-	j.r.rebase(data, j.data)
+	j := newRawJob(r, data)
 	for i := range data {
 		data[i] = 'X'
 	}

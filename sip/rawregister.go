@@ -47,11 +47,8 @@ func (f *fastPath) rawRegister(local, remote net.Addr, data []byte, r *rawReques
 	if r.nreg < 0 || r.route {
 		return false
 	}
-	raw := &rawJob{r: *r, data: make([]byte, len(data))}
-	copy(raw.data, data)
-	raw.r.rebase(data, raw.data)
 	select {
-	case f.queue <- fastJob{raw: raw, local: local, remote: remote}:
+	case f.queue <- fastJob{raw: newRawJob(r, data), local: local, remote: remote}:
 		return true
 	default:
 		return false
@@ -59,10 +56,17 @@ func (f *fastPath) rawRegister(local, remote net.Addr, data []byte, r *rawReques
 }
 
 // rawJob is a REGISTER with credentials as rawRegister queues it: what
-// readRequest read, pointing into data, the worker's copy of the datagram.
+// readRequest read, pointing into the worker's copy of the datagram.
 type rawJob struct {
-	r    rawRequest
-	data []byte
+	r rawRequest
+}
+
+// newRawJob is the rawJob of r, read from data: r pointed into a copy of
+// data (rebase), which the caller may then reuse.
+func newRawJob(r *rawRequest, data []byte) *rawJob {
+	j := &rawJob{r: *r}
+	j.r.rebase(data, append([]byte(nil), data...))
+	return j
 }
 
 // rebase points r's slices of data, the datagram it was read from, to the

@@ -188,8 +188,7 @@ func BenchmarkRegistration(b *testing.B) {
 			if !readRequest(&r, data, gosip.REGISTER) || !r.auth {
 				b.Fatal("not read")
 			}
-			j := &rawJob{r: r, data: append([]byte(nil), data...)}
-			j.r.rebase(data, j.data)
+			j := newRawJob(&r, data)
 			if _, ok := j.registration(local, remote); !ok {
 				b.Fatal("no registration")
 			}
