@@ -33,16 +33,16 @@ type rawUDP struct {
 	v6 bool // an AF_INET6 socket: IPv4 destinations are written v4-mapped
 
 	rmu sync.Mutex // one read at a time: r is the read's state
-	r   rawRead
-	w   sync.Pool // *rawWrite
+	r   rawIO
+	w   sync.Pool // *rawIO, a write's state
 }
 
 // sockaddrSize holds a struct sockaddr_in or sockaddr_in6.
 const sockaddrSize = unix.SizeofSockaddrInet6
 
-// rawRead is the state of a read and the function RawConn.Read calls,
-// made once so that a read allocates nothing.
-type rawRead struct {
+// rawIO is the state of a read or a write and the function RawConn.Read
+// or Write calls, made once so that a read or write allocates nothing.
+type rawIO struct {
 	buf  []byte
 	n    int
 	name [sockaddrSize]byte
@@ -51,14 +51,19 @@ type rawRead struct {
 	fn   func(fd uintptr) bool
 }
 
-// rawWrite is the same for a write.
-type rawWrite struct {
-	buf  []byte
-	n    int
-	name [sockaddrSize]byte
-	nlen uint32
-	err  syscall.Errno
-	fn   func(fd uintptr) bool
+// settle records the result of a recvfrom or sendto that was not
+// interrupted, and reports whether it is over (false: it would block, the
+// netpoller waits until the socket is ready and fn runs again).
+func (o *rawIO) settle(n uintptr, errno syscall.Errno) bool {
+	switch errno {
+	case 0:
+		o.n, o.err = int(n), 0
+	case unix.EAGAIN:
+		return false
+	default:
+		o.n, o.err = 0, errno
+	}
+	return true
 }
 
 // newRawUDP returns the raw reads and writes of c, or nil when its socket
@@ -84,37 +89,19 @@ func newRawUDP(c *net.UDPConn) *rawUDP {
 			r.nlen = sockaddrSize
 			n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(unsafe.SliceData(r.buf))), uintptr(len(r.buf)), 0,
 				uintptr(unsafe.Pointer(&r.name[0])), uintptr(unsafe.Pointer(&r.nlen)))
-			switch errno {
-			case 0:
-				r.n, r.err = int(n), 0
-				return true
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				return false // wait until readable
-			default:
-				r.n, r.err = 0, errno
-				return true
+			if errno != unix.EINTR {
+				return r.settle(n, errno)
 			}
 		}
 	}
 	u.w.New = func() any {
-		w := new(rawWrite)
+		w := new(rawIO)
 		w.fn = func(fd uintptr) bool {
 			for {
 				n, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(w.buf))), uintptr(len(w.buf)), 0,
 					uintptr(unsafe.Pointer(&w.name[0])), uintptr(w.nlen))
-				switch errno {
-				case 0:
-					w.n, w.err = int(n), 0
-					return true
-				case unix.EINTR:
-					continue
-				case unix.EAGAIN:
-					return false // the socket buffer is full: wait until writable
-				default:
-					w.n, w.err = 0, errno
-					return true
+				if errno != unix.EINTR {
+					return w.settle(n, errno)
 				}
 			}
 		}
@@ -142,7 +129,7 @@ func (u *rawUDP) read(b []byte) (int, netip.AddrPort, error) {
 
 // write writes b to ap.
 func (u *rawUDP) write(b []byte, ap netip.AddrPort) (int, error) {
-	w := u.w.Get().(*rawWrite)
+	w := u.w.Get().(*rawIO)
 	defer u.w.Put(w)
 	var ok bool
 	if w.nlen, ok = putSockaddrPort(&w.name, ap, u.v6); !ok {
