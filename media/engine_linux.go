@@ -3,7 +3,6 @@
 package media
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -14,6 +13,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/switchboard/switchboard/internal/sockaddr"
 )
 
 // The Linux engine: Config.Workers epoll loops, each serving the sockets of
@@ -40,7 +41,7 @@ const (
 	batchSize = 32   // datagrams per recvmmsg/sendmmsg
 	rxBufSize = 4096 // largest datagram relayed; larger ones are dropped as oversize
 	maxEvents = 256  // readiness events per epoll_wait
-	nameSize  = unix.SizeofSockaddrInet6
+	nameSize  = sockaddr.Size
 )
 
 // sock is one bound UDP socket of a stream.
@@ -468,16 +469,17 @@ func (l *loop) serve(k *sock) {
 		}
 		// Capped at the slot: SRTP grows a packet in place by its tag.
 		b := l.rxBufs[i*rxBufSize : i*rxBufSize+int(h.Len) : (i+1)*rxBufSize]
-		from := parseSockaddr(&l.rxNames[i])
+		from, _ := sockaddr.Parse(&l.rxNames[i])
 		out, dst, b, ok := s.accept(k.side, k.rtcp, b, from, now)
 		if !ok {
 			continue
 		}
-		if !putSockaddr(&l.txNames[m], dst, l.e.v6) {
+		namelen, ok := sockaddr.Put(&l.txNames[m], dst, 0, l.e.v6)
+		if !ok {
 			s.unsent(k.side, 1, uint64(len(b)))
 			continue
 		}
-		l.txHdrs[m].Hdr.Namelen = nameSizeFor(dst, l.e.v6)
+		l.txHdrs[m].Hdr.Namelen = namelen
 		l.txIovs[m].Base = &b[0]
 		l.txIovs[m].SetLen(len(b))
 		l.txOut[m] = out
@@ -540,57 +542,17 @@ func (e *engine) writeTo(k *sock, b []byte, dst netip.AddrPort) error {
 		return net.ErrClosed
 	}
 	var name [nameSize]byte
-	if !putSockaddr(&name, dst, e.v6) {
+	namelen, ok := sockaddr.Put(&name, dst, 0, e.v6)
+	if !ok {
 		return fmt.Errorf("media: cannot send to %v from this socket", dst)
 	}
 	_, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(k.fd),
 		uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), unix.MSG_DONTWAIT,
-		uintptr(unsafe.Pointer(&name[0])), uintptr(nameSizeFor(dst, e.v6)))
+		uintptr(unsafe.Pointer(&name[0])), uintptr(namelen))
 	if errno != 0 {
 		return errno
 	}
 	return nil
-}
-
-// parseSockaddr reads a struct sockaddr_in or sockaddr_in6.
-func parseSockaddr(b *[nameSize]byte) netip.AddrPort {
-	port := binary.BigEndian.Uint16(b[2:4])
-	switch binary.NativeEndian.Uint16(b[0:2]) {
-	case unix.AF_INET:
-		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[4:8])), port)
-	case unix.AF_INET6:
-		return netip.AddrPortFrom(netip.AddrFrom16([16]byte(b[8:24])).Unmap(), port)
-	}
-	return netip.AddrPort{}
-}
-
-// putSockaddr writes ap as the sockaddr a socket of the engine's family
-// takes, reporting false if it cannot be reached from such a socket.
-func putSockaddr(b *[nameSize]byte, ap netip.AddrPort, v6 bool) bool {
-	a := ap.Addr()
-	if !v6 {
-		if !a.Is4() {
-			return false
-		}
-		binary.NativeEndian.PutUint16(b[0:2], unix.AF_INET)
-		binary.BigEndian.PutUint16(b[2:4], ap.Port())
-		*(*[4]byte)(b[4:8]) = a.As4()
-		clear(b[8:16])
-		return true
-	}
-	binary.NativeEndian.PutUint16(b[0:2], unix.AF_INET6)
-	binary.BigEndian.PutUint16(b[2:4], ap.Port())
-	clear(b[4:8]) // flow info
-	*(*[16]byte)(b[8:24]) = a.As16()
-	clear(b[24:28]) // scope id
-	return true
-}
-
-func nameSizeFor(ap netip.AddrPort, v6 bool) uint32 {
-	if v6 {
-		return unix.SizeofSockaddrInet6
-	}
-	return unix.SizeofSockaddrInet4
 }
 
 // bindUDP opens a non-blocking UDP socket bound to ip:port.

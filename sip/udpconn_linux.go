@@ -3,7 +3,6 @@
 package sip
 
 import (
-	"encoding/binary"
 	"net"
 	"net/netip"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/switchboard/switchboard/internal/sockaddr"
 )
 
 // rawUDP reads and writes a UDP listener's datagrams with raw system calls
@@ -37,15 +38,12 @@ type rawUDP struct {
 	w   sync.Pool // *rawIO, a write's state
 }
 
-// sockaddrSize holds a struct sockaddr_in or sockaddr_in6.
-const sockaddrSize = unix.SizeofSockaddrInet6
-
 // rawIO is the state of a read or a write and the function RawConn.Read
 // or Write calls, made once so that a read or write allocates nothing.
 type rawIO struct {
 	buf  []byte
 	n    int
-	name [sockaddrSize]byte
+	name [sockaddr.Size]byte
 	nlen uint32
 	err  syscall.Errno
 	fn   func(fd uintptr) bool
@@ -86,7 +84,7 @@ func newRawUDP(c *net.UDPConn) *rawUDP {
 	r := &u.r
 	r.fn = func(fd uintptr) bool {
 		for {
-			r.nlen = sockaddrSize
+			r.nlen = sockaddr.Size
 			n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(unsafe.SliceData(r.buf))), uintptr(len(r.buf)), 0,
 				uintptr(unsafe.Pointer(&r.name[0])), uintptr(unsafe.Pointer(&r.nlen)))
 			if errno != unix.EINTR {
@@ -147,49 +145,27 @@ func (u *rawUDP) write(b []byte, ap netip.AddrPort) (int, error) {
 	return w.n, nil
 }
 
-// sockaddrPort reads a struct sockaddr_in or sockaddr_in6 (an IPv4 address
-// unmapped; an IPv6 scope as its interface's name, as net gives it).
-func sockaddrPort(b *[sockaddrSize]byte) netip.AddrPort {
-	port := binary.BigEndian.Uint16(b[2:4])
-	switch binary.NativeEndian.Uint16(b[0:2]) {
-	case unix.AF_INET:
-		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[4:8])), port)
-	case unix.AF_INET6:
-		a := netip.AddrFrom16([16]byte(b[8:24]))
-		if a.Is4In6() {
-			return netip.AddrPortFrom(a.Unmap(), port)
-		}
-		if scope := binary.NativeEndian.Uint32(b[24:28]); scope != 0 {
-			zone := strconv.FormatUint(uint64(scope), 10)
-			if ifc, err := net.InterfaceByIndex(int(scope)); err == nil {
-				zone = ifc.Name
-			}
-			a = a.WithZone(zone)
-		}
-		return netip.AddrPortFrom(a, port)
+// sockaddrPort reads a struct sockaddr_in or sockaddr_in6 (sockaddr.Parse:
+// an IPv4 address unmapped) with an IPv6 scope as its interface's name, as
+// net gives it.
+func sockaddrPort(b *[sockaddr.Size]byte) netip.AddrPort {
+	ap, scope := sockaddr.Parse(b)
+	if scope == 0 || !ap.Addr().Is6() {
+		return ap
 	}
-	return netip.AddrPort{}
+	zone := strconv.FormatUint(uint64(scope), 10)
+	if ifc, err := net.InterfaceByIndex(int(scope)); err == nil {
+		zone = ifc.Name
+	}
+	return netip.AddrPortFrom(ap.Addr().WithZone(zone), ap.Port())
 }
 
 // putSockaddrPort writes ap as the sockaddr a socket of that family (v6:
-// AF_INET6) takes and returns its length; false if such a socket cannot
-// reach it.
-func putSockaddrPort(b *[sockaddrSize]byte, ap netip.AddrPort, v6 bool) (uint32, bool) {
+// AF_INET6) takes and returns its length (sockaddr.Put, an IPv4 address
+// mapped or not, an IPv6 zone as its scope id); false if such a socket
+// cannot reach it.
+func putSockaddrPort(b *[sockaddr.Size]byte, ap netip.AddrPort, v6 bool) (uint32, bool) {
 	a := ap.Addr()
-	if !v6 {
-		if !a.Unmap().Is4() {
-			return 0, false
-		}
-		binary.NativeEndian.PutUint16(b[0:2], unix.AF_INET)
-		binary.BigEndian.PutUint16(b[2:4], ap.Port())
-		*(*[4]byte)(b[4:8]) = a.Unmap().As4()
-		clear(b[8:16])
-		return unix.SizeofSockaddrInet4, true
-	}
-	binary.NativeEndian.PutUint16(b[0:2], unix.AF_INET6)
-	binary.BigEndian.PutUint16(b[2:4], ap.Port())
-	clear(b[4:8]) // flow info
-	*(*[16]byte)(b[8:24]) = a.As16()
 	var scope uint32
 	if z := a.Zone(); z != "" {
 		if n, err := strconv.ParseUint(z, 10, 32); err == nil {
@@ -198,6 +174,5 @@ func putSockaddrPort(b *[sockaddrSize]byte, ap netip.AddrPort, v6 bool) (uint32,
 			scope = uint32(ifc.Index)
 		}
 	}
-	binary.NativeEndian.PutUint32(b[24:28], scope)
-	return unix.SizeofSockaddrInet6, true
+	return sockaddr.Put(b, netip.AddrPortFrom(a.Unmap(), ap.Port()), scope, v6)
 }
