@@ -380,7 +380,12 @@ func (f *fastPath) respond(j fastJob, res *gosip.Response) {
 // method, so that the console's trace store passes over the answer to a
 // REGISTER without reading its headers for the CSeq.
 func (f *fastPath) send(local, remote net.Addr, data []byte, method string, status int) {
-	c, err := f.s.ua.TransportLayer().GetConnection("udp", local.String())
+	f.sendFrom(local.String(), remote, data, method, status)
+}
+
+// sendFrom is send from the UDP listener at laddr.
+func (f *fastPath) sendFrom(laddr string, remote net.Addr, data []byte, method string, status int) {
+	c, err := f.s.ua.TransportLayer().GetConnection("udp", laddr)
 	if err != nil || c == nil {
 		return // the listener is closing
 	}
@@ -393,7 +398,7 @@ func (f *fastPath) send(local, remote net.Addr, data []byte, method string, stat
 		f.s.log.Debug("response not sent", "status", status, "error", err)
 		return
 	}
-	f.s.observeSent(local, remote, data, method)
+	f.s.observeSent(laddr, remote, data, method)
 }
 
 // statelessTag is the To tag of a stateless response to req: a keyed hash

@@ -234,12 +234,12 @@ func traceWire(sent bool, transport, laddr, raddr string, data []byte) {
 // observeSent tells the server's Observer of a message it sent on a UDP
 // listener without sipgo's wire hook (the REGISTER fast path), with its
 // method.
-func (s *Server) observeSent(local, remote net.Addr, data []byte, method string) {
+func (s *Server) observeSent(laddr string, remote net.Addr, data []byte, method string) {
 	if s.cfg.Observer == nil {
 		return
 	}
 	msg := messages.Get().(*Message)
-	*msg = Message{Sent: true, Transport: "udp", Data: data, Method: method, laddr: local.String(), raddr: remote.String()}
+	*msg = Message{Sent: true, Transport: "udp", Data: data, Method: method, laddr: laddr, raddr: remote.String()}
 	s.cfg.Observer(msg)
 	*msg = Message{}
 	messages.Put(msg)

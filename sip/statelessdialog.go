@@ -172,6 +172,14 @@ func (f *fastPath) takeResponse(remote net.Addr, data []byte) bool {
 	if v, ok := headerValue(data, "Via", "v"); !ok || !bytes.Contains(v, []byte(statelessBranch)) {
 		return false
 	}
+	// From its bytes when it reads plainly (rawresponse.go).
+	if r := new(rawResponse); !f.noRaw.Load() && readResponse(r, data) {
+		if f.forwardRawResponse(r, data) {
+			f.raw.Add(1)
+			f.dialog.Add(1)
+		}
+		return true
+	}
 	msg, err := f.parser.ParseSIP(data)
 	if err != nil {
 		return false

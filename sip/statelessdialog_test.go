@@ -42,8 +42,10 @@ func TestStatelessAckAndBye(t *testing.T) {
 	// The counter is added after the send, so a peer can see the packet
 	// first: wait for it rather than read it once.
 	eventually(t, 5*time.Second, "the ACK and both BYEs forwarded statelessly", func() bool { return f.dialog.Load()-before == 3 })
+	raw := f.raw.Load()
 	bob.Reply(first, 200, "OK")
 	wantStatus(t, alice.WaitFinal(bye), 200)
+	eventually(t, 5*time.Second, "the BYE's 200 sent on from its bytes (rawresponse.go)", func() bool { return f.raw.Load() > raw })
 	eventually(t, 5*time.Second, "the ACK, both BYEs and the 200 from the read loop forwarded statelessly", func() bool { return f.dialog.Load()-before == 4 })
 	sw.record(inv.Get("Call-ID"), "ended by the BYE", func(r cdr.Record) bool { return !r.Ended.IsZero() && r.HangupBy == "caller" })
 	eventually(t, 10*time.Second, "no transaction left", func() bool { return sw.srv.LiveTransactions() == 0 })
