@@ -142,7 +142,7 @@ func (f *fastPath) take(local, remote net.Addr, data []byte) bool {
 	case bytes.HasPrefix(data, []byte("BYE ")):
 		return f.takeInDialog(local, remote, data, gosip.BYE)
 	case bytes.HasPrefix(data, []byte("SIP/2.0 ")):
-		return f.takeResponse(remote, data)
+		return f.takeResponse(remote, data) || f.takeBranchResponse(remote, data)
 	default:
 		return false
 	}

@@ -111,13 +111,16 @@ func (f *fork) start(ctx context.Context, targets []target, recordRoute bool) er
 			continue
 		}
 		txCtx, cancel := connectContext(ctx, fwd)
+		key, inbox := s.inboxes.expect(fwd) // before a response can come
 		tx, err := s.transactionRequest(txCtx, fwd)
 		cancel()
 		if err != nil {
+			s.inboxes.abandon(key, inbox)
 			s.log.Debug("branch not sent", "dest", t.dest, "transport", t.transport, "error", err)
 			setupErr = status(503, "Service Unavailable", err)
 			continue
 		}
+		s.inboxes.start(key, inbox, tx)
 		b := &branch{req: fwd, tx: tx, armed: make(chan struct{})}
 		if req.IsInvite() {
 			// 2xx retransmissions from downstream go up statelessly

@@ -260,3 +260,23 @@ func TestTimerCWithoutProvisional(t *testing.T) {
 	alice.Send(siptest.Ack(inv, res))
 	bob.ExpectNone(siptest.IsRequest("CANCEL"), 100*time.Millisecond, "CANCEL without a provisional response (RFC 3261 §9.1)")
 }
+
+// TestProvisionalBeforeFinal: a 180 and the 200 the callee sends right
+// after it reach the caller in that order (responseorder.go): sipgo's
+// goroutine per message, the last one started running first, had the
+// fork see the 200 first and drop the 180.
+func TestProvisionalBeforeFinal(t *testing.T) {
+	sw := startSwitch(t)
+	bob := sw.registered("bob", "")
+	alice := sw.registered("alice", "")
+	for i := range 50 {
+		inv := invite(t, alice, "bob")
+		answer(t, bob, bob.WaitRequest("INVITE"))
+		first := alice.Wait(siptest.IsResponseTo(inv, 101, 699), 5*time.Second, "the 180").(*gosip.Response)
+		if first.StatusCode != 180 {
+			t.Errorf("call %d: the caller got %d before the 180", i, first.StatusCode)
+		}
+		ok := alice.WaitResponse(inv, 200, 200)
+		alice.Send(alice.UACDialog(inv, ok).Request("ACK"))
+	}
+}

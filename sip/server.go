@@ -89,6 +89,9 @@ type Server struct {
 	reg   Registrar
 	auth  Authenticator
 	calls *callTracker
+	// inboxes hands the fork's branches over UDP their responses in
+	// order (responseorder.go).
+	inboxes branchInboxes
 
 	ua     *sipgo.UserAgent
 	srv    *sipgo.Server
