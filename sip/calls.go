@@ -179,7 +179,12 @@ func (t *callTracker) failed(c *call, code int, reason, by string) {
 // bye records the end of an answered call; who hung up is told by the
 // From tag of the BYE.
 func (t *callTracker) bye(req *gosip.Request) {
-	id := req.CallID().Value()
+	tag, _ := req.From().Params.Get("tag")
+	t.byeFrom(req.CallID().Value(), tag)
+}
+
+// byeFrom is bye for the BYE of call id with From tag fromTag.
+func (t *callTracker) byeFrom(id, fromTag string) {
 	t.mu.Lock()
 	c, ok := t.calls[id]
 	if !ok || c.ended {
@@ -189,7 +194,7 @@ func (t *callTracker) bye(req *gosip.Request) {
 	ms := t.endLocked(c)
 	t.mu.Unlock()
 	by := "callee"
-	if tag, _ := req.From().Params.Get("tag"); tag == c.callerTag {
+	if fromTag == c.callerTag {
 		by = "caller"
 	}
 	t.recordEnd(id, ms, 200, "BYE", by)

@@ -58,11 +58,16 @@ func (s *Server) signRecordRoute(u *gosip.Uri, req *gosip.Request) {
 // party sent it: the caller's tag is the From tag of the caller's requests
 // and the To tag of the callee's.
 func (s *Server) dialogSigned(req *gosip.Request, token string) bool {
+	return s.signs(token, req.CallID().Value(), dialogTags(req))
+}
+
+// signs reports whether token signs the dialog of call callID whose
+// party's tag is one of tags.
+func (s *Server) signs(token, callID string, tags []string) bool {
 	if token == "" {
 		return false
 	}
-	callID := req.CallID().Value()
-	for _, tag := range dialogTags(req) {
+	for _, tag := range tags {
 		if hmac.Equal([]byte(token), []byte(s.dialogToken(callID, tag))) {
 			return true
 		}

@@ -92,6 +92,9 @@ type fastJob struct {
 	// raw, instead of req, is a REGISTER with credentials read from its
 	// bytes (rawRegister, registerRaw).
 	raw *rawJob
+	// dlg, instead of req, is an ACK or a BYE read from its bytes
+	// (rawindialog.go).
+	dlg *rawDialogJob
 }
 
 // fastWorkers is the size of the worker pool: enough that a worker waiting
@@ -297,6 +300,10 @@ func (f *fastPath) work(stop <-chan struct{}) {
 		case j := <-f.queue:
 			if j.raw != nil {
 				f.registerRaw(j)
+				continue
+			}
+			if j.dlg != nil {
+				f.inDialogRaw(j)
 				continue
 			}
 			switch j.req.Method {

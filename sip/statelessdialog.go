@@ -75,6 +75,23 @@ func (b *inviteBranches) has(br string) bool {
 // (a To tag), and for an ACK one that no INVITE server transaction waits
 // for. It reports whether it did; false leaves it to sipgo.
 func (f *fastPath) takeInDialog(local, remote net.Addr, data []byte, method gosip.RequestMethod) bool {
+	// From its bytes when it reads plainly (rawindialog.go); when the
+	// queue is full, the parsed path below answers as before.
+	var r rawInDialog
+	if !f.noRaw.Load() && readInDialog(&r, data, method) {
+		if method == gosip.ACK && f.s.invites.has(r.branch) {
+			return false
+		}
+		if t, _ := f.s.calls.trunkOf(r.callID); t != nil {
+			return false // see below, and rewriteTrunkHop
+		}
+		d := &rawDialogJob{r: r, data: append([]byte(nil), data...)} // the loop's buffer
+		select {
+		case f.queue <- fastJob{local: local, remote: remote, dlg: d}:
+			return true
+		default:
+		}
+	}
 	req := f.parseRequest(data)
 	if req == nil || req.Method != method || !isInDialog(req) {
 		return false

@@ -22,10 +22,11 @@ func TestStatelessAckAndBye(t *testing.T) {
 	ok := alice.WaitResponse(inv, 200, 200)
 	ad := alice.UACDialog(inv, ok)
 
-	before := f.dialog.Load()
+	before, raw := f.dialog.Load(), f.raw.Load()
 	alice.Send(ad.Request("ACK"))
 	bob.WaitRequest("ACK")
 	eventually(t, 5*time.Second, "the ACK forwarded statelessly", func() bool { return f.dialog.Load()-before == 1 })
+	eventually(t, 5*time.Second, "the ACK forwarded from its bytes (rawindialog.go)", func() bool { return f.raw.Load() == raw+1 })
 
 	bye := ad.Request("BYE")
 	alice.Send(bye)
@@ -42,7 +43,10 @@ func TestStatelessAckAndBye(t *testing.T) {
 	// The counter is added after the send, so a peer can see the packet
 	// first: wait for it rather than read it once.
 	eventually(t, 5*time.Second, "the ACK and both BYEs forwarded statelessly", func() bool { return f.dialog.Load()-before == 3 })
-	raw := f.raw.Load()
+	if got := f.raw.Load() - raw; got != 3 {
+		t.Errorf("%d forwarded from their bytes, want the ACK and both BYEs", got)
+	}
+	raw = f.raw.Load()
 	bob.Reply(first, 200, "OK")
 	wantStatus(t, alice.WaitFinal(bye), 200)
 	eventually(t, 5*time.Second, "the BYE's 200 sent on from its bytes (rawresponse.go)", func() bool { return f.raw.Load() > raw })
