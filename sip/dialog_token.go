@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"hash"
-	"io"
 
 	gosip "github.com/emiago/sipgo/sip"
 )
@@ -25,26 +24,45 @@ const dialogParam = "sbd"
 // share (it is the From tag of the caller's requests and the To tag of the
 // callee's).
 func (s *Server) dialogToken(callID, callerTag string) string {
-	m := s.getMAC()
-	defer s.macs.Put(m)
-	io.WriteString(m, "dialog\x00")
-	io.WriteString(m, callID)
-	m.Write([]byte{0})
-	io.WriteString(m, callerTag)
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(m.Sum(sum[:0])[:10])
+	sum := s.mac("dialog\x00", callID, "\x00", callerTag)
+	return hex.EncodeToString(sum[:10])
+}
+
+// macState is a pooled HMAC-SHA256 keyed with the server's secret, and
+// the buffers that feed it and take its sum: an HMAC is written through
+// an interface, so strings written to it and the slice its Sum appends
+// to would each be allocated (five allocations for the two dialog tokens
+// and the branch MAC of one forwarded BYE).
+type macState struct {
+	h       hash.Hash
+	in, out []byte
 }
 
 // getMAC returns an HMAC-SHA256 keyed with the server's secret, from a
 // pool: hmac.New allocates ~0.5 KiB (two SHA-256 states and the padded
 // key), which a call paid four times (its branches and Record-Route).
 // Put it back with s.macs.Put.
-func (s *Server) getMAC() hash.Hash {
-	if m, ok := s.macs.Get().(hash.Hash); ok {
-		m.Reset()
+func (s *Server) getMAC() *macState {
+	if m, ok := s.macs.Get().(*macState); ok {
+		m.h.Reset()
 		return m
 	}
-	return hmac.New(sha256.New, s.secret[:])
+	return &macState{h: hmac.New(sha256.New, s.secret[:])}
+}
+
+// mac is the HMAC-SHA256 under the server's secret of the parts, one
+// after the other.
+func (s *Server) mac(parts ...string) (sum [sha256.Size]byte) {
+	m := s.getMAC()
+	defer s.macs.Put(m)
+	m.in = m.in[:0]
+	for _, p := range parts {
+		m.in = append(m.in, p...)
+	}
+	m.h.Write(m.in)
+	m.out = m.h.Sum(m.out[:0])
+	copy(sum[:], m.out)
+	return sum
 }
 
 // signRecordRoute adds the dialog signature to one of our Record-Route

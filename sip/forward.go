@@ -2,10 +2,8 @@ package sip
 
 import (
 	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -197,11 +195,8 @@ func (s *Server) branch(hash string, stateless bool) string {
 }
 
 func (s *Server) tokenMAC(r string) string {
-	m := s.getMAC()
-	defer s.macs.Put(m)
-	io.WriteString(m, r)
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(m.Sum(sum[:0])[:4])
+	sum := s.mac(r)
+	return hex.EncodeToString(sum[:4])
 }
 
 // ourBranch reports whether a branch parameter was made by this server.

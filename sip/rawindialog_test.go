@@ -241,3 +241,22 @@ func BenchmarkInDialog(b *testing.B) {
 		}
 	})
 }
+
+// TestWriteVia: writeVia writes what sipgo's StringWrite writes.
+func TestWriteVia(t *testing.T) {
+	for _, host := range []string{"192.0.2.1", "2001:db8::1", "::ffff:192.0.2.1", "fe80::1%eth0", "pbx.example.com"} {
+		for _, port := range []int{0, 5060} {
+			v := &gosip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: "UDP", Host: host, Port: port, Params: gosip.NewParams()}
+			v.Params.Add("branch", "z9hG4bK-1")
+			v.Params.Add("rport", "")
+			v.Params.Add("x", "a b")
+			var got, want bytes.Buffer
+			writeVia(&got, v)
+			v.StringWrite(&want)
+			want.WriteString("\r\n")
+			if got.String() != want.String() {
+				t.Errorf("wrote %q, sipgo %q", got.String(), want.String())
+			}
+		}
+	}
+}

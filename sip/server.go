@@ -111,7 +111,7 @@ type Server struct {
 	closeMu  sync.Once
 
 	secret   [32]byte  // keys the MACs in our branch parameters
-	macs     sync.Pool // hash.Hash: HMAC-SHA256 keyed with secret (getMAC)
+	macs     sync.Pool // *macState: HMAC-SHA256 keyed with secret (getMAC)
 	draining atomic.Bool
 	inflight atomic.Int64 // requests being handled
 
