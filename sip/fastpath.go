@@ -401,6 +401,15 @@ func (f *fastPath) sendFrom(laddr string, remote net.Addr, data []byte, method s
 	if !ok {
 		return
 	}
+	if a, ok := remote.(*net.UDPAddr); ok {
+		if l, ok := uc.PacketConn.(*udpListener); ok {
+			// With its text from the listener's table of peers: the
+			// console's trace asks for it (3 allocations to format).
+			// (Unmapped, as the table's keys are: rawUDP reads them so.)
+			ap := a.AddrPort()
+			remote = l.source(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+		}
+	}
 	if _, err := uc.PacketConn.WriteTo(data, remote); err != nil {
 		f.s.log.Debug("response not sent", "status", status, "error", err)
 		return
