@@ -390,27 +390,24 @@ func (f *fastPath) send(local, remote net.Addr, data []byte, method string, stat
 	f.sendFrom(local.String(), remote, data, method, status)
 }
 
-// sendFrom is send from the UDP listener at laddr.
+// sendFrom is send from the UDP listener at laddr: written on the
+// listener itself (sipgo's GetConnection, which found it before, logs
+// its arguments at debug level whether or not that is on: three
+// allocations per send).
 func (f *fastPath) sendFrom(laddr string, remote net.Addr, data []byte, method string, status int) {
-	c, err := f.s.ua.TransportLayer().GetConnection("udp", laddr)
-	if err != nil || c == nil {
-		return // the listener is closing
-	}
-	defer release(c)
-	uc, ok := c.(*gosip.UDPConnection)
+	pc, ok := f.s.udpSockets[laddr]
 	if !ok {
+		f.s.log.Debug("response not sent", "status", status, "error", "no UDP listener at "+laddr)
 		return
 	}
 	if a, ok := remote.(*net.UDPAddr); ok {
-		if l, ok := uc.PacketConn.(*udpListener); ok {
-			// With its text from the listener's table of peers: the
-			// console's trace asks for it (3 allocations to format).
-			// (Unmapped, as the table's keys are: rawUDP reads them so.)
-			ap := a.AddrPort()
-			remote = l.source(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
-		}
+		// With its text from the listener's table of peers: the
+		// console's trace asks for it (3 allocations to format).
+		// (Unmapped, as the table's keys are: rawUDP reads them so.)
+		ap := a.AddrPort()
+		remote = pc.source(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
 	}
-	if _, err := uc.PacketConn.WriteTo(data, remote); err != nil {
+	if _, err := pc.WriteTo(data, remote); err != nil {
 		f.s.log.Debug("response not sent", "status", status, "error", err)
 		return
 	}

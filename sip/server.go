@@ -92,6 +92,10 @@ type Server struct {
 	// inboxes hands the fork's branches over UDP their responses in
 	// order (responseorder.go).
 	inboxes branchInboxes
+	// udpSockets are the UDP listeners by their local address's text
+	// (sipgo's key for them), for the fast path's writes; filled in New,
+	// read-only after.
+	udpSockets map[string]*udpListener
 
 	ua     *sipgo.UserAgent
 	srv    *sipgo.Server
@@ -315,6 +319,10 @@ func (s *Server) listen(ctx context.Context) error {
 			}
 			pc := newUDPListener(raw.(*net.UDPConn))
 			s.addIface("udp", pc.LocalAddr())
+			if s.udpSockets == nil {
+				s.udpSockets = map[string]*udpListener{}
+			}
+			s.udpSockets[pc.LocalAddr().String()] = pc
 			s.closers = append(s.closers, pc.Close)
 			s.serve(func() error { return s.srv.ServeUDP(pc) })
 		case "tcp", "tls":
