@@ -392,8 +392,8 @@ func (f *fastPath) send(local, remote net.Addr, data []byte, method string, stat
 
 // sendFrom is send from the UDP listener at laddr: written on the
 // listener itself (sipgo's GetConnection, which found it before, logs
-// its arguments at debug level whether or not that is on: three
-// allocations per send).
+// its arguments at debug level whether or not that is on: two
+// allocations per send; docs/upstream/sipgo-getconnection-debug.md).
 func (f *fastPath) sendFrom(laddr string, remote net.Addr, data []byte, method string, status int) {
 	pc, ok := f.s.udpSockets[laddr]
 	if !ok {
